@@ -1,0 +1,1 @@
+"""titlecraft core: everything except the terminal UI (models, generation, store, data, training)."""

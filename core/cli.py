@@ -1,0 +1,59 @@
+"""The ``titlecraft`` command line: subcommands are discovered from the modules in core.commands."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+import warnings
+from collections.abc import Sequence
+
+from core import commands
+from core.errors import TitlecraftError, TitlecraftWarning
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]:
+    """Build the parser with every subcommand found in core.commands registered."""
+    parser = argparse.ArgumentParser(prog="titlecraft", description="Title your papers with a curated small LM.")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module_info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"{commands.__name__}.{module_info.name}")
+        module.register(subparsers)
+    return parser, subparsers
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):  # noqa: ARG001
+    """Print our own warnings as one readable line instead of Python's source-location format."""
+    if issubclass(category, TitlecraftWarning):
+        print(f"warning: {message}", file=sys.stderr)
+    else:
+        _default_showwarning(message, category, filename, lineno, file, line)
+
+
+_default_showwarning = warnings.showwarning
+
+
+def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """Dispatch parsed arguments; user-facing errors become one line on stderr and exit status 2."""
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 1
+    warnings.showwarning = _show_warning
+    try:
+        return int(args.func(args) or 0)
+    except TitlecraftError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser, _ = build_parser()
+    return run(parser.parse_args(argv), parser)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

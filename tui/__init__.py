@@ -1,0 +1,1 @@
+"""titlecraft's Textual app: a thin shell over core."""
