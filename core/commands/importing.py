@@ -1,0 +1,37 @@
+"""``titlecraft import FILE``: queue abstracts (and curated titles from SFT exports) for curation."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from core.importer import import_file
+from core.store import DB_PATH_ENV, Store
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "import",
+        help="queue abstracts from JSONL, CSV, parquet, an SFT export or plain text",
+        description=(
+            "Queue abstracts for curation. JSONL/CSV/parquet rows need an 'abstract' column and may have "
+            "'title' (kept as the reference title) and 'arxiv_id'; SFT exports ({prompt, completion}) "
+            "import their titles as curated; other files are plain text, abstracts separated by blank lines."
+        ),
+    )
+    parser.add_argument("file", type=Path, help="the file to import")
+    parser.add_argument("--db", type=Path, help=f"the store (default: ${DB_PATH_ENV} or data/titlecraft.db)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    with Store(args.db) as store:
+        summary = import_file(store, args.file)
+    for problem in summary.problems:
+        print(f"error: {problem}", file=sys.stderr)
+    print(
+        f"imported {summary.imported}, already present {summary.already_present}, "
+        f"errors {len(summary.problems)} (into {store.path})"
+    )
+    return 1 if summary.problems else 0

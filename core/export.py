@@ -1,0 +1,228 @@
+"""Write curated pairs as fine-tuning data, in the shapes trainers already read.
+
+Prompts come from core.prompts, the same templates training and generation use. Every export reads one
+snapshot of the store (a decision made meanwhile is either wholly in it or not at all) and is written to
+a temporary file that is renamed into place, so a failed export never leaves half a file behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import os
+import secrets
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from core.errors import TitlecraftError
+from core.prompts import chat_messages, completion_prompt, completion_target
+from core.store import CuratedPair, RejectedCandidate, Store
+
+FORMATS = ("sft", "chat", "dpo", "parquet", "csv", "hf")
+PAIR_COLUMNS = ("arxiv_id", "title", "abstract", "categories", "date", "source")
+PROVENANCE_COLUMNS = (
+    "action",
+    "decided_at",
+    "model_spec",
+    "model_id",
+    "params",
+    "seed",
+    "device",
+    "candidate_rank",
+    "candidate_score",
+    "candidate_text",
+    "reference_title",
+    "abstract_id",
+    "decision_id",
+)
+TABLE_COLUMNS = PAIR_COLUMNS + PROVENANCE_COLUMNS
+_INTEGER_COLUMNS = {"seed", "candidate_rank", "abstract_id", "decision_id"}
+_FLOAT_COLUMNS = {"candidate_score"}
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    path: Path
+    format: str
+    rows: int
+
+
+def parse_since(text: str) -> str:
+    """A --since value as the store compares it: a YYYY-MM-DD date, or an ISO time converted to UTC."""
+    try:
+        return date.fromisoformat(text).isoformat()
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise TitlecraftError(f"--since expects a date like 2026-05-01 or an ISO time, not {text!r}") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def export(
+    store: Store, format_name: str, out: str | Path, since: str | None = None, model: str | None = None
+) -> ExportResult:
+    """Export the curated pairs (optionally only those decided since a date, or titled by one model)."""
+    if format_name not in FORMATS:
+        raise TitlecraftError(f"unknown export format {format_name!r}; choose one of {', '.join(FORMATS)}")
+    out = Path(out)
+    since = parse_since(since) if since is not None else None
+    with store.snapshot():
+        pairs = store.curated_pairs(since=since, model=model)
+        rejected = store.rejected_candidates() if format_name == "dpo" else []
+    if format_name == "sft":
+        rows = _write_jsonl(out, sft_records(pairs))
+    elif format_name == "chat":
+        rows = _write_jsonl(out, chat_records(pairs))
+    elif format_name == "dpo":
+        rows = _write_jsonl(out, preference_records(pairs, rejected))
+    elif format_name == "csv":
+        rows = _write_csv(out, table_rows(pairs))
+    elif format_name == "parquet":
+        rows = _write_parquet(out, table_rows(pairs))
+    else:
+        rows = _write_dataset(out, table_rows(pairs))
+    return ExportResult(out, format_name, rows)
+
+
+def sft_records(pairs: Sequence[CuratedPair]) -> list[dict[str, str]]:
+    return [{"prompt": completion_prompt(pair.abstract), "completion": completion_target(pair.title)} for pair in pairs]
+
+
+def chat_records(pairs: Sequence[CuratedPair]) -> list[dict[str, Any]]:
+    return [
+        {"messages": [*chat_messages(pair.abstract), {"role": "assistant", "content": pair.title}]}
+        for pair in pairs
+    ]
+
+
+def preference_records(pairs: Sequence[CuratedPair], rejected: Sequence[RejectedCandidate]) -> list[dict[str, str]]:
+    """TRL's DPO shape: the curated title against each rejected candidate of the same abstract."""
+    rejected_by_abstract: dict[int, list[RejectedCandidate]] = {}
+    for candidate in rejected:
+        rejected_by_abstract.setdefault(candidate.abstract_id, []).append(candidate)
+    return [
+        {
+            "prompt": completion_prompt(pair.abstract),
+            "chosen": completion_target(pair.title),
+            "rejected": completion_target(candidate.text),
+        }
+        for pair in pairs
+        for candidate in rejected_by_abstract.get(pair.abstract_id, [])
+        if candidate.text != pair.title
+    ]
+
+
+def table_rows(pairs: Sequence[CuratedPair]) -> list[dict[str, Any]]:
+    """The shared pair format plus provenance. ``date`` is the paper's when known, else the decision's."""
+    return [
+        {
+            "arxiv_id": pair.arxiv_id,
+            "title": pair.title,
+            "abstract": pair.abstract,
+            "categories": pair.categories,
+            "date": pair.date or pair.decided_at[:10],
+            "source": pair.source,
+            "action": pair.action,
+            "decided_at": pair.decided_at,
+            "model_spec": pair.model_spec,
+            "model_id": pair.model_id,
+            "params": json.dumps(pair.params, sort_keys=True, ensure_ascii=False) if pair.params is not None else None,
+            "seed": pair.seed,
+            "device": pair.device,
+            "candidate_rank": pair.candidate_rank,
+            "candidate_score": pair.candidate_score,
+            "candidate_text": pair.candidate_text,
+            "reference_title": pair.reference_title,
+            "abstract_id": pair.abstract_id,
+            "decision_id": pair.decision_id,
+        }
+        for pair in pairs
+    ]
+
+
+@contextlib.contextmanager
+def _replaced_atomically(out: Path) -> Iterator[Path]:
+    """Yield an unused path beside ``out``; rename it onto ``out`` only if the block succeeds."""
+    if out.is_dir():
+        raise TitlecraftError(f"{out} is a folder; give a file path for this export format")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    temporary = out.with_name(f".{out.name}.{secrets.token_hex(6)}.partial")
+    try:
+        yield temporary
+        with temporary.open("rb") as written:
+            os.fsync(written.fileno())
+        os.replace(temporary, out)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def _write_jsonl(out: Path, records: list[dict[str, Any]]) -> int:
+    with _replaced_atomically(out) as temporary, temporary.open("x", encoding="utf-8", newline="\n") as file:
+        for record in records:
+            file.write(json.dumps(record, ensure_ascii=False) + "\n")
+    return len(records)
+
+
+def _write_csv(out: Path, rows: list[dict[str, Any]]) -> int:
+    with _replaced_atomically(out) as temporary, temporary.open("x", encoding="utf-8", newline="") as file:
+        writer = csv.DictWriter(file, fieldnames=TABLE_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    return len(rows)
+
+
+def _arrow_table(rows: list[dict[str, Any]]):
+    import pyarrow as pa
+
+    def column_type(name: str):
+        if name in _INTEGER_COLUMNS:
+            return pa.int64()
+        return pa.float64() if name in _FLOAT_COLUMNS else pa.string()
+
+    schema = pa.schema([(name, column_type(name)) for name in TABLE_COLUMNS])
+    return pa.Table.from_pylist(rows, schema=schema)
+
+
+def _write_parquet(out: Path, rows: list[dict[str, Any]]) -> int:
+    import pyarrow.parquet as pq
+
+    table = _arrow_table(rows)
+    with _replaced_atomically(out) as temporary:
+        pq.write_table(table, temporary)
+    return len(rows)
+
+
+def _write_dataset(out: Path, rows: list[dict[str, Any]]) -> int:
+    """A ``datasets`` folder (load it with ``datasets.load_from_disk``), swapped in whole."""
+    import datasets
+
+    if out.exists() and not out.is_dir():
+        raise TitlecraftError(f"{out} is a file; the hf format writes a folder")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    table = _arrow_table(rows)
+    dataset = datasets.Dataset.from_list(rows, features=datasets.Features.from_arrow_schema(table.schema))
+    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".partial"))
+    try:
+        dataset.save_to_disk(staging / "dataset")
+        previous = staging / "previous"
+        if out.exists():
+            os.replace(out, previous)
+        try:
+            os.replace(staging / "dataset", out)
+        except OSError:
+            if previous.exists():
+                os.replace(previous, out)
+            raise
+    finally:
+        shutil.rmtree(staging)
+    return len(rows)

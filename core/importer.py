@@ -1,0 +1,249 @@
+"""Queue abstracts for curation from JSONL, CSV, parquet, plain text, or a titlecraft SFT export.
+
+A row with a ``title`` column keeps it as the reference title (the paper's real title). A row of an SFT
+export (``{"prompt", "completion"}``) carries a curated title, so it is recorded as an own-title decision:
+exporting and importing again loses nothing. Re-importing a file changes nothing. A bad row is reported
+with its file, place and reason, and the good rows still land.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from core.errors import TitlecraftError
+from core.prompts import parse_completion_prompt
+from core.store import Store
+
+JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
+CSV_SUFFIXES = (".csv",)
+PARQUET_SUFFIXES = (".parquet", ".pq")
+# Rows are committed in chunks: a crash keeps what was committed, and the TUI is never locked out long.
+ROWS_PER_COMMIT = 500
+
+
+@dataclass(frozen=True)
+class ImportRow:
+    abstract: str
+    reference_title: str | None = None
+    curated_title: str | None = None
+    arxiv_id: str | None = None
+    categories: str | None = None
+    date: str | None = None
+    source: str | None = None
+
+
+@dataclass(frozen=True)
+class RowProblem:
+    file: Path
+    location: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.location}: {self.reason}"
+
+
+@dataclass
+class ImportSummary:
+    imported: int = 0
+    already_present: int = 0
+    problems: list[RowProblem] = field(default_factory=list)
+
+
+class BadRow(ValueError):
+    """A row that cannot be imported; its text is the reason shown to the user."""
+
+
+def import_file(store: Store, path: str | Path) -> ImportSummary:
+    """Import every good row of ``path`` into ``store`` and its queue, in file order."""
+    path = Path(path)
+    summary = ImportSummary()
+    default_source = f"import:{path.name}"
+    rows = read_rows(path)
+    while True:
+        chunk = [row for _, row in zip(range(ROWS_PER_COMMIT), rows)]
+        if not chunk:
+            return summary
+        with store.batch():
+            for location, row in chunk:
+                if isinstance(row, BadRow):
+                    summary.problems.append(RowProblem(path, location, str(row)))
+                    continue
+                try:
+                    with store.batch():  # a savepoint: a row that fails leaves nothing behind
+                        changed = _apply(store, row, default_source)
+                except (BadRow, TitlecraftError) as problem:
+                    summary.problems.append(RowProblem(path, location, str(problem)))
+                    continue
+                if changed:
+                    summary.imported += 1
+                else:
+                    summary.already_present += 1
+
+
+def _apply(store: Store, row: ImportRow, default_source: str) -> bool:
+    """Store one row; True if it added anything (a new abstract or a new curated title)."""
+    abstract_id = store.find_abstract(row.abstract)
+    is_new = abstract_id is None
+    if is_new:
+        abstract_id = store.add_abstract(
+            row.abstract,
+            source=row.source or default_source,
+            arxiv_id=row.arxiv_id,
+            reference_title=row.reference_title,
+            categories=row.categories,
+            date=row.date,
+        )
+    store.enqueue(abstract_id)
+    if row.curated_title is None:
+        return is_new
+    current = store.curated_title(abstract_id)
+    if current == row.curated_title:
+        return is_new
+    if current is not None:
+        raise BadRow(f"abstract {abstract_id} already has a different curated title {current!r}; kept it")
+    store.own_title(abstract_id, row.curated_title)
+    return True
+
+
+def read_rows(path: Path) -> Iterator[tuple[str, ImportRow | BadRow]]:
+    """(location, row) pairs of a file, its format chosen by suffix; anything unknown is plain text."""
+    if not path.is_file():
+        raise TitlecraftError(f"there is no file {path} to import")
+    suffix = path.suffix.lower()
+    if suffix in PARQUET_SUFFIXES:
+        return _parquet_rows(path)
+    text = _read_text(path)
+    if suffix in JSONL_SUFFIXES:
+        return _jsonl_rows(text)
+    if suffix in CSV_SUFFIXES:
+        return _csv_rows(path, text)
+    return _plain_text_rows(text)
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise TitlecraftError(f"{path} is not UTF-8 text ({error})") from error
+
+
+def _jsonl_rows(text: str) -> Iterator[tuple[str, ImportRow | BadRow]]:
+    # Split on "\n" only: JSON strings may hold raw U+2028 or U+0085, which str.splitlines would cut.
+    for number, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        yield f"line {number}", _guarded(_json_row, line)
+
+
+def _json_row(line: str) -> ImportRow:
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as error:
+        raise BadRow(f"invalid JSON ({error.msg} at column {error.colno})") from error
+    if not isinstance(record, dict):
+        raise BadRow("expected a JSON object")
+    if "prompt" in record and "completion" in record:
+        return _sft_row(record)
+    return _record_row(record)
+
+
+def _sft_row(record: dict[str, Any]) -> ImportRow:
+    prompt, completion = record["prompt"], record["completion"]
+    if not isinstance(prompt, str) or not isinstance(completion, str):
+        raise BadRow("'prompt' and 'completion' must be text")
+    try:
+        abstract = parse_completion_prompt(prompt)
+    except ValueError as error:
+        raise BadRow(str(error)) from error
+    title = completion.strip()
+    if not title:
+        raise BadRow("the completion (title) is empty")
+    return ImportRow(abstract=_required_abstract(abstract), curated_title=title)
+
+
+def _record_row(record: dict[str, Any]) -> ImportRow:
+    categories = record.get("categories")
+    if isinstance(categories, list):
+        categories = " ".join(str(category) for category in categories)
+    date = record.get("date")
+    if date is not None and hasattr(date, "isoformat"):  # parquet date columns arrive as date objects
+        date = date.isoformat()
+    return ImportRow(
+        abstract=_required_abstract(record.get("abstract")),
+        reference_title=_optional_text("title", record.get("title")),
+        arxiv_id=_optional_text("arxiv_id", record.get("arxiv_id")),
+        categories=_optional_text("categories", categories),
+        date=_optional_text("date", date),
+        source=_optional_text("source", record.get("source")),
+    )
+
+
+def _required_abstract(value: Any) -> str:
+    if not isinstance(value, str):
+        raise BadRow("missing 'abstract' (it must be text)")
+    if not value.strip():
+        raise BadRow("the abstract is empty")
+    return value
+
+
+def _optional_text(key: str, value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise BadRow(f"'{key}' must be text, not {type(value).__name__}")
+    return value
+
+
+def _guarded(parse, *args) -> ImportRow | BadRow:
+    """Parse a row, returning the problem instead of raising so that the next rows still import."""
+    try:
+        return parse(*args)
+    except BadRow as problem:
+        return problem
+
+
+def _csv_rows(path: Path, text: str) -> Iterator[tuple[str, ImportRow | BadRow]]:
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    if reader.fieldnames is None or "abstract" not in reader.fieldnames:
+        raise TitlecraftError(f"{path} has no 'abstract' column (columns: {reader.fieldnames or 'none'})")
+    start_line = reader.line_num + 1
+    for record in reader:
+        if None in record:
+            row: ImportRow | BadRow = BadRow("more fields than the header has columns")
+        else:
+            row = _guarded(_record_row, record)
+        yield f"line {start_line}", row
+        start_line = reader.line_num + 1
+
+
+def _parquet_rows(path: Path) -> Iterator[tuple[str, ImportRow | BadRow]]:
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+    except Exception as error:  # pyarrow raises several types for unreadable files
+        raise TitlecraftError(f"cannot read {path} as parquet: {error}") from error
+    if "abstract" not in table.column_names:
+        raise TitlecraftError(f"{path} has no 'abstract' column (columns: {', '.join(table.column_names)})")
+    for number, record in enumerate(table.to_pylist(), start=1):
+        yield f"row {number}", _guarded(_record_row, record)
+
+
+def _plain_text_rows(text: str) -> Iterator[tuple[str, ImportRow | BadRow]]:
+    """Abstracts separated by blank lines, each located by the line where it starts."""
+    block: list[str] = []
+    start = 0
+    for number, line in enumerate([*text.split("\n"), ""], start=1):
+        if line.strip():
+            if not block:
+                start = number
+            block.append(line)
+        elif block:
+            yield f"line {start}", ImportRow(abstract="\n".join(block))
+            block = []

@@ -1,0 +1,209 @@
+"""Importing abstracts into the queue from every supported file shape, including bad rows."""
+
+from __future__ import annotations
+
+import csv
+import datetime
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from core import importer
+from core.cli import main
+from core.errors import TitlecraftError
+from core.importer import import_file
+from core.prompts import completion_prompt, completion_target
+from core.store import Store
+
+
+@pytest.fixture
+def store(tmp_path):
+    with Store(tmp_path / "titlecraft.db") as opened:
+        yield opened
+
+
+def write_jsonl(path, lines):
+    text = "".join((line if isinstance(line, str) else json.dumps(line)) + "\n" for line in lines)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_jsonl_rows_land_and_bad_rows_are_reported_with_file_and_line(store, tmp_path):
+    path = write_jsonl(
+        tmp_path / "papers.jsonl",
+        [
+            {"abstract": "First abstract.", "title": "First Real Title", "arxiv_id": "2401.00001"},
+            "{not json",
+            {"title": "No abstract here"},
+            "",
+            {"abstract": "Second abstract.", "title": 42},
+            ["a", "list"],
+            {"abstract": "   "},
+            {"abstract": "Third.\u2028With a line separator.", "source": "arxiv", "categories": ["cs.CL", "cs.LG"]},
+        ],
+    )
+    summary = import_file(store, path)
+    assert (summary.imported, summary.already_present) == (2, 0)
+    assert [str(problem) for problem in summary.problems] == [
+        f"{path}:line 2: invalid JSON (Expecting property name enclosed in double quotes at column 2)",
+        f"{path}:line 3: missing 'abstract' (it must be text)",
+        f"{path}:line 5: 'title' must be text, not int",
+        f"{path}:line 6: expected a JSON object",
+        f"{path}:line 7: the abstract is empty",
+    ]
+    first, third = (store.abstract(entry.abstract_id) for entry in store.queue())
+    assert (first.text, first.reference_title, first.arxiv_id, first.source) == (
+        "First abstract.", "First Real Title", "2401.00001", "import:papers.jsonl",
+    )
+    assert (third.source, third.categories) == ("arxiv", "cs.CL cs.LG")
+    assert store.curated_pairs() == []  # a reference title is not a curated one
+
+
+def test_reimporting_is_idempotent(store, tmp_path):
+    path = write_jsonl(tmp_path / "papers.jsonl", [{"abstract": f"Abstract {n}."} for n in range(4)])
+    assert import_file(store, path).imported == 4
+    again = import_file(store, path)
+    assert (again.imported, again.already_present, again.problems) == (0, 4, [])
+    counts = store.counts()
+    assert (counts["abstracts"], counts["queued"]) == (4, 4)
+
+
+def test_csv_with_multiline_fields_reports_the_line_a_bad_row_starts_on(store, tmp_path):
+    path = tmp_path / "papers.csv"
+    with path.open("w", encoding="utf-8", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(["arxiv_id", "title", "abstract"])
+        writer.writerow(["2401.1", "A Title", "An abstract\nthat spans\nthree lines."])
+        writer.writerow(["2401.2", "Empty", ""])
+        writer.writerow(["2401.3", "Quoted \"Title\"", "Another, with a comma."])
+        writer.writerow(["2401.4", "Extra", "Too many fields.", "surplus"])
+    summary = import_file(store, path)
+    assert summary.imported == 2
+    assert [str(p) for p in summary.problems] == [
+        f"{path}:line 5: the abstract is empty",
+        f"{path}:line 7: more fields than the header has columns",
+    ]
+    texts = [store.abstract(e.abstract_id).text for e in store.queue()]
+    assert texts == ["An abstract that spans three lines.", "Another, with a comma."]
+    assert store.abstract(store.queue()[1].abstract_id).reference_title == 'Quoted "Title"'
+
+
+def test_csv_without_an_abstract_column_is_a_file_error(store, tmp_path):
+    path = tmp_path / "titles.csv"
+    path.write_text("title\nOnly titles\n", encoding="utf-8")
+    with pytest.raises(TitlecraftError, match="no 'abstract' column"):
+        import_file(store, path)
+
+
+def test_parquet_in_the_shared_pair_format(store, tmp_path):
+    path = tmp_path / "pairs.parquet"
+    table = pa.table(
+        {
+            "arxiv_id": ["2401.00001", None, "2401.00003"],
+            "title": ["Paper One", "Paper Two", "Paper Three"],
+            "abstract": ["Abstract one.", "Abstract two.", None],
+            "categories": ["cs.CL", "cs.LG", "cs.AI"],
+            "date": [datetime.date(2024, 1, 2), datetime.date(2024, 1, 3), None],
+            "source": ["arxiv", "arxiv", "arxiv"],
+        }
+    )
+    pq.write_table(table, path)
+    summary = import_file(store, path)
+    assert summary.imported == 2
+    assert [str(p) for p in summary.problems] == [f"{path}:row 3: missing 'abstract' (it must be text)"]
+    first = store.abstract(store.queue()[0].abstract_id)
+    assert (first.arxiv_id, first.reference_title, first.categories, first.date, first.source) == (
+        "2401.00001", "Paper One", "cs.CL", "2024-01-02", "arxiv",
+    )
+
+
+def test_plain_text_abstracts_separated_by_blank_lines(store, tmp_path):
+    path = tmp_path / "abstracts.txt"
+    path.write_text("First abstract,\nwrapped.\n\n  \n[bold]Second[/bold] abstract.\n\n\nThird.", encoding="utf-8")
+    summary = import_file(store, path)
+    assert (summary.imported, summary.problems) == (3, [])
+    texts = [store.abstract(e.abstract_id).text for e in store.queue()]
+    assert texts == ["First abstract, wrapped.", "[bold]Second[/bold] abstract.", "Third."]
+
+
+def test_sft_rows_become_own_title_decisions_and_conflicts_are_kept(store, tmp_path):
+    path = write_jsonl(
+        tmp_path / "sft.jsonl",
+        [
+            {"prompt": completion_prompt("An abstract."), "completion": completion_target("Its Title")},
+            {"prompt": "Not a titlecraft prompt", "completion": " X"},
+            {"prompt": completion_prompt("Another abstract."), "completion": " \n"},
+        ],
+    )
+    summary = import_file(store, path)
+    assert summary.imported == 1
+    assert [p.reason for p in summary.problems] == [
+        "not a titlecraft completion prompt (it must end with '\\nTitle:')",
+        "the completion (title) is empty",
+    ]
+    [pair] = store.curated_pairs()
+    assert (pair.abstract, pair.title, pair.action) == ("An abstract.", "Its Title", "own_title")
+
+    store.own_title(pair.abstract_id, "A Newer Title")
+    again = import_file(store, path)
+    assert again.imported == 0
+    assert "already has a different curated title 'A Newer Title'; kept it" in again.problems[0].reason
+    assert store.curated_title(pair.abstract_id) == "A Newer Title"
+
+
+def test_rows_commit_in_chunks(store, tmp_path, monkeypatch):
+    monkeypatch.setattr(importer, "ROWS_PER_COMMIT", 2)
+    lines = [{"abstract": f"Abstract {n}."} for n in range(5)]
+    lines.insert(3, {"prompt": completion_prompt("Abstract 0."), "completion": " Title"})
+    lines.insert(4, {"prompt": completion_prompt("Abstract 0."), "completion": " Different title"})
+    summary = import_file(store, write_jsonl(tmp_path / "mixed.jsonl", lines))
+    assert (summary.imported, summary.already_present, len(summary.problems)) == (6, 0, 1)
+    assert store.counts()["decisions"]["own_title"] == 1
+    assert len(store.queue()) == 5
+
+
+def test_a_row_that_fails_halfway_leaves_nothing_behind(store, tmp_path, monkeypatch):
+    def failing_own_title(abstract_id, text):
+        raise TitlecraftError("simulated failure")
+
+    monkeypatch.setattr(store, "own_title", failing_own_title)
+    path = write_jsonl(
+        tmp_path / "sft.jsonl",
+        [
+            {"abstract": "Kept abstract."},
+            {"prompt": completion_prompt("Rolled back abstract."), "completion": " Title"},
+        ],
+    )
+    summary = import_file(store, path)
+    assert [str(p) for p in summary.problems] == [f"{path}:line 2: simulated failure"]
+    assert store.find_abstract("Rolled back abstract.") is None
+    assert [store.abstract(e.abstract_id).text for e in store.queue()] == ["Kept abstract."]
+
+
+def test_missing_file_is_a_user_error(store, tmp_path):
+    with pytest.raises(TitlecraftError, match="no file"):
+        import_file(store, tmp_path / "absent.jsonl")
+
+
+def test_import_command_prints_a_summary_and_errors(tmp_path, capsys):
+    db = tmp_path / "titlecraft.db"
+    path = write_jsonl(tmp_path / "papers.jsonl", [{"abstract": "Good one."}, "oops", {"abstract": "Good two."}])
+    assert main(["import", str(path), "--db", str(db)]) == 1
+    captured = capsys.readouterr()
+    assert f"imported 2, already present 0, errors 1 (into {db})" in captured.out
+    assert f"error: {path}:line 2: invalid JSON" in captured.err
+    assert main(["import", str(path), "--db", str(db)]) == 1
+    assert "imported 0, already present 2, errors 1" in capsys.readouterr().out
+
+
+def test_import_command_uses_the_environment_database(tmp_path, monkeypatch, capsys):
+    db = tmp_path / "from-env.db"
+    monkeypatch.setenv("TITLECRAFT_DB", str(db))
+    path = tmp_path / "abstracts.txt"
+    path.write_text("Only abstract.\n", encoding="utf-8")
+    assert main(["import", str(path)]) == 0
+    assert f"into {db}" in capsys.readouterr().out
+    with Store(db) as store:
+        assert store.counts()["abstracts"] == 1
