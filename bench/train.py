@@ -1,0 +1,175 @@
+"""Training throughput: our pipeline vs the original recipe, on the same pairs, in the same run.
+
+The original project padded every example to a fixed maximum length and computed the loss on every
+token. Ours groups examples by length, pads each batch only to its longest member, and sends only the
+title positions through the output layer. Both run the same model shape (SmolLM2-135M, randomly
+initialised: speed does not depend on weight values) with bf16 autocast on CUDA, fp32 on CPU.
+
+    python bench/train.py                      # CPU: a few small steps
+    python bench/train.py --batch-size 32 --steps 30   # on a GPU
+Prints real (non-padding) tokens per second for each, their ratio, and each one's padding fraction.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from core.train import IGNORE_INDEX, ExampleEncoder, TitleLoss, collate, length_grouped_batches  # noqa: E402
+
+SHARED_PAIRS = Path(__file__).resolve().parents[2] / "shared" / "data" / "arxiv-ai" / "pairs.parquet"
+
+
+def embedded_shape_model(vocab_size: int):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(
+        hidden_size=576,
+        intermediate_size=1536,
+        num_hidden_layers=30,
+        num_attention_heads=9,
+        num_key_value_heads=3,
+        vocab_size=vocab_size,
+        max_position_embeddings=8192,
+        tie_word_embeddings=True,
+        rope_theta=100000.0,
+    )
+    return LlamaForCausalLM(config)
+
+
+def load_pairs(path: Path, count: int, seed: int) -> list[tuple[str, str]]:
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path, columns=["abstract", "title"]).to_pandas()
+    table = table.sample(n=min(count, len(table)), random_state=seed)
+    return list(zip(table["abstract"], table["title"], strict=True))
+
+
+def original_batches(examples, batch_size: int, max_length: int, pad_id: int):
+    """Every example padded to ``max_length``; labels are all real tokens (loss on the abstract too)."""
+    for start in range(0, len(examples) - batch_size + 1, batch_size):
+        chunk = examples[start : start + batch_size]
+        input_ids = torch.full((batch_size, max_length), pad_id, dtype=torch.long)
+        attention = torch.zeros((batch_size, max_length), dtype=torch.long)
+        for row, example in enumerate(chunk):
+            ids = example.input_ids[:max_length]
+            input_ids[row, : len(ids)] = torch.tensor(ids)
+            attention[row, : len(ids)] = 1
+        labels = input_ids.masked_fill(attention == 0, IGNORE_INDEX)
+        yield {"input_ids": input_ids, "attention_mask": attention, "labels": labels}
+
+
+def our_batches(examples, batch_size: int, pad_id: int, seed: int):
+    lengths = [len(e.input_ids) for e in examples]
+    for indices in length_grouped_batches(lengths, batch_size, seed, epoch=0):
+        if len(indices) == batch_size:
+            yield collate([examples[i] for i in indices], pad_id)
+
+
+def time_steps(step, batches, device: str, warmup: int, steps: int) -> tuple[float, float]:
+    """Return (real tokens per second, padding fraction) over ``steps`` timed steps."""
+    batches = iter(batches)
+    real = padded = 0
+    elapsed = []
+    for index in range(warmup + steps):
+        batch = {k: v.to(device) for k, v in next(batches).items()}
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        step(batch)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        if index >= warmup:
+            elapsed.append(time.perf_counter() - start)
+            real += int(batch["attention_mask"].sum())
+            padded += batch["attention_mask"].numel()
+    return real / sum(elapsed), 1 - real / padded
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pairs", type=Path, default=SHARED_PAIRS)
+    parser.add_argument("--batch-size", type=int, default=None, help="default: 32 on CUDA, 4 on CPU")
+    parser.add_argument("--steps", type=int, default=None, help="timed steps (default: 30 on CUDA, 3 on CPU)")
+    parser.add_argument("--max-length", type=int, default=512, help="the original recipe's fixed padded length")
+    parser.add_argument("--lora", action="store_true", help="also time our pipeline with a LoRA adapter")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args()
+    cuda = args.device.startswith("cuda")
+    batch_size = args.batch_size or (32 if cuda else 4)
+    steps = args.steps or (30 if cuda else 3)
+    warmup = 3 if cuda else 1
+    torch.manual_seed(0)
+
+    from core.models import load_tokenizer
+
+    tokenizer = load_tokenizer("embedded-base")
+    encoder = ExampleEncoder(tokenizer, "completion", max_abstract_tokens=384)
+    examples = encoder.encode(load_pairs(args.pairs, batch_size * (warmup + steps) * 3, seed=0))
+    random.Random(0).shuffle(examples)
+    pad_id = tokenizer.pad_token_id
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else torch.autocast("cpu", enabled=False)
+
+    def make_step(forward, parameters):
+        optimizer = torch.optim.AdamW(parameters, lr=1e-5, fused=cuda)
+
+        def step(batch):
+            optimizer.zero_grad(set_to_none=True)
+            with autocast:
+                loss = forward(batch)
+            loss.backward()
+            optimizer.step()
+
+        return step
+
+    results = {}
+    model = embedded_shape_model(len(tokenizer)).to(args.device).train()
+    model.config.use_cache = False
+    original = make_step(lambda b: model(**b).loss, list(model.parameters()))
+    results["original (pad to max, loss on all)"] = time_steps(
+        original, original_batches(examples, batch_size, args.max_length, pad_id), args.device, warmup, steps
+    )
+    title_loss = TitleLoss(model)
+
+    def ours_forward(batch):
+        loss_sum, count = title_loss(**batch)
+        return loss_sum / count
+
+    ours = make_step(ours_forward, list(model.parameters()))
+    results["titlecraft (dynamic pad, title loss)"] = time_steps(
+        ours, our_batches(examples, batch_size, pad_id, seed=0), args.device, warmup, steps
+    )
+    if args.lora:
+        from peft import LoraConfig, get_peft_model
+
+        del original, ours
+        base = embedded_shape_model(len(tokenizer)).to(args.device, torch.bfloat16 if cuda else torch.float32)
+        peft_model = get_peft_model(base, LoraConfig(r=16, lora_alpha=32, target_modules="all-linear")).train()
+        lora_loss = TitleLoss(peft_model)
+        lora_step = make_step(
+            lambda b: (lambda s, c: s / c)(*lora_loss(**b)), [p for p in peft_model.parameters() if p.requires_grad]
+        )
+        results["titlecraft LoRA r=16 (dynamic pad, title loss)"] = time_steps(
+            lora_step, our_batches(examples, batch_size, pad_id, seed=1), args.device, warmup, steps
+        )
+
+    device_name = torch.cuda.get_device_name() if cuda else "cpu"
+    print(f"device: {device_name}; batch {batch_size}; {steps} timed steps after {warmup} warm-up")
+    baseline = next(iter(results.values()))[0]
+    print(f"{'pipeline':50s} {'real tok/s':>12s} {'padding':>8s} {'ratio':>7s}")
+    for name, (rate, padding) in results.items():
+        print(f"{name:50s} {rate:12,.0f} {padding:8.1%} {rate / baseline:6.2f}x")
+    lengths = [len(e.input_ids) for e in examples]
+    print(f"example length: median {statistics.median(lengths):.0f}, max {max(lengths)} tokens")
+
+
+if __name__ == "__main__":
+    main()

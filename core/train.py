@@ -1,0 +1,614 @@
+"""Fine-tune a causal LM to write titles: loss on the title tokens only, dynamic padding, resumable.
+
+Runs as one process or as a data-parallel job under ``torchrun`` / ``accelerate launch`` (each rank
+trains on its own share of the batches; DDP averages the gradients). Only the title positions go
+through the output layer: the abstract is context, so computing its 49k-way logits would be wasted work.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import random
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from core.errors import TitlecraftError
+from core.models import ADAPTER_WEIGHTS, CHECKPOINT_META, load_model, resolve_device
+from core.prompts import COMPLETION, completion_target, normalise_whitespace, parse_completion_prompt, render
+
+IGNORE_INDEX = -100
+SENTINEL = "\u2063ABSTRACT\u2063"
+STATE_DIR = "last"
+BUDGET_CLOCK_STEPS = (10, 50)  # --max-minutes times the steps between these two to plan the rest
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run depends on; stored in titlecraft.json so a checkpoint documents itself."""
+
+    train: str
+    out: str
+    val: str | None = None
+    base: str = "embedded"
+    extra: list[str] = field(default_factory=list)
+    extra_weight: float = 1.0
+    lora: bool = False
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.0
+    epochs: float = 1.0
+    lr: float | None = None  # default: 1e-4 full fine-tune, 1e-3 LoRA
+    batch_size: int = 32
+    grad_accum: int = 1
+    max_abstract_tokens: int = 384
+    warmup_ratio: float = 0.03
+    weight_decay: float = 0.0
+    seed: int = 0
+    eval_every: int = 200
+    val_limit: int = 2000
+    limit: int | None = None
+    max_minutes: float | None = None
+    device: str = "auto"
+    template: str = COMPLETION
+
+    @property
+    def learning_rate(self) -> float:
+        return self.lr if self.lr is not None else (1e-3 if self.lora else 1e-4)
+
+
+@dataclass
+class Example:
+    input_ids: list[int]
+    labels: list[int]
+    weight: float = 1.0
+
+    @property
+    def target_tokens(self) -> int:
+        return sum(1 for label in self.labels if label != IGNORE_INDEX)
+
+
+# ---------------------------------------------------------------- data
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_pairs(path: str | Path) -> list[tuple[str, str]]:
+    """(abstract, title) pairs from a prepared parquet split or an SFT JSONL export."""
+    path = Path(path)
+    if not path.is_file():
+        raise TitlecraftError(f"training data {path} does not exist")
+    if path.suffix == ".parquet":
+        import pandas as pd
+
+        try:
+            frame = pd.read_parquet(path, columns=["abstract", "title"])
+        except Exception as error:  # noqa: BLE001 - pyarrow raises many types for a bad file
+            raise TitlecraftError(f"{path} is not a parquet file with 'abstract' and 'title' columns: {error}") from None
+        frame = frame.dropna()
+        return list(zip(frame["abstract"].astype(str), frame["title"].astype(str), strict=True))
+    pairs = []
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                pairs.append((parse_completion_prompt(row["prompt"]), row["completion"].strip()))
+            except (ValueError, KeyError, TypeError) as error:
+                raise TitlecraftError(f"{path}:{number}: not an SFT row with 'prompt' and 'completion': {error}") from None
+    return pairs
+
+
+class ExampleEncoder:
+    """Tokenise (abstract, title) pairs in batches exactly as ``core.prompts.build_prompt`` would.
+
+    The template is rendered once around a sentinel and split into the text before and after the
+    abstract, so a batch of abstracts is tokenised in one fast call and the pieces are concatenated.
+    Spaces that open the abstract are moved onto it, because BPE attaches a space to the next word.
+    """
+
+    def __init__(self, tokenizer, template: str, max_abstract_tokens: int):
+        if tokenizer.eos_token_id is None:
+            raise TitlecraftError("the tokenizer has no end-of-sequence token to end titles with")
+        self.tokenizer = tokenizer
+        self.template = template
+        self.max_abstract_tokens = max_abstract_tokens
+        before, after = render(template, SENTINEL, (), tokenizer).split(SENTINEL)
+        self.lead = before[len(before.rstrip(" ")) :]
+        self.before_ids, self.after_ids = self._encode([before.rstrip(" "), after])
+
+    def _encode(self, texts: Sequence[str]) -> list[list[int]]:
+        return self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+
+    def target_text(self, title: str) -> str:
+        return completion_target(title) if self.template == COMPLETION else title
+
+    def encode(self, pairs: Sequence[tuple[str, str]], weight: float = 1.0, batch: int = 2048) -> list[Example]:
+        examples = []
+        eos = self.tokenizer.eos_token_id
+        for start in range(0, len(pairs), batch):
+            chunk = pairs[start : start + batch]
+            abstracts = self._encode([self.lead + normalise_whitespace(a) for a, _ in chunk])
+            titles = self._encode([self.target_text(normalise_whitespace(t)) for _, t in chunk])
+            for abstract_ids, title_ids in zip(abstracts, titles, strict=True):
+                prompt = self.before_ids + abstract_ids[: self.max_abstract_tokens] + self.after_ids
+                target = title_ids + [eos]
+                examples.append(Example(prompt + target, [IGNORE_INDEX] * len(prompt) + target, weight))
+        return examples
+
+
+def length_grouped_batches(
+    lengths: Sequence[int], batch_size: int, seed: int, epoch: int, group_factor: int = 64
+) -> list[list[int]]:
+    """Shuffle, sort within large groups by length, cut into batches, shuffle the batches.
+
+    Examples in a batch have similar lengths, so dynamic padding wastes little, while the order
+    across batches stays random.
+    """
+    rng = random.Random(seed * 1_000_003 + epoch)
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    group = batch_size * group_factor
+    batches = []
+    for start in range(0, len(order), group):
+        chunk = sorted(order[start : start + group], key=lambda i: lengths[i])
+        batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
+    rng.shuffle(batches)
+    return batches
+
+
+def collate(examples: Sequence[Example], pad_id: int) -> dict[str, torch.Tensor]:
+    """Pad to the longest example in this batch (never to a fixed maximum); labels pad with -100."""
+    width = max(len(e.input_ids) for e in examples)
+    input_ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(examples), width), IGNORE_INDEX, dtype=torch.long)
+    attention = torch.zeros((len(examples), width), dtype=torch.long)
+    weights = torch.ones(len(examples), dtype=torch.float32)
+    for row, example in enumerate(examples):
+        size = len(example.input_ids)
+        input_ids[row, :size] = torch.tensor(example.input_ids)
+        labels[row, :size] = torch.tensor(example.labels)
+        attention[row, :size] = 1
+        weights[row] = example.weight
+    return {"input_ids": input_ids, "labels": labels, "attention_mask": attention, "weights": weights}
+
+
+# ---------------------------------------------------------------- model
+
+
+class TitleLoss(nn.Module):
+    """Wraps a causal LM so that its forward returns the summed title-token loss and the token count.
+
+    Only positions whose next token is a label reach the output layer. Being one module, it can be
+    wrapped by DistributedDataParallel as a whole.
+    """
+
+    def __init__(self, causal_lm: nn.Module):
+        super().__init__()
+        self.causal_lm = causal_lm
+        base = causal_lm.get_base_model() if hasattr(causal_lm, "get_base_model") else causal_lm
+        self.backbone = base.get_decoder()
+        self.head = base.get_output_embeddings()
+
+    def forward(self, input_ids, attention_mask, labels, weights):
+        hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        targets = labels[:, 1:]
+        selected = targets != IGNORE_INDEX
+        logits = self.head(hidden[:, :-1][selected]).float()
+        token_loss = F.cross_entropy(logits, targets[selected], reduction="none")
+        token_weights = weights[:, None].expand_as(targets)[selected]
+        return (token_loss * token_weights).sum(), selected.sum()
+
+
+def _lora_model(model, config: TrainConfig):
+    from peft import LoraConfig, get_peft_model
+
+    lora = LoraConfig(
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules="all-linear",
+        bias="none",
+    )
+    return get_peft_model(model, lora)
+
+
+def lora_settings(peft_model) -> dict:
+    """The LoRA settings as plain JSON, enough for core.models to rebuild and merge the adapter."""
+    config = peft_model.peft_config["default"]
+    return {
+        "r": config.r,
+        "lora_alpha": config.lora_alpha,
+        "lora_dropout": 0.0,
+        "target_modules": sorted({name.rsplit(".", 1)[-1] for name in config.target_modules}),
+        "bias": "none",
+    }
+
+
+# ---------------------------------------------------------------- distributed
+
+
+@dataclass
+class Ranks:
+    rank: int = 0
+    world: int = 1
+    local: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device: str) -> Ranks:
+    """Join a torchrun/accelerate job when one launched us (NCCL on CUDA, gloo on CPU)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return Ranks()
+    import torch.distributed as dist
+
+    ranks = Ranks(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", 0)))
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+    return ranks
+
+
+def _all_reduce_sum(values: list[float], device) -> list[float]:
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        return values
+    tensor = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(tensor)
+    return tensor.tolist()
+
+
+# ---------------------------------------------------------------- training loop
+
+
+@dataclass
+class Progress:
+    """What is saved in ``out/last`` so an interrupted run continues from the same step and data."""
+
+    step: int = 0
+    planned_steps: int = 0
+    best_val_loss: float | None = None
+    best_step: int | None = None
+    tokens_seen: int = 0
+    seconds: float = 0.0
+    history: list[dict] = field(default_factory=list)
+
+
+def _schedule(progress: Progress, warmup: int) -> Callable[[int], float]:
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        span = max(1, progress.planned_steps - warmup)
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / span)))
+
+    return factor
+
+
+def _autocast(device: str):
+    if device.startswith("cuda"):
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return torch.autocast("cpu", enabled=False)
+
+
+@torch.no_grad()
+def validation_loss(loss_model: TitleLoss, examples: Sequence[Example], pad_id: int, device: str, batch_size: int) -> float:
+    loss_model.eval()
+    total = count = 0.0
+    order = sorted(range(len(examples)), key=lambda i: len(examples[i].input_ids))
+    for start in range(0, len(order), batch_size):
+        batch = collate([examples[i] for i in order[start : start + batch_size]], pad_id)
+        batch = {k: v.to(device) for k, v in batch.items()}
+        with _autocast(device):
+            loss_sum, tokens = loss_model(**batch)
+        total += float(loss_sum)
+        count += int(tokens)
+    loss_model.train()
+    return total / max(count, 1)
+
+
+def _trainable_state(model, lora: bool) -> dict[str, torch.Tensor]:
+    if lora:
+        from peft import get_peft_model_state_dict
+
+        return get_peft_model_state_dict(model)
+    return dict(model.named_parameters())  # unlike state_dict(), lists tied weights once
+
+
+def save_checkpoint(model, tokenizer, folder: Path, meta: dict, lora: bool) -> None:
+    """Write a checkpoint core.models loads directly, atomically (staging folder, then rename)."""
+    from safetensors.torch import save_file
+
+    staging = folder.with_name(f".{folder.name}.staging")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    if lora:
+        state = {k: v.detach().to(torch.bfloat16).contiguous().cpu() for k, v in _trainable_state(model, True).items()}
+        save_file(state, str(staging / ADAPTER_WEIGHTS))
+    else:
+        model.save_pretrained(staging, safe_serialization=True)
+        tokenizer.save_pretrained(staging)
+    (staging / CHECKPOINT_META).write_text(json.dumps(meta, indent=2))
+    _replace_folder(staging, folder)
+
+
+def _replace_folder(staging: Path, folder: Path) -> None:
+    old = folder.with_name(f".{folder.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if folder.exists():
+        os.replace(folder, old)
+    os.replace(staging, folder)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _save_state(folder: Path, model, optimizer, scheduler, progress: Progress, lora: bool) -> None:
+    staging = folder.with_name(f".{folder.name}.staging")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().contiguous().cpu() for k, v in _trainable_state(model, lora).items()}
+    save_file(state, str(staging / "weights.safetensors"))
+    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, staging / "optimizer.pt")
+    (staging / "progress.json").write_text(json.dumps(asdict(progress)))
+    _replace_folder(staging, folder)
+
+
+def _load_state(folder: Path, model, optimizer, scheduler, lora: bool) -> Progress:
+    from safetensors.torch import load_file
+
+    weights = load_file(str(folder / "weights.safetensors"))
+    if lora:
+        from peft import set_peft_model_state_dict
+
+        set_peft_model_state_dict(model, weights)
+    else:
+        model.load_state_dict(weights, strict=False)
+    states = torch.load(folder / "optimizer.pt", map_location="cpu", weights_only=True)
+    optimizer.load_state_dict(states["optimizer"])
+    scheduler.load_state_dict(states["scheduler"])
+    return Progress(**json.loads((folder / "progress.json").read_text()))
+
+
+def _log(message: str, ranks: Ranks) -> None:
+    if ranks.main:
+        print(message, flush=True)
+
+
+def train(config: TrainConfig, on_progress: Callable[[dict], None] | None = None) -> Path:
+    """Run (or resume) a training job and return the checkpoint directory."""
+    from tqdm.auto import tqdm
+
+    out = Path(config.out)
+    if (out / CHECKPOINT_META).is_file() and not (out / STATE_DIR).is_dir():
+        raise TitlecraftError(f"{out} already holds a finished run; choose another --out")
+    torch.manual_seed(config.seed)
+    device = resolve_device(config.device)
+    # LoRA freezes the base, so on CUDA it can sit in bf16; a full fine-tune keeps fp32 master weights.
+    dtype = torch.bfloat16 if (config.lora and device.startswith("cuda")) else torch.float32
+    model, tokenizer, info = load_model(config.base, device=device, dtype=dtype)
+    ranks = init_distributed(device)
+    if device.startswith("cuda") and ranks.world > 1:
+        device = f"cuda:{ranks.local}"
+        model.to(device)
+    if config.lora:
+        model = _lora_model(model, config)
+    model.train()
+    if hasattr(model, "config"):
+        model.config.use_cache = False
+
+    encoder = ExampleEncoder(tokenizer, config.template, config.max_abstract_tokens)
+    train_pairs = read_pairs(config.train)
+    if config.limit:
+        train_pairs = random.Random(config.seed).sample(train_pairs, min(config.limit, len(train_pairs)))
+    examples = encoder.encode(train_pairs)
+    for extra in config.extra:
+        examples += encoder.encode(read_pairs(extra), weight=config.extra_weight)
+    val_examples = []
+    if config.val:
+        val_pairs = read_pairs(config.val)
+        val_pairs = random.Random(config.seed).sample(val_pairs, min(config.val_limit, len(val_pairs)))
+        val_examples = encoder.encode(val_pairs)
+    if not examples:
+        raise TitlecraftError(f"no training examples in {config.train}")
+    lengths = [len(e.input_ids) for e in examples]
+    target_counts = [e.target_tokens for e in examples]
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+    loss_model = TitleLoss(model)
+    if ranks.world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        wrapped = DistributedDataParallel(loss_model, device_ids=[ranks.local] if device.startswith("cuda") else None)
+    else:
+        wrapped = loss_model
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(
+        parameters,
+        lr=config.learning_rate,
+        weight_decay=config.weight_decay,
+        betas=(0.9, 0.98),
+        fused=device.startswith("cuda"),
+    )
+    steps_per_epoch = len(length_grouped_batches(lengths, config.batch_size, config.seed, 0)) // (
+        config.grad_accum * ranks.world
+    )
+    progress = Progress(planned_steps=max(1, math.ceil(steps_per_epoch * config.epochs)))
+    warmup = max(1, int(progress.planned_steps * config.warmup_ratio))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(progress, warmup))
+    state_dir = out / STATE_DIR
+    if (state_dir / "progress.json").is_file():
+        progress.__dict__.update(asdict(_load_state(state_dir, model, optimizer, scheduler, config.lora)))
+        _log(f"resuming from step {progress.step} of {progress.planned_steps}", ranks)
+
+    micro_per_step = config.grad_accum * ranks.world
+    epoch_batches: dict[int, list[list[int]]] = {}
+
+    def micro_batches(step: int) -> list[list[int]]:
+        """The micro-batches this rank runs at a step: a pure function of (seed, step), so resume is exact."""
+        result = []
+        for k in range(config.grad_accum):
+            index = (step * micro_per_step) + k * ranks.world + ranks.rank
+            epoch, position = divmod(index, max(1, steps_per_epoch * micro_per_step))
+            if epoch not in epoch_batches:
+                epoch_batches[epoch] = length_grouped_batches(lengths, config.batch_size, config.seed, epoch)
+            result.append(epoch_batches[epoch][position])
+        return result
+
+    seen_examples: list[int] = []
+    bar = tqdm(total=progress.planned_steps, initial=progress.step, disable=not ranks.main, desc="training", unit="step")
+    started = time.perf_counter() - progress.seconds
+    window_tokens, window_start = 0, time.perf_counter()
+    clock_start = started
+    eval_every = max(1, config.eval_every)
+    while progress.step < progress.planned_steps:
+        optimizer.zero_grad(set_to_none=True)
+        batches = micro_batches(progress.step)
+        targets = sum(target_counts[i] for indices in batches for i in indices)
+        targets = _all_reduce_sum([float(targets)], device)[0] / ranks.world
+        step_tokens = 0
+        step_loss = torch.zeros((), device=device)
+        for micro, indices in enumerate(batches):
+            seen_examples.extend(indices)
+            batch = {k: v.to(device, non_blocking=True) for k, v in collate([examples[i] for i in indices], pad_id).items()}
+            step_tokens += int(batch["attention_mask"].sum())
+            sync = micro == len(batches) - 1 or ranks.world == 1
+            context = wrapped.no_sync() if (ranks.world > 1 and not sync) else _null_context()
+            with context, _autocast(device):
+                loss_sum, _ = wrapped(**batch)
+                loss = loss_sum / max(targets, 1.0)
+            loss.backward()
+            step_loss += loss.detach()
+        torch.nn.utils.clip_grad_norm_(parameters, 1.0)
+        optimizer.step()
+        scheduler.step()
+        progress.step += 1
+        step_tokens = int(_all_reduce_sum([float(step_tokens)], device)[0])
+        progress.tokens_seen += step_tokens
+        window_tokens += step_tokens
+        bar.update(1)
+        if config.max_minutes and progress.step == BUDGET_CLOCK_STEPS[0]:
+            clock_start = time.perf_counter()
+        if config.max_minutes and progress.step == BUDGET_CLOCK_STEPS[1]:
+            _replan_for_time_budget(progress, config, started, clock_start, ranks)
+        if progress.step % eval_every == 0 or progress.step == progress.planned_steps:
+            now = time.perf_counter()
+            record = {
+                "step": progress.step,
+                "train_loss": round(float(step_loss), 4),
+                "lr": scheduler.get_last_lr()[0],
+                "tokens_per_second": round(window_tokens / max(now - window_start, 1e-9)),
+            }
+            if val_examples:
+                record["val_loss"] = round(validation_loss(loss_model, val_examples, pad_id, device, config.batch_size), 4)
+            window_tokens, window_start = 0, time.perf_counter()
+            progress.history.append(record)
+            progress.seconds = time.perf_counter() - started
+            bar.set_postfix({k: v for k, v in record.items() if k in ("train_loss", "val_loss")})
+            if on_progress:
+                on_progress(record)
+            improved = "val_loss" not in record or progress.best_val_loss is None or record["val_loss"] < progress.best_val_loss
+            if ranks.main:
+                if improved:
+                    progress.best_val_loss = record.get("val_loss")
+                    progress.best_step = progress.step
+                    save_checkpoint(model, tokenizer, out / "best", _meta(config, info, progress, model, len(examples)), config.lora)
+                _save_state(state_dir, model, optimizer, scheduler, progress, config.lora)
+            _barrier()
+    bar.close()
+    progress.seconds = time.perf_counter() - started
+    if ranks.main:
+        _publish(out, config, info, progress, model, len(examples))
+        (out / "ranks").mkdir(exist_ok=True)
+        shutil.rmtree(state_dir, ignore_errors=True)  # finished: the resume state is no longer needed
+    _barrier()
+    (out / "ranks" / f"rank{ranks.rank}.json").write_text(json.dumps({"rank": ranks.rank, "examples": seen_examples}))
+    return out
+
+
+def _replan_for_time_budget(
+    progress: Progress, config: TrainConfig, started: float, clock_start: float, ranks: Ranks
+) -> None:
+    """Shrink the planned steps to fit --max-minutes, so the cosine schedule still completes.
+
+    The step time is measured after a few warm-up steps (CUDA start-up would inflate it); 5% of the
+    budget is kept for validation runs and saves.
+    """
+    now = time.perf_counter()
+    per_step = (now - clock_start) / (BUDGET_CLOCK_STEPS[1] - BUDGET_CLOCK_STEPS[0])
+    remaining = 0.95 * config.max_minutes * 60 - (now - started)
+    affordable = progress.step + int(remaining / per_step)
+    if affordable < progress.planned_steps:
+        _log(f"time budget: {affordable} of {progress.planned_steps} steps fit in {config.max_minutes} min", ranks)
+        progress.planned_steps = max(progress.step + 1, affordable)
+
+
+def _null_context():
+    import contextlib
+
+    return contextlib.nullcontext()
+
+
+def _barrier() -> None:
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.barrier()
+
+
+def _meta(config: TrainConfig, info, progress: Progress, model, example_count: int) -> dict:
+    data_files = [config.train, *config.extra] + ([config.val] if config.val else [])
+    meta = {
+        "name": Path(config.out).name,
+        "template": config.template,
+        "base": config.base,
+        "base_name": info.name,
+        "data": [{"path": str(p), "sha256": file_sha256(p)} for p in data_files],
+        "examples": example_count,
+        "steps": progress.step,
+        "planned_steps": progress.planned_steps,
+        "tokens_seen": progress.tokens_seen,
+        "seconds": round(progress.seconds, 1),
+        "best_val_loss": progress.best_val_loss,
+        "best_step": progress.best_step,
+        "history": progress.history,
+        "config": asdict(config),
+    }
+    if config.lora:
+        meta["lora"] = lora_settings(model)
+    return meta
+
+
+def _publish(out: Path, config: TrainConfig, info, progress: Progress, model, example_count: int) -> None:
+    """Make the best checkpoint the run's result: ``out`` itself holds weights and titlecraft.json."""
+    best = out / "best"
+    meta = _meta(config, info, progress, model, example_count)
+    if best.is_dir():
+        best_meta = json.loads((best / CHECKPOINT_META).read_text())
+        meta.update({k: best_meta[k] for k in ("steps",)})
+        meta["history"] = progress.history
+        (best / CHECKPOINT_META).write_text(json.dumps(meta, indent=2))
+        for item in best.iterdir():
+            target = out / item.name
+            if target.is_dir():
+                shutil.rmtree(target)
+            os.replace(item, target)
+        best.rmdir()
