@@ -1,0 +1,57 @@
+"""``titlecraft prepare``: clean, de-duplicate and split pair files by date into train/validation/test."""
+
+from __future__ import annotations
+
+import argparse
+
+from core.dataset import DEFAULT_TOKEN_SAMPLE, DEFAULT_TRAIN_UNTIL, DEFAULT_VAL_UNTIL
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "prepare",
+        help="clean, de-duplicate and split pair files by date (train/validation/test parquet + summary)",
+        description=(
+            "Read pair files (.parquet, .jsonl, .csv), drop short and duplicate rows, split by date, remove "
+            "test titles and abstracts from the earlier splits, and write train/validation/test.parquet, "
+            "summary.json, summary.md and a token-length histogram into --out."
+        ),
+    )
+    parser.add_argument("--in", dest="inputs", nargs="+", required=True, metavar="FILE", help="pair files; earlier files win duplicates")
+    parser.add_argument("--out", default="data/prepared", help="output folder (default data/prepared)")
+    parser.add_argument("--train-until", default=DEFAULT_TRAIN_UNTIL, help=f"train: dates before this (default {DEFAULT_TRAIN_UNTIL})")
+    parser.add_argument("--val-until", default=DEFAULT_VAL_UNTIL, help=f"validation: dates before this; test: from it (default {DEFAULT_VAL_UNTIL})")
+    parser.add_argument("--categories", help="keep rows in any of these categories, e.g. cs.CL,cs.AI")
+    parser.add_argument("--tokenizer", default="embedded", help="model whose tokenizer measures lengths (default: embedded)")
+    parser.add_argument(
+        "--token-sample",
+        type=int,
+        default=DEFAULT_TOKEN_SAMPLE,
+        help=f"rows tokenised for the length statistics (default {DEFAULT_TOKEN_SAMPLE:,}; 0 = all rows)",
+    )
+    parser.set_defaults(func=run)
+
+
+def load_tokenizer(spec: str):
+    """The tokenizer for length statistics (its own function so tests can swap in a fast one)."""
+    from core.models import load_tokenizer as load_model_tokenizer
+
+    return load_model_tokenizer(spec)
+
+
+def run(args: argparse.Namespace) -> int:
+    from core.dataset import prepare
+
+    summary = prepare(
+        args.inputs,
+        args.out,
+        tokenizer=load_tokenizer(args.tokenizer),
+        tokenizer_name=args.tokenizer,
+        train_until=args.train_until,
+        val_until=args.val_until,
+        categories=args.categories,
+        token_sample=args.token_sample or None,
+    )
+    sizes = ", ".join(f"{name} {rows:,}" for name, rows in summary["splits"].items())
+    print(f"{sizes} rows written to {args.out} (summary.md there)")
+    return 0

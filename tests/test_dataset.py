@@ -1,0 +1,287 @@
+"""Preparing splits: cleaning, de-duplication, date split, leak removal, outputs, and bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+
+from core.cli import main
+from core.dataset import (
+    PAIR_COLUMNS,
+    HISTOGRAM_FILE,
+    SPLITS,
+    load_split,
+    load_splits,
+    normalise_arxiv_id,
+    prepare,
+    read_pairs,
+    text_key,
+)
+from core.errors import TitlecraftError, TitlecraftWarning
+
+SHARED_PAIRS = Path(__file__).resolve().parents[2] / "shared" / "data" / "arxiv-ai" / "pairs.parquet"
+OUTPUT_FILES = {*(f"{name}.parquet" for name in SPLITS), "summary.json", "summary.md", HISTOGRAM_FILE}
+
+
+class WordTokenizer:
+    """A stand-in for a Hugging Face tokenizer: one token per word, called the same way."""
+
+    name_or_path = "words"
+
+    def __call__(self, texts, **_options):
+        return {"input_ids": [text.split() for text in texts]}
+
+
+def pair(number: int, date: str | None, **fields) -> dict:
+    words = " ".join(f"word{number}n{i}" for i in range(50))
+    row = {
+        "arxiv_id": f"2001.{number:05d}",
+        "title": f"Learning Topic {number} With Care",
+        "abstract": f"We study topic {number} in depth. {words}.",
+        "categories": "cs.CL cs.AI",
+        "date": date,
+        "source": "test",
+    }
+    return {**row, **fields}
+
+
+def write_parquet(rows: list[dict], path: Path) -> Path:
+    pd.DataFrame(rows).to_parquet(path)
+    return path
+
+
+def prepare_rows(rows: list[dict], tmp_path: Path, **options) -> tuple[dict, dict[str, pd.DataFrame]]:
+    source = write_parquet(rows, tmp_path / "pairs.parquet")
+    out = tmp_path / "prepared"
+    summary = prepare([source], out, tokenizer=WordTokenizer(), progress=False, **options)
+    return summary, {name: pd.read_parquet(out / f"{name}.parquet") for name in SPLITS}
+
+
+def test_cleans_deduplicates_and_splits_by_date(tmp_path):
+    rows = [
+        pair(1, "2024-05-01", title="Learning  Topic 1\n   With Care", abstract=pair(1, None)["abstract"].replace(" ", "\n ", 3)),
+        pair(2, None),
+        pair(3, "2025-10-01"),
+        pair(4, "2025-12-31T23:59:00Z"),
+        pair(5, "2026-01-01"),
+        pair(6, "2024-01-01", abstract="Too short to be an abstract."),
+        pair(7, "2024-01-01", title="Short Title"),
+        pair(8, "2024-02-01", arxiv_id="2001.00001v3", title="A Different Title Entirely Here"),
+        pair(9, "2024-03-01", title="learning topic-1: with care!"),
+        pair(10, "not a date"),
+    ]
+    summary, splits = prepare_rows(rows, tmp_path)
+
+    train = splits["train"]
+    assert list(train["arxiv_id"]) == ["2001.00001", "2001.00002", "2001.00010"]
+    assert train["title"].iloc[0] == "Learning Topic 1 With Care"
+    assert "\n" not in train["abstract"].iloc[0] and "  " not in train["abstract"].iloc[0]
+    assert train["date"].isna().sum() == 2  # no date and an unparseable date both go to train
+    assert list(splits["validation"]["arxiv_id"]) == ["2001.00003", "2001.00004"]
+    assert list(splits["validation"]["date"]) == ["2025-10-01", "2025-12-31"]
+    assert list(splits["test"]["arxiv_id"]) == ["2001.00005"]
+    assert summary["splits"] == {"train": 3, "validation": 2, "test": 1}
+    assert summary["dropped"] == {
+        "short_abstract": 1,
+        "short_title": 1,
+        "category": 0,
+        "duplicate_id": 1,
+        "duplicate_title": 1,
+        "leak_test": 0,
+        "leak_validation": 0,
+    }
+    assert summary["per_year"]["undated"] == {"train": 2, "validation": 0, "test": 0}
+    assert summary["per_primary_category"] == {"cs.CL": {"train": 3, "validation": 2, "test": 1}}
+    assert summary["token_lengths"]["title"]["max"] == 5
+    out = tmp_path / "prepared"
+    assert {path.name for path in out.iterdir()} == OUTPUT_FILES
+    assert json.loads((out / "summary.json").read_text()) == summary
+    assert "| train | 3 | 2024-05-01 | 2024-05-01 |" in (out / "summary.md").read_text()
+    assert (out / HISTOGRAM_FILE).read_bytes().startswith(b"\x89PNG")
+    assert pq.read_schema(out / "train.parquet").names == list(PAIR_COLUMNS)
+
+
+def test_test_titles_and_abstracts_do_not_leak_into_earlier_splits(tmp_path):
+    test_row = pair(1, "2026-02-01")
+    validation_row = pair(2, "2025-11-01")
+    rows = [
+        test_row,
+        validation_row,
+        pair(3, "2024-01-01", abstract=test_row["abstract"].upper()),  # same abstract, other case
+        pair(4, "2025-11-02", abstract=test_row["abstract"]),  # validation copy of a test abstract
+        pair(5, "2024-01-01", abstract=validation_row["abstract"] + " "),
+        pair(6, "2024-01-01"),
+    ]
+    summary, splits = prepare_rows(rows, tmp_path)
+    assert [list(splits[name]["arxiv_id"]) for name in SPLITS] == [["2001.00006"], ["2001.00002"], ["2001.00001"]]
+    assert summary["dropped"]["leak_test"] == 2 and summary["dropped"]["leak_validation"] == 1
+
+
+def test_category_filter_and_split_dates_are_configurable(tmp_path):
+    rows = [
+        pair(1, "2020-01-01", categories="cs.CV"),
+        pair(2, "2020-06-01", categories="cs.LG stat.ML"),
+        pair(3, "2021-01-01", categories=None),
+        pair(4, "2021-06-01", categories="stat.ML"),
+    ]
+    summary, splits = prepare_rows(
+        rows, tmp_path, categories="stat.ML, cs.CV", train_until="2020-03-01", val_until="2021-01-01"
+    )
+    assert [list(splits[name]["arxiv_id"]) for name in SPLITS] == [["2001.00001"], ["2001.00002"], ["2001.00004"]]
+    assert summary["dropped"]["category"] == 1
+    assert summary["parameters"]["categories"] == ["cs.CV", "stat.ML"]
+    with pytest.raises(TitlecraftError, match="must be earlier"):
+        prepare_rows(rows, tmp_path, train_until="2021-01-01", val_until="2020-01-01")
+    with pytest.raises(TitlecraftError, match="is not a date"):
+        prepare_rows(rows, tmp_path, val_until="soon")
+
+
+def test_empty_splits_warn_and_load_as_datasets(tmp_path):
+    with pytest.warns(TitlecraftWarning, match="validation split is empty"):
+        prepare_rows([pair(1, "2020-01-01"), pair(2, "2026-05-01")], tmp_path)
+    splits = load_splits(tmp_path / "prepared")
+    assert {name: len(split) for name, split in splits.items()} == {"train": 1, "validation": 0, "test": 1}
+    assert splits["train"].column_names == list(PAIR_COLUMNS)
+    assert splits["test"][0]["title"] == "Learning Topic 2 With Care"
+    with pytest.raises(TitlecraftError, match="no such split"):
+        load_split(tmp_path / "missing.parquet")
+
+
+def test_parquet_jsonl_and_csv_read_alike(tmp_path):
+    rows = [pair(1, "2024-01-01", title="Line\u2028Separated Title Here"), pair(2, None, source=None)]
+    frame = pd.DataFrame(rows)
+    frame.to_parquet(tmp_path / "p.parquet")
+    frame.to_json(tmp_path / "p.jsonl", orient="records", lines=True, force_ascii=False)
+    frame.drop(columns=["source"]).to_csv(tmp_path / "p.csv", index=False)
+    parquet, jsonl, csv = (read_pairs(tmp_path / f"p.{ext}") for ext in ("parquet", "jsonl", "csv"))
+    assert parquet["title"].tolist() == jsonl["title"].tolist() == csv["title"].tolist()
+    assert parquet["source"].tolist() == ["test", "p.parquet"]  # missing provenance: the file name
+    assert csv["source"].tolist() == ["p.csv", "p.csv"]
+
+
+def test_ids_and_text_keys_normalise():
+    assert normalise_arxiv_id("arXiv:2501.01234v2") == "2501.01234"
+    assert normalise_arxiv_id("https://arxiv.org/abs/hep-th/9901001v1") == "hep-th/9901001"
+    assert normalise_arxiv_id(" ") is None
+    assert text_key("Étude: GPT-4's (Über) Ranking_2!") == "étudegpt4süberranking2"
+
+
+def _parquet_bytes() -> bytes:
+    sink = pa.BufferOutputStream()
+    pq.write_table(pa.Table.from_pylist([pair(1, None)]), sink)
+    return sink.getvalue().to_pybytes()
+
+
+BAD_INPUTS = {
+    "parquet named csv": ("pairs.csv", _parquet_bytes(), "is a Parquet file, not .csv"),
+    "csv named parquet": ("pairs.parquet", b"title,abstract\nA B C,text\n", "is not a Parquet file"),
+    "truncated parquet": ("pairs.parquet", _parquet_bytes()[:200], "could not be read as Parquet"),
+    "csv named jsonl": ("pairs.jsonl", b"title,abstract\nA B C,text\n", "line 1 is not valid JSON"),
+    "jsonl of arrays": ("pairs.jsonl", b'["title", "abstract"]\n', "line 1 is not a JSON object"),
+    "missing columns": ("pairs.csv", b"title,summary\nA B C,text\n", "lacks the column(s) abstract"),
+    "invalid utf-8 csv": ("pairs.csv", b"title,abstract\nA \xff B C,text\n", "is not valid UTF-8"),
+    "invalid utf-8 jsonl": ("pairs.jsonl", b'{"title": "A \xc3 B", "abstract": "x"}\n', "is not valid UTF-8"),
+    "empty parquet": ("pairs.parquet", b"", "is empty"),
+    "empty jsonl": ("pairs.jsonl", b"", "is empty"),
+    "header only csv": ("pairs.csv", b"title,abstract\n", "has no rows"),
+    "blank jsonl": ("pairs.jsonl", b"\n\n", "has no rows"),
+    "unsupported type": ("pairs.txt", b"hello", "unsupported file type '.txt'"),
+}
+
+
+@pytest.mark.parametrize("name, content, message", BAD_INPUTS.values(), ids=BAD_INPUTS.keys())
+def test_bad_input_is_a_clear_error_naming_the_file(tmp_path, name, content, message):
+    good = write_parquet([pair(1, None)], tmp_path / "good.parquet")
+    bad = tmp_path / name
+    bad.write_bytes(content)
+    with pytest.raises(TitlecraftError) as raised:
+        prepare([good, bad], tmp_path / "prepared", tokenizer=WordTokenizer(), progress=False)
+    assert str(bad) in str(raised.value) and message in str(raised.value)
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted({"good.parquet", name})
+
+
+def test_missing_input_and_all_rows_dropped_are_errors(tmp_path):
+    with pytest.raises(TitlecraftError, match="nope.csv: no such file"):
+        prepare([tmp_path / "nope.csv"], tmp_path / "out", tokenizer=WordTokenizer(), progress=False)
+    short = write_parquet([pair(1, None, abstract="tiny")], tmp_path / "short.parquet")
+    with pytest.raises(TitlecraftError, match="no rows are left"):
+        prepare([short], tmp_path / "out", tokenizer=WordTokenizer(), progress=False)
+    assert not (tmp_path / "out").exists()
+
+
+def test_failure_while_writing_leaves_the_output_folder_as_it_was(tmp_path, monkeypatch):
+    out = tmp_path / "prepared"
+    out.mkdir()
+    (out / "train.parquet").write_text("previous run")
+    source = write_parquet([pair(1, None)], tmp_path / "pairs.parquet")
+
+    def broken_plot(*args):
+        raise OSError("disk full")
+
+    monkeypatch.setattr("core.dataset.plot_token_lengths", broken_plot)
+    with pytest.warns(TitlecraftWarning), pytest.raises(OSError, match="disk full"):
+        prepare([source], out, tokenizer=WordTokenizer(), progress=False)
+    assert [path.name for path in out.iterdir()] == ["train.parquet"]
+    assert (out / "train.parquet").read_text() == "previous run"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["pairs.parquet", "prepared"]
+
+
+@pytest.fixture(scope="module")
+def shared_slice(tmp_path_factory) -> Path:
+    """About 4,000 real rows around both split boundaries, plus undated rows, with some re-posted."""
+    table = pq.read_table(SHARED_PAIRS)
+    dates = table.column("date")
+
+    def first_index_from(day: str) -> int:
+        return pc.index(pc.greater_equal(dates, day), True).as_py()
+
+    parts = [
+        table.slice(first_index_from("2025-09-25"), 1500),
+        table.slice(first_index_from("2025-12-25"), 1500),
+        table.slice(table.num_rows - 300, 300),
+    ]
+    reposted = parts[1].slice(0, 50)  # the same papers again, as a second harvest would bring them
+    suffix = pa.scalar("v2", reposted.schema.field("arxiv_id").type)
+    versioned = pc.binary_join_element_wise(reposted.column("arxiv_id"), suffix, pa.scalar("", suffix.type))
+    parts.append(reposted.set_column(0, "arxiv_id", versioned))
+    path = tmp_path_factory.mktemp("shared") / "slice.parquet"
+    pq.write_table(pa.concat_tables(parts), path)
+    return path
+
+
+def test_real_pairs_split_without_overlap(shared_slice, tmp_path):
+    out = tmp_path / "prepared"
+    summary = prepare([shared_slice], out, tokenizer=WordTokenizer(), progress=False)
+    splits = {name: pd.read_parquet(out / f"{name}.parquet") for name in SPLITS}
+
+    assert all(len(frame) > 500 for frame in splits.values())
+    assert summary["rows_read"] == 3350 == sum(summary["splits"].values()) + sum(summary["dropped"].values())
+    assert summary["dropped"]["duplicate_id"] >= 50
+    assert splits["train"]["date"].dropna().max() < "2025-10-01" <= splits["validation"]["date"].min()
+    assert splits["validation"]["date"].max() < "2026-01-01" <= splits["test"]["date"].min()
+    assert splits["train"]["date"].isna().sum() == summary["undated_in_train"] > 0
+    for column in ("arxiv_id", "title", "abstract"):
+        seen = [set(frame[column].map(text_key)) for frame in splits.values()]
+        assert not (seen[0] & seen[1] or seen[0] & seen[2] or seen[1] & seen[2]), column
+    titles = pd.concat(splits.values())["title"]
+    assert (titles != titles.str.lower()).mean() > 0.9  # original case kept
+
+
+def test_cli_prepare(shared_slice, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr("core.commands.prepare.load_tokenizer", lambda spec: WordTokenizer())
+    out = tmp_path / "prepared"
+    code = main(["prepare", "--in", str(shared_slice), "--out", str(out), "--categories", "cs.CL", "--token-sample", "0"])
+    assert code == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["token_lengths"]["rows"] == summary["token_lengths"]["of"] == sum(summary["splits"].values())
+    assert all("cs.CL" in cats.split() for cats in pd.read_parquet(out / "train.parquet")["categories"])
+    assert "rows written to" in capsys.readouterr().out
+
+    assert main(["prepare", "--in", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "x")]) == 2
+    assert "missing.jsonl: no such file" in capsys.readouterr().err
