@@ -2,17 +2,39 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Sequence
 
 from core.cli import build_parser, run
 
+TUI = "tui"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(TUI, help="curate titles in the terminal app (what a bare `titlecraft` runs)")
+    parser.add_argument(
+        "--model", default="embedded", help="embedded, embedded-base, a checkpoint directory or a hub id"
+    )
+    parser.add_argument("--db", default=None, help="the SQLite store (default: $TITLECRAFT_DB or data/titlecraft.db)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
+    parser.set_defaults(func=run_app)
+
+
+def run_app(args: argparse.Namespace) -> int:
+    from tui.app import TitlecraftApp
+
+    TitlecraftApp(model_spec=args.model, db_path=args.db, device=args.device).run()
+    return 0
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser, subparsers = build_parser()
+    register(subparsers)
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv:
-        argv = ["generate"]  # until the TUI lands, a bare `titlecraft` runs the generator
+    # `titlecraft` and `titlecraft --db x.db` open the app; `titlecraft --help` still lists everything.
+    if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
+        argv = [TUI, *argv]
     return run(parser.parse_args(argv), parser)
 
 

@@ -1,0 +1,296 @@
+"""The curation app driven through its keys with App.run_test(), on a tiny checkpoint and a temp store."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+
+from textual.widgets import DataTable, Input, Static
+
+from core.store import Store
+from tui_helpers import ABSTRACT, ready, scripted_generate, settle
+from tui.screens.export import ExportScreen
+from tui.screens.prompt import TextPrompt
+from tui.screens.review import ReviewScreen
+from tui.widgets.candidates import ACCEPTED, EDITED, OWN, REJECTED
+from tui.widgets.status_bar import StatusBar
+
+FAST = {"n": 4, "max_new_tokens": 8, "seed": 7}
+
+
+async def type_into_prompt(pilot, text: str) -> None:
+    """Type into the open one-line prompt and press enter."""
+    await pilot.pause()
+    assert isinstance(pilot.app.screen, TextPrompt)
+    await pilot.press(*text, "enter")
+    await pilot.pause()
+
+
+def live_decisions(db_path) -> list[tuple]:
+    with Store(db_path) as store:
+        abstract_id = store.find_abstract(ABSTRACT)
+        return [
+            (d.action, d.title, d.reason)
+            for d in store.history(abstract_id)
+            if d.action != "undo" and not d.undone
+        ]
+
+
+async def test_paste_generate_decide_undo_and_export(make_app, db_path, tmp_path):
+    app = make_app()
+    async with app.run_test(size=(100, 40)) as pilot:
+        await ready(app, pilot)
+        assert app.focused is app.editor.text_area
+        app.sampling.update(FAST)
+        await pilot.press("ctrl+g")
+        assert app.focused is app.candidates
+        await settle(app, pilot)
+
+        views = app.candidates.views()
+        assert len(views) >= 3
+        assert all(view.finished and view.candidate_id is not None for view in views)
+        first, second, third = views[0].text, views[1].text, views[2].text
+
+        await pilot.press("a", "down", "e")
+        await pilot.pause()
+        await pilot.press("ctrl+u", *"Sparse titles, curated", "enter")
+        await pilot.press("down", "r")
+        await type_into_prompt(pilot, "too vague")
+        await pilot.press("t")
+        await type_into_prompt(pilot, "My own title")
+        await settle(app, pilot)
+        assert [view.decision for view in app.candidates.views()[:3]] == [ACCEPTED, EDITED, REJECTED]
+        assert app.candidates.views()[-1].decision == OWN
+
+        await pilot.press("u")
+        await settle(app, pilot)
+        assert all(view.decision != OWN for view in app.candidates.views())
+        assert not any(view.pending for view in app.candidates.views())
+        assert live_decisions(db_path) == [
+            ("accept", first, None),
+            ("edit", "Sparse titles, curated", None),
+            ("reject", third, "too vague"),
+        ]
+        assert second != "Sparse titles, curated"
+        status = app.query_one(StatusBar).info
+        assert (status.accepted, status.edited, status.rejected) == (1, 1, 1)
+
+        out = tmp_path / "exports" / "pairs.jsonl"
+        await pilot.press("x")
+        await pilot.pause()
+        assert isinstance(app.screen, ExportScreen)
+        path_input = app.screen.query_one("#export-path", Input)
+        path_input.value = str(out)
+        path_input.focus()
+        await pilot.press("enter")
+        await settle(app, pilot)
+        records = [json.loads(line) for line in out.read_text().splitlines()]
+        assert [record["completion"] for record in records] == [" Sparse titles, curated"]
+        assert any(message.startswith("Exported 1 pair") for _, message in app.told)
+        assert not app.errors()
+
+
+async def test_escape_cancels_mid_stream_and_keys_keep_working(make_app):
+    app = make_app()
+    async with app.run_test(size=(100, 40)) as pilot:
+        await ready(app, pilot)
+        app.sampling.update(n=3, max_new_tokens=60, seed=3)
+        started, released = threading.Event(), threading.Event()
+        real_generate = app.generator.generate
+
+        def held_generate(abstract, params, on_event=None, **options):
+            """The real generator, held at its first token until the test has pressed its keys."""
+
+            def held_event(event):
+                started.set()
+                released.wait(10)
+                on_event(event)
+
+            return real_generate(abstract, params, on_event=held_event, **options)
+
+        app.generator.generate = held_generate
+        await pilot.press("ctrl+g")
+        assert started.wait(10)
+        await pilot.press("down")
+        assert app.candidates.cursor == 1
+        assert app.running is not None
+        await pilot.press("escape")
+        released.set()
+        await settle(app, pilot)
+        assert app.running is None
+        assert app.last_run.cancelled
+        assert any("stopped" in message for _, message in app.told)
+        assert all(view.finished for view in app.candidates.views())
+
+
+async def test_queue_navigation(make_app, db_path):
+    abstracts = [f"Queued abstract number {i} about graph neural networks and sparse attention." for i in range(3)]
+    with Store(db_path) as store:
+        for text in abstracts:
+            store.enqueue(store.add_abstract(text, source="import"))
+    app = make_app()
+    async with app.run_test(size=(100, 40)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("tab", "n")
+        assert app.editor.text == abstracts[0]
+        await pilot.press("n", "n")
+        assert app.editor.text == abstracts[2]
+        assert "queue 3/3" in app.query_one(StatusBar).text()
+        await pilot.press("n")
+        assert any("last" in message for _, message in app.told)
+        await pilot.press("p")
+        assert app.editor.text == abstracts[1]
+        assert app.query_one(StatusBar).info.queue_position == 1
+
+
+async def test_user_text_is_shown_literally(make_app, db_path):
+    abstract = "We show that [bold]markup[/bold] and [link=https://example.com]links[/link] stay text."
+    markup_title = "[bold]Not bold[/bold] and [link=https://example.com]not a link[/link]"
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(app, pilot, abstract)
+        app.generator.generate = scripted_generate([markup_title, "A [/closing] tag alone"])
+        app.sampling.update(n=2)
+        await pilot.press("ctrl+g")
+        await settle(app, pilot)
+        shown = [widget.content.plain for widget in app.candidates.query(".title").results(Static)]
+        assert any(markup_title in text for text in shown)
+        await pilot.press("a", "t")
+        await type_into_prompt(pilot, "[/oops] my [red]own[/red]")
+        await pilot.press("u")
+        await settle(app, pilot)
+        assert any("[/oops] my [red]own[/red]" in message for _, message in app.told)
+        assert app.editor.text == abstract
+        screenshot = app.export_screenshot().replace("&#160;", " ")
+        assert "[bold]Not bold[/bold]" in screenshot
+
+        await pilot.press("v")
+        await pilot.pause()
+        assert isinstance(app.screen, ReviewScreen)
+        table = app.screen.query_one(DataTable)
+        assert table.get_row_at(0)[0].plain == markup_title
+        assert not app.errors()
+
+
+async def test_review_opens_an_abstract_with_its_history(make_app):
+    app = make_app()
+    async with app.run_test(size=(100, 40)) as pilot:
+        await ready(app, pilot)
+        app.generator.generate = scripted_generate(["Alpha title", "Beta title", "Gamma title"])
+        app.sampling.update(n=3)
+        await pilot.press("ctrl+g")
+        await settle(app, pilot)
+        await pilot.press("down", "a", "down", "r", "enter")
+        await settle(app, pilot)
+        app.editor.load("Another abstract entirely, pasted after the first one was curated.")
+        app.candidates.clear_rows()
+        await pilot.press("v")
+        await pilot.pause()
+        await pilot.press("slash", *"beta")
+        await pilot.pause()
+        assert app.screen.query_one(DataTable).row_count == 1
+        await pilot.press("enter", "enter")
+        await settle(app, pilot)
+        assert app.screen is app.screen_stack[0]
+        assert app.editor.text.startswith("We study how small causal language models")
+        decisions = {view.text: view.decision for view in app.candidates.views()}
+        assert decisions == {"Alpha title": None, "Beta title": ACCEPTED, "Gamma title": REJECTED}
+
+
+async def test_settings_are_remembered_in_the_store(make_app, db_path):
+    app = make_app()
+    async with app.run_test(size=(100, 40)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("tab", "s")
+        await pilot.pause()
+        count = app.screen.query_one("#setting-n", Input)
+        count.value = "3"
+        count.focus()
+        await pilot.press("enter")
+        await settle(app, pilot)
+        assert app.sampling["n"] == 3
+    with Store(db_path) as store:
+        assert store.get_setting("tui.sampling")["n"] == 3
+    again = make_app()
+    async with again.run_test(size=(100, 40)) as pilot:
+        await settle(again, pilot)
+        assert again.sampling["n"] == 3
+
+
+async def test_bad_model_spec_is_a_notification(make_app, tmp_path):
+    not_a_model = tmp_path / "not-a-model"
+    not_a_model.mkdir()
+    app = make_app(model_spec=str(not_a_model))
+    async with app.run_test(size=(100, 40)) as pilot:
+        await ready(app, pilot)
+        assert any("could not be loaded" in error for error in app.errors())
+        await pilot.press("ctrl+g")
+        assert any("failed to load" in error for error in app.errors())
+        assert "failed to load" in app.query_one(StatusBar).text()
+
+
+async def test_empty_abstract_is_a_notification(make_app):
+    app = make_app()
+    async with app.run_test(size=(100, 40)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("ctrl+g")
+        assert any("empty" in error for error in app.errors())
+        assert not app.candidates.rows
+
+
+async def test_read_only_store_keeps_decisions_pending_until_it_is_writable(make_app, db_path):
+    Store(db_path).close()
+    os.chmod(db_path, 0o444)
+    app = make_app()
+    try:
+        async with app.run_test(size=(100, 40)) as pilot:
+            await ready(app, pilot)
+            assert any("read-only" in error for error in app.errors())
+            app.generator.generate = scripted_generate(["First title", "Second title"])
+            app.sampling.update(n=2)
+            await pilot.press("ctrl+g")
+            await settle(app, pilot)
+            await pilot.press("a")
+            await settle(app, pilot)
+            view = app.candidates.views()[0]
+            assert view.decision == ACCEPTED and view.pending
+            assert "not saved yet" in app.candidates.rows[0].query_one(".title", Static).content.plain
+            assert len(app.pending) == 3  # the abstract, the candidates and the acceptance
+            await pilot.press("ctrl+q")
+            assert app.is_running  # the first ctrl+q only warns about unsaved decisions
+
+            os.chmod(db_path, 0o644)
+            await pilot.press("down", "r", "enter")
+            await settle(app, pilot)
+            assert not app.pending
+            assert not any(view.pending for view in app.candidates.views())
+    finally:
+        os.chmod(db_path, 0o644)
+    with Store(db_path) as store:
+        history = store.history(store.find_abstract(ABSTRACT))
+        assert [(d.action, d.title) for d in history] == [("accept", "First title"), ("reject", "Second title")]
+
+
+async def test_more_appends_candidates_and_escape_leaves_an_edit(make_app, db_path):
+    app = make_app()
+    async with app.run_test(size=(100, 40)) as pilot:
+        await ready(app, pilot)
+        app.generator.generate = scripted_generate(["One", "Two", "Three", "Four"])
+        app.sampling.update(n=2)
+        await pilot.press("ctrl+g")
+        await settle(app, pilot)
+        await pilot.press("m")
+        await settle(app, pilot)
+        assert [view.text for view in app.candidates.views()] == ["One", "Two", "Three", "Four"]
+        assert all(view.candidate_id is not None for view in app.candidates.views())
+
+        await pilot.press("e")
+        await pilot.pause()
+        await pilot.press("ctrl+u", *"Never saved", "escape")
+        await settle(app, pilot)
+        assert app.focused is app.candidates
+        assert app.candidates.views()[3].decision is None
+    with Store(db_path) as store:
+        assert len(store.candidates(store.find_abstract(ABSTRACT))) == 4
+        assert store.history(store.find_abstract(ABSTRACT)) == []

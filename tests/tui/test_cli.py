@@ -1,0 +1,29 @@
+"""A bare ``titlecraft`` (and ``titlecraft --db ...``) opens the app; other subcommands are untouched."""
+
+from __future__ import annotations
+
+import pytest
+
+from tui import cli
+
+
+def test_bare_titlecraft_runs_the_app(monkeypatch):
+    started = []
+    monkeypatch.setattr("tui.app.TitlecraftApp.run", lambda app: started.append(app))
+    assert cli.main([]) == 0
+    (app,) = started
+    assert (app.model_spec, app.db_path, app.device) == ("embedded", None, "auto")
+
+
+def test_options_without_a_subcommand_go_to_the_app(monkeypatch, tmp_path):
+    started = []
+    monkeypatch.setattr("tui.app.TitlecraftApp.run", lambda app: started.append(app))
+    assert cli.main(["--db", str(tmp_path / "x.db"), "--model", "embedded-base", "--device", "cpu"]) == 0
+    (app,) = started
+    assert (app.model_spec, app.db_path, app.device) == ("embedded-base", str(tmp_path / "x.db"), "cpu")
+
+
+def test_help_still_lists_every_subcommand(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    assert "tui" in capsys.readouterr().out

@@ -1,0 +1,753 @@
+"""The titlecraft curation app: paste an abstract, watch candidates stream in, decide, review, export.
+
+The app is a shell over core. Three kinds of slow work run in thread workers that only post messages:
+loading the model, generating (one run at a time; a new run or escape sets the old run's cancel event),
+and writing to the store (one write at a time, in order). Writes that fail stay queued and visibly
+pending; they are retried with the next decision, so a locked or read-only database never loses one.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from rich.text import Text
+from textual import on, work
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.reactive import var
+from textual.widgets import Footer, Static, TextArea
+
+from core.errors import TitlecraftError
+from core.prompts import normalise_whitespace
+from tui.curation import PendingWrite, Session, apply_history, views_from_store
+from tui.messages import (
+    CandidateStreamed,
+    EditSubmitted,
+    ExportFailed,
+    ExportFinished,
+    GenerationFailed,
+    GenerationFinished,
+    ModelLoaded,
+    ModelLoadFailed,
+    StoreOpened,
+    StoreOpenFailed,
+    WriteFailed,
+    WriteSaved,
+)
+from tui.screens.export import ExportScreen
+from tui.screens.help import HelpScreen
+from tui.screens.prompt import TextPrompt
+from tui.screens.review import ReviewScreen
+from tui.screens.settings import SETTING_FIELDS, SettingsScreen
+from tui.widgets.candidates import ACCEPTED, EDITED, OWN, REJECTED, CandidateList, CandidateView
+from tui.widgets.editor import AbstractEditor
+from tui.widgets.status_bar import StatusBar, StatusInfo
+
+SAMPLING_SETTING = "tui.sampling"
+DEFAULT_SAMPLING = {"n": 5, "temperature": 0.8, "top_p": 0.95, "max_new_tokens": 40}
+TOKEN_COUNT_DELAY = 0.3  # seconds of typing pause before the abstract is re-tokenised
+# Actions that act on the main screen; hidden while a dialog or the review screen is up.
+MAIN_ACTIONS = {
+    "generate", "more", "cancel", "accept", "edit", "reject", "own_title", "undo",
+    "next_abstract", "previous_abstract", "review", "export", "settings", "help",
+}
+# Single-letter actions cannot fire while the abstract editor has focus (it takes the letter).
+LETTER_ACTIONS = MAIN_ACTIONS - {"generate", "cancel"}
+
+
+def _error_text(error: BaseException) -> str:
+    """A TitlecraftError's text is the message; anything else also names its type."""
+    if isinstance(error, TitlecraftError):
+        return str(error)
+    return f"{type(error).__name__}: {error}"
+
+
+class TitlecraftApp(App[None]):
+    """Curate titles for abstracts with a small model; every decision lands in the store at once."""
+
+    CSS_PATH = Path(__file__).parent / "app.tcss"
+    TITLE = "titlecraft"
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
+    ENABLE_COMMAND_PALETTE = False
+    # The live generation run (id, first row, cancel event); the footer dims escape without one.
+    running: var[dict | None] = var(None, bindings=True)
+    BINDINGS = [
+        Binding("ctrl+g", "generate", "Generate", priority=True, tooltip="Generate candidates for the abstract"),
+        Binding("a", "accept", "Accept", tooltip="Accept the highlighted candidate"),
+        Binding("e", "edit", "Edit", tooltip="Edit the highlighted candidate in place"),
+        Binding("r", "reject", "Reject", tooltip="Reject the highlighted candidate (optional reason)"),
+        Binding("t", "own_title", "Own", tooltip="Write your own title"),
+        Binding("u", "undo", "Undo", tooltip="Undo the last decision on this abstract"),
+        Binding("m", "more", "More", tooltip="Append more candidates for the same abstract"),
+        Binding("escape", "cancel", "Stop", tooltip="Cancel the running generation"),
+        Binding("n", "next_abstract", "Next", show=False, tooltip="Next abstract in the imported queue"),
+        Binding("p", "previous_abstract", "Prev", show=False, tooltip="Previous abstract in the imported queue"),
+        Binding("v", "review", "Review", tooltip="Review curated pairs"),
+        Binding("x", "export", "Export", tooltip="Export curated pairs"),
+        Binding("s", "settings", "Settings", show=False, tooltip="Sampling settings"),
+        Binding("question_mark", "help", "Keys", tooltip="Show all keys"),
+        Binding("ctrl+q", "quit", "Quit", priority=True, tooltip="Quit"),
+    ]
+
+    def __init__(
+        self,
+        model_spec: str = "embedded",
+        db_path: str | Path | None = None,
+        device: str = "auto",
+        *,
+        loader: Callable[..., tuple] | None = None,
+    ) -> None:
+        super().__init__()
+        self.model_spec = model_spec
+        self.db_path = db_path
+        self.device = device
+        self.loader = loader or _load_model
+        self.generator: Any = None
+        self.model_info: Any = None
+        self.model_error: str | None = None
+        self.store: Any = None
+        self.sampling = dict(DEFAULT_SAMPLING)
+        self.session: Session | None = None
+        self.pending: deque[PendingWrite] = deque()
+        self.writing = False
+        self.run_id = 0
+        self.last_run: Any = None
+        self.quit_requested = False
+        self._token_timer = None
+
+    # -- layout ------------------------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="body"):
+            with Vertical(id="abstract-pane"):
+                yield Static(Text("Abstract"), classes="pane-title")
+                yield AbstractEditor(id="editor")
+            with Vertical(id="candidates-pane"):
+                yield Static(Text("Candidates"), classes="pane-title")
+                yield CandidateList(id="candidates")
+        yield StatusBar(id="status")
+        yield Footer(compact=True)
+
+    @property
+    def editor(self) -> AbstractEditor:
+        return self.query_one(AbstractEditor)
+
+    @property
+    def candidates(self) -> CandidateList:
+        return self.query_one(CandidateList)
+
+    def on_mount(self) -> None:
+        self.editor.text_area.focus()
+        self._show_status()
+        self._load_model()
+        self._open_store_worker()
+
+    def on_unmount(self) -> None:
+        if self.running:
+            self.running["cancel"].set()
+        if self.store is not None:
+            self.store.close()  # waits for a write in flight: the store serialises its calls
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Hide main-screen keys under dialogs; dim (None) keys that cannot act right now."""
+        if action in MAIN_ACTIONS and self.screen is not self.screen_stack[0]:
+            return False
+        if action == "cancel" and self.running is None:
+            return None
+        if action in LETTER_ACTIONS and isinstance(self.focused, TextArea):
+            return None
+        return True
+
+    def notify_error(self, message: str) -> None:
+        """Errors carry paths and user text: never read them as markup."""
+        self.notify(message, severity="error", markup=False, timeout=8)
+
+    # -- model -------------------------------------------------------------------------------------
+
+    @work(thread=True, exclusive=True, group="model")
+    def _load_model(self) -> None:
+        try:
+            model, tokenizer, info = self.loader(self.model_spec, device=self.device)
+            from core.generate import TitleGenerator
+
+            generator = TitleGenerator(model, tokenizer, info)
+        except Exception as error:  # noqa: BLE001 - any failure becomes a notification, never a crash
+            self.post_message(ModelLoadFailed(_error_text(error)))
+        else:
+            self.post_message(ModelLoaded(generator, info))
+
+    def on_model_loaded(self, message: ModelLoaded) -> None:
+        self.generator = message.generator
+        self.model_info = message.info
+        self._show_status()
+        self._count_tokens()
+
+    def on_model_load_failed(self, message: ModelLoadFailed) -> None:
+        self.model_error = message.error
+        self.editor.show_token_note("tokens: no model loaded")
+        self._show_status()
+        self.notify_error(f"The model could not be loaded: {message.error}")
+
+    # -- store -------------------------------------------------------------------------------------
+
+    @work(thread=True, group="store")
+    def _open_store_worker(self) -> None:
+        try:
+            store = _open_store(self.db_path)
+        except Exception as error:  # noqa: BLE001
+            self.post_message(StoreOpenFailed(_error_text(error)))
+        else:
+            self.post_message(StoreOpened(store))
+
+    def on_store_opened(self, message: StoreOpened) -> None:
+        if self.store is not None:  # the start-up open and a retried write both got there
+            message.store.close()
+            return
+        self.store = message.store
+        self._read_settings()
+        self._show_status()
+        self._flush_writes()
+
+    def on_store_open_failed(self, message: StoreOpenFailed) -> None:
+        self.notify_error(
+            f"The store could not be opened: {message.error}. Decisions will be kept pending on screen "
+            "and saved once it works."
+        )
+
+    def _read(self, read: Callable[[Any], Any], default: Any = None) -> Any:
+        """A quick read on the UI thread; a failing store gives ``default`` and a notification."""
+        if self.store is None:
+            return default
+        try:
+            return read(self.store)
+        except Exception as error:  # noqa: BLE001
+            self.notify_error(f"Reading the store failed: {_error_text(error)}")
+            return default
+
+    def _read_settings(self) -> None:
+        saved = self._read(lambda store: store.get_setting(SAMPLING_SETTING, {}), {}) or {}
+        for field in SETTING_FIELDS:
+            if field.key in saved:
+                try:
+                    self.sampling[field.key] = field.parse(saved[field.key])
+                except ValueError:
+                    continue
+
+    def submit(self, write: PendingWrite) -> None:
+        """Queue a store write behind any earlier ones and start the writer if it is idle."""
+        self.quit_requested = False
+        self.pending.append(write)
+        self._flush_writes()
+
+    def _flush_writes(self) -> None:
+        if self.writing or not self.pending:
+            return
+        self.writing = True
+        self._write(self.pending[0], self.store)
+
+    @work(thread=True, group="store")
+    def _write(self, write: PendingWrite, store: Any) -> None:
+        opened = None
+        try:
+            if store is None:
+                store = opened = _open_store(self.db_path)
+            result = write.apply(store)
+        except Exception as error:  # noqa: BLE001 - the write stays pending; the user is told why
+            outcome = WriteFailed(write, _error_text(error))
+        else:
+            outcome = WriteSaved(write, result)
+        if opened is not None:
+            self.post_message(StoreOpened(opened))
+        self.post_message(outcome)
+
+    def on_write_saved(self, message: WriteSaved) -> None:
+        self.writing = False
+        if self.pending and self.pending[0] is message.write:
+            self.pending.popleft()
+        message.write.on_saved(message.result)
+        self._show_status()
+        self._flush_writes()
+
+    def on_write_failed(self, message: WriteFailed) -> None:
+        self.writing = False
+        waiting = len(self.pending)
+        self.notify_error(
+            f"Could not save {message.write.description}: {message.error}. "
+            f"{waiting} change{'s' if waiting != 1 else ''} pending; retried with your next decision."
+        )
+
+    # -- abstract and token count ------------------------------------------------------------------
+
+    @on(TextArea.Changed, "#abstract")
+    def _abstract_changed(self) -> None:
+        if self._token_timer is not None:
+            self._token_timer.stop()
+        self._token_timer = self.set_timer(TOKEN_COUNT_DELAY, self._count_tokens)
+
+    def _count_tokens(self) -> None:
+        if self.generator is None:
+            return
+        text = self.editor.text
+        if not text.strip():
+            self.editor.show_token_note("0 tokens")
+            return
+        try:
+            tokens, dropped = self.generator.count_tokens(text, self.sampling["max_new_tokens"])
+        except Exception as error:  # noqa: BLE001
+            self.editor.show_token_note(f"tokens: could not count ({_error_text(error)})")
+            return
+        self.editor.show_token_count(tokens, dropped)
+
+    def _session_for_editor(self) -> Session | None:
+        """The session for the editor's text: the current one if unchanged, else a new abstract."""
+        text = self.editor.text
+        if not normalise_whitespace(text):
+            self.notify_error("The abstract is empty: paste or type one first.")
+            return None
+        if self.session is not None and normalise_whitespace(self.session.text) == normalise_whitespace(text):
+            return self.session
+        session = Session(text=text)
+        self.session = session
+        self.candidates.clear_rows()
+
+        def saved(abstract_id: int) -> None:
+            session.abstract_id = abstract_id
+            self._show_status()
+
+        self.submit(
+            PendingWrite(
+                "the abstract",
+                lambda store: store.add_abstract(session.text, source=session.source),
+                saved,
+            )
+        )
+        return session
+
+    def open_abstract(self, abstract_id: int) -> None:
+        """Show a stored abstract with its candidates and decisions (queue navigation, review)."""
+        self._cancel_run()
+        record = self._read(lambda store: store.abstract(abstract_id))
+        if record is None:
+            return
+        candidates = self._read(lambda store: store.candidates(abstract_id), [])
+        history = self._read(lambda store: store.history(abstract_id), [])
+        self.session = Session(text=record.text, source=record.source, abstract_id=abstract_id)
+        self.editor.load(record.text)
+        self.candidates.clear_rows()
+        self.candidates.add_rows(views_from_store(candidates, history))
+        self._show_status()
+
+    # -- generation --------------------------------------------------------------------------------
+
+    def action_generate(self) -> None:
+        self._start_run(more=False)
+
+    def action_more(self) -> None:
+        self._start_run(more=bool(self.candidates.rows))
+
+    def action_cancel(self) -> None:
+        if self.running is not None:
+            self.running["cancel"].set()
+
+    def _cancel_run(self) -> None:
+        if self.running is not None:
+            self.running["cancel"].set()
+            self.running = None
+
+    def _start_run(self, more: bool) -> None:
+        if self.generator is None:
+            why = f"it failed to load: {self.model_error}" if self.model_error else "it is still loading"
+            self.notify_error(f"No model to generate with: {why}.")
+            return
+        if more and self.running is not None:
+            self.notify("Candidates are still coming: wait, or press escape to stop them.", severity="warning")
+            return
+        session = self.session if more else self._session_for_editor()
+        if session is None:
+            return
+        self._cancel_run()
+        from core.generate import SamplingParams
+
+        params = SamplingParams(**self.sampling)
+        if more:
+            shown = tuple(view.text for view in self.candidates.views() if view.decision != OWN)
+        else:
+            self.candidates.clear_rows()
+            shown = ()
+        self.run_id += 1
+        cancel = threading.Event()
+        first_row = len(self.candidates.rows)
+        self.running = {"id": self.run_id, "first_row": first_row, "cancel": cancel}
+        slots = 1 if params.temperature == 0 else params.n  # greedy sampling gives one candidate
+        self.candidates.add_rows([CandidateView() for _ in range(slots)])
+        self.candidates.cursor = first_row
+        self.candidates.focus()
+        self._generate(self.run_id, session.text, params, cancel, len(shown), shown)
+
+    @work(thread=True, exclusive=True, group="generate")
+    def _generate(self, run_id: int, abstract: str, params: Any, cancel, start_index: int, avoid) -> None:
+        def stream(event) -> None:
+            self.post_message(CandidateStreamed(run_id, event.index - start_index, event.text, event.finished))
+
+        try:
+            result = self.generator.generate(
+                abstract, params, on_event=stream, cancel=cancel, start_index=start_index, avoid=avoid
+            )
+        except Exception as error:  # noqa: BLE001 - CUDA OOM, empty abstract, bugs: all become notifications
+            self.post_message(GenerationFailed(run_id, _error_text(error)))
+        else:
+            self.post_message(GenerationFinished(run_id, result))
+
+    def _is_current(self, run_id: int) -> bool:
+        return self.running is not None and self.running["id"] == run_id
+
+    def on_candidate_streamed(self, message: CandidateStreamed) -> None:
+        if not self._is_current(message.run_id):
+            return
+        index = self.running["first_row"] + message.index
+        if index < len(self.candidates.rows):
+            view = self.candidates.rows[index].view
+            view.text = message.text
+            view.finished = message.finished
+            self.candidates.show_row(index)
+
+    def on_generation_failed(self, message: GenerationFailed) -> None:
+        if not self._is_current(message.run_id):
+            return
+        first_row = self.running["first_row"]
+        self.running = None
+        self.candidates.replace_rows([], start=first_row)
+        self.notify_error(f"Generation failed: {message.error}")
+
+    def on_generation_finished(self, message: GenerationFinished) -> None:
+        if not self._is_current(message.run_id):
+            return
+        run, result = self.running, message.result
+        self.running = None
+        self.last_run = result
+        views = [
+            CandidateView(text=c.text, finished=True, score=c.score, flags=list(c.flags))
+            for c in result.candidates
+        ]
+        self.candidates.replace_rows(views, start=run["first_row"])
+        self._show_status()
+        if result.notice:
+            self.notify(result.notice, severity="warning", markup=False, timeout=8)
+        if result.cancelled:
+            self.notify(f"Generation stopped: {len(views)} candidate(s) kept as far as they got.", markup=False)
+        if views and self.session is not None:
+            self._record_candidates(self.session, result, views)
+
+    def _record_candidates(self, session: Session, result: Any, views: list[CandidateView]) -> None:
+        """Record the run with its provenance, then give each row its candidate id.
+
+        A "more" run is recorded as a generation of its own: it has its own seed and timings.
+        """
+        rows = [{"text": v.text, "score": v.score, "flags": v.flags} for v in views]
+        spec = self.model_info.spec
+
+        def apply(store) -> list[int]:
+            _, ids = store.record_generation(
+                session.abstract_id, spec, result.model, asdict(result.params), result.params.seed,
+                result.device, result.seconds, result.first_token_seconds, rows,
+            )
+            return ids
+
+        def saved(ids: list[int]) -> None:
+            for view, candidate_id in zip(views, ids, strict=True):
+                view.candidate_id = candidate_id
+
+        self.submit(PendingWrite("the generated candidates", apply, saved))
+
+    # -- decisions ---------------------------------------------------------------------------------
+
+    def _decidable_row(self) -> int | None:
+        """The highlighted row if a decision can be made on it now, else tell the user why not."""
+        rows = self.candidates
+        row = rows.current
+        if row is None:
+            self.notify("No candidate to decide on: press ctrl+g to generate.", severity="warning")
+            return None
+        if not row.view.finished or (self.running is not None and rows.cursor >= self.running["first_row"]):
+            self.notify("That candidate is still being written (escape stops the run).", severity="warning")
+            return None
+        if row.view.decision == OWN:
+            self.notify("That is your own title; u undoes it.", severity="warning")
+            return None
+        return rows.cursor
+
+    def _decide(self, index: int, description: str, change: Callable[[CandidateView], None], apply) -> None:
+        """Show a decision at once (marked pending), then save it; undo before saving reverts it."""
+        view = self.candidates.rows[index].view
+        before = (view.decision, view.reason, view.edited_text)
+        change(view)
+        view.pending += 1
+        self.candidates.show_row(index)
+
+        def saved(_decision_id: int) -> None:
+            view.pending -= 1
+            self.candidates.show_view(view)
+
+        def revert() -> None:
+            view.decision, view.reason, view.edited_text = before
+            view.pending -= 1
+            self.candidates.show_view(view)
+
+        self.submit(PendingWrite(description, lambda store: apply(store, view), saved, revert))
+
+    def action_accept(self) -> None:
+        index = self._decidable_row()
+        if index is None:
+            return
+
+        def change(view: CandidateView) -> None:
+            view.decision, view.reason, view.edited_text = ACCEPTED, None, None
+
+        self._decide(index, "the acceptance", change, lambda store, view: store.accept(view.candidate_id))
+
+    def action_edit(self) -> None:
+        index = self._decidable_row()
+        if index is not None:
+            self.candidates.start_edit(index)
+
+    def on_edit_submitted(self, message: EditSubmitted) -> None:
+        text, view = message.text.strip(), message.view
+        index = self.candidates.index_of(view)
+        if index is None:
+            return
+        if not text:
+            self.notify("An empty title was not saved.", severity="warning")
+            return
+        if text == view.shown_text:
+            self.notify("Title unchanged: nothing saved (a accepts it as it is).", markup=False)
+            return
+
+        def change(view: CandidateView) -> None:
+            view.decision, view.reason, view.edited_text = EDITED, None, text
+
+        self._decide(index, "the edit", change, lambda store, view: store.edit(view.candidate_id, text))
+
+    def action_reject(self) -> None:
+        index = self._decidable_row()
+        if index is None:
+            return
+        view = self.candidates.rows[index].view
+
+        def rejected(reason: str | None) -> None:
+            position = self.candidates.index_of(view)
+            if reason is None or position is None:
+                return
+
+            def change(view: CandidateView) -> None:
+                view.decision, view.reason, view.edited_text = REJECTED, reason or None, None
+
+            self._decide(
+                position, "the rejection", change,
+                lambda store, view: store.reject(view.candidate_id, view.reason),
+            )
+
+        self.push_screen(
+            TextPrompt(
+                "Reject: why? (optional)",
+                "enter rejects (a reason helps later) · escape keeps the candidate",
+                placeholder="e.g. too generic, wrong method, misleading",
+            ),
+            rejected,
+        )
+
+    def action_own_title(self) -> None:
+        session = self._session_for_editor()
+        if session is None:
+            return
+
+        def written(title: str | None) -> None:
+            if not title:
+                return
+            view = CandidateView(text=title, finished=True, decision=OWN, pending=1)
+            self.candidates.add_rows([view])
+            self.candidates.cursor = len(self.candidates.rows) - 1
+
+            def saved(decision_id: int) -> None:
+                view.pending = 0
+                view.decision_id = decision_id
+                self.candidates.show_view(view)
+
+            self.submit(
+                PendingWrite(
+                    "your own title",
+                    lambda store: store.own_title(session.abstract_id, title),
+                    saved,
+                    lambda: self.candidates.remove_view(view),
+                )
+            )
+
+        self.push_screen(TextPrompt("Your own title", "enter saves · escape cancels"), written)
+
+    def action_undo(self) -> None:
+        """Undo the last decision: drop it if it is still waiting to be saved, else log an undo."""
+        unsent = len(self.pending) - (1 if self.writing else 0)
+        if unsent > 0 and self.pending[-1].revert is not None:
+            write = self.pending.pop()
+            write.revert()
+            self.notify(f"Undone: {write.description} (it had not been saved yet).", markup=False)
+            return
+        session = self.session
+        if session is None or not any(view.decision for view in self.candidates.views()):
+            self.notify("Nothing to undo on this abstract.", severity="warning")
+            return
+
+        def apply(store) -> tuple[list, Any]:
+            store.undo(session.abstract_id)
+            return store.history(session.abstract_id)
+
+        self.submit(PendingWrite("the undo", apply, lambda history: self._after_undo(session, history)))
+
+    def _after_undo(self, session: Session, history: list) -> None:
+        undone = next(d for d in reversed(history) if d.action == "undo")
+        target = next(d for d in history if d.id == undone.undoes)
+        self.notify(f"Undone: {target.action.replace('_', ' ')} of “{target.title}”.", markup=False)
+        if session is not self.session:
+            return
+        for view in apply_history(self.candidates.views(), history):
+            self.candidates.remove_view(view)
+        for view in self.candidates.views():
+            self.candidates.show_view(view)
+
+    # -- queue -------------------------------------------------------------------------------------
+
+    def action_next_abstract(self) -> None:
+        self._step_queue(+1)
+
+    def action_previous_abstract(self) -> None:
+        self._step_queue(-1)
+
+    def _step_queue(self, step: int) -> None:
+        queue = self._read(lambda store: store.queue(), [])
+        if not queue:
+            self.notify("The import queue is empty.", severity="warning")
+            return
+        ids = [entry.abstract_id for entry in queue]
+        current = self.session.abstract_id if self.session else None
+        if current in ids:
+            position = ids.index(current) + step
+        else:
+            position = 0 if step > 0 else len(ids) - 1
+        if not 0 <= position < len(ids):
+            self.notify("That was the " + ("last" if step > 0 else "first") + " abstract in the queue.")
+            return
+        self.open_abstract(ids[position])
+
+    # -- screens -----------------------------------------------------------------------------------
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen([*self.BINDINGS, *CandidateList.BINDINGS]))
+
+    def action_review(self) -> None:
+        if self.store is None:
+            self.notify_error("The store is not open, so there is nothing to review.")
+            return
+
+        def chosen(abstract_id: int | None) -> None:
+            if abstract_id is not None:
+                self.open_abstract(abstract_id)
+                self.candidates.focus()
+
+        self.push_screen(ReviewScreen(self.store), chosen)
+
+    def action_settings(self) -> None:
+        def saved(values: dict | None) -> None:
+            if values is None:
+                return
+            self.sampling.update(values)
+            self.submit(
+                PendingWrite("the settings", lambda store: store.set_setting(SAMPLING_SETTING, dict(values)))
+            )
+            self.notify("Settings saved; they apply to the next generation.")
+            self._count_tokens()
+
+        self.push_screen(SettingsScreen(dict(self.sampling)), saved)
+
+    def action_export(self) -> None:
+        if self.store is None:
+            self.notify_error("The store is not open, so there is nothing to export.")
+            return
+
+        def chosen(choice: tuple[str, str] | None) -> None:
+            if choice is not None:
+                self._export(*choice)
+
+        self.push_screen(ExportScreen(self.store.path.parent / "exports"), chosen)
+
+    @work(thread=True, exclusive=True, group="export")
+    def _export(self, export_format: str, path: str) -> None:
+        from core.export import export
+
+        try:
+            result = export(self.store, export_format, path)
+        except Exception as error:  # noqa: BLE001
+            self.post_message(ExportFailed(_error_text(error)))
+        else:
+            self.post_message(ExportFinished(str(result.path), result.rows))
+
+    def on_export_finished(self, message: ExportFinished) -> None:
+        noun = "pair" if message.rows == 1 else "pairs"
+        self.notify(f"Exported {message.rows} {noun} to {message.path}", markup=False)
+
+    def on_export_failed(self, message: ExportFailed) -> None:
+        self.notify_error(f"Export failed: {message.error}")
+
+    # -- status and quitting -----------------------------------------------------------------------
+
+    def _show_status(self) -> None:
+        info = StatusInfo(model=self.model_spec, loading=self.generator is None and self.model_error is None)
+        if self.model_info is not None:
+            info.model, info.device = self.model_info.name, self.model_info.device
+        elif self.model_error is not None:
+            info.model = f"{self.model_spec} (failed to load)"
+        if self.last_run is not None:
+            info.first_token_seconds = self.last_run.first_token_seconds
+            info.tokens_per_second = self.last_run.tokens_per_second
+        for stats in self._read(lambda store: store.model_stats(), []):
+            info.accepted += stats.accepted
+            info.edited += stats.edited
+            info.rejected += stats.rejected
+        queue = self._read(lambda store: store.queue(), [])
+        info.queue_length = len(queue)
+        if self.session is not None:
+            ids = [entry.abstract_id for entry in queue]
+            if self.session.abstract_id in ids:
+                info.queue_position = ids.index(self.session.abstract_id)
+        self.query_one(StatusBar).show(info)
+
+    def action_quit(self) -> None:
+        """Quit, unless decisions are unsaved: then ask for a second ctrl+q."""
+        if self.pending and not self.quit_requested:
+            self.quit_requested = True
+            self.notify(
+                f"{len(self.pending)} change(s) are not saved yet. Press ctrl+q again to quit and lose them.",
+                severity="warning",
+            )
+            return
+        self._cancel_run()
+        self.exit()
+
+
+def _load_model(spec: str, device: str = "auto") -> tuple:
+    from core.models import load_model
+
+    return load_model(spec, device=device)
+
+
+def _open_store(path: str | Path | None) -> Any:
+    from core.store import Store
+
+    return Store(path)
+
+
+

@@ -1,0 +1,79 @@
+"""The app's bookkeeping for one abstract: its session, writes waiting for the store, and history.
+
+Nothing here decides what a decision means (core/store.py does); this module only keeps the screen
+and the store in step: writes run in order, ids that an earlier write produces are read when a later
+write runs, and rows are re-derived from the store's log after an undo or when an abstract is reopened.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from tui.widgets.candidates import ACCEPTED, EDITED, OWN, REJECTED, CandidateView
+
+ACTION_TO_DECISION = {"accept": ACCEPTED, "edit": EDITED, "reject": REJECTED, "own_title": OWN}
+
+
+@dataclass
+class Session:
+    """The abstract being curated. Ids stay None until the store has them (writes may be pending)."""
+
+    text: str
+    source: str = "pasted"
+    abstract_id: int | None = None
+
+
+@dataclass
+class PendingWrite:
+    """One store call waiting to run on the writer thread.
+
+    ``apply`` runs off the UI thread and may only touch the store and plain data; ``on_saved`` and
+    ``revert`` run on the UI thread (``revert`` when an undo removes the write before it was saved).
+    """
+
+    description: str
+    apply: Callable[[Any], Any]
+    on_saved: Callable[[Any], None] = lambda result: None
+    revert: Callable[[], None] | None = None
+
+
+def views_from_store(candidates: list, history: list) -> list[CandidateView]:
+    """Rows for a reopened abstract: every stored candidate, then the live own titles."""
+    views = [
+        CandidateView(
+            text=candidate.text,
+            finished=True,
+            score=candidate.score,
+            flags=list(candidate.flags),
+            candidate_id=candidate.id,
+        )
+        for candidate in candidates
+    ]
+    views.extend(
+        CandidateView(text=decision.title, finished=True, decision=OWN, decision_id=decision.id)
+        for decision in history
+        if decision.action == "own_title" and not decision.undone
+    )
+    apply_history(views, history)
+    return views
+
+
+def apply_history(views: list[CandidateView], history: list) -> list[CandidateView]:
+    """Set each candidate row's decision from the log; return own-title rows whose decision was undone."""
+    live = [d for d in history if d.action != "undo" and not d.undone]
+    latest = {d.candidate_id: d for d in live if d.candidate_id is not None}
+    undone_own = []
+    for view in views:
+        if view.decision == OWN:
+            if view.decision_id is not None and all(d.id != view.decision_id for d in live):
+                undone_own.append(view)
+            continue
+        if view.candidate_id is None:
+            continue
+        decision = latest.get(view.candidate_id)
+        view.decision = ACTION_TO_DECISION[decision.action] if decision else None
+        view.reason = decision.reason if decision else None
+        view.edited_text = decision.title if decision and decision.action == "edit" else None
+    return undone_own

@@ -1,0 +1,118 @@
+"""Every custom message the app passes around, in one place.
+
+Worker threads never touch widgets: they post these messages and the app updates the screen on its
+own thread. Each generation run carries a ``run_id`` so that late messages from a cancelled run are
+recognised and ignored.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual.message import Message
+
+
+class ModelLoaded(Message):
+    """The model finished loading; ``generator`` is ready to use."""
+
+    def __init__(self, generator: Any, info: Any) -> None:
+        super().__init__()
+        self.generator = generator
+        self.info = info
+
+
+class ModelLoadFailed(Message):
+    """The model could not be loaded; ``error`` is the message to show."""
+
+    def __init__(self, error: str) -> None:
+        super().__init__()
+        self.error = error
+
+
+class CandidateStreamed(Message):
+    """A candidate's text grew by a token (or ended) during run ``run_id``."""
+
+    def __init__(self, run_id: int, index: int, text: str, finished: bool) -> None:
+        super().__init__()
+        self.run_id = run_id
+        self.index = index
+        self.text = text
+        self.finished = finished
+
+
+class GenerationFinished(Message):
+    """Run ``run_id`` ended (completed or cancelled) with a core ``GenerationResult``."""
+
+    def __init__(self, run_id: int, result: Any) -> None:
+        super().__init__()
+        self.run_id = run_id
+        self.result = result
+
+
+class GenerationFailed(Message):
+    """Run ``run_id`` raised; ``error`` is the message to show."""
+
+    def __init__(self, run_id: int, error: str) -> None:
+        super().__init__()
+        self.run_id = run_id
+        self.error = error
+
+
+class EditSubmitted(Message):
+    """The researcher finished editing a candidate in place; ``view`` is that row's CandidateView."""
+
+    def __init__(self, view: Any, text: str) -> None:
+        super().__init__()
+        self.view = view
+        self.text = text
+
+
+class ExportFinished(Message):
+    """An export wrote ``path`` (``rows`` records)."""
+
+    def __init__(self, path: str, rows: int) -> None:
+        super().__init__()
+        self.path = path
+        self.rows = rows
+
+
+class ExportFailed(Message):
+    """An export failed; ``error`` is the message to show."""
+
+    def __init__(self, error: str) -> None:
+        super().__init__()
+        self.error = error
+
+
+class StoreOpened(Message):
+    """The store opened (at start-up, or later when a retried write finally reached it)."""
+
+    def __init__(self, store: Any) -> None:
+        super().__init__()
+        self.store = store
+
+
+class StoreOpenFailed(Message):
+    """The store could not be opened at start-up; decisions wait on screen until it can."""
+
+    def __init__(self, error: str) -> None:
+        super().__init__()
+        self.error = error
+
+
+class WriteSaved(Message):
+    """A queued store write succeeded with ``result``."""
+
+    def __init__(self, write: Any, result: Any) -> None:
+        super().__init__()
+        self.write = write
+        self.result = result
+
+
+class WriteFailed(Message):
+    """A queued store write failed; it stays queued."""
+
+    def __init__(self, write: Any, error: str) -> None:
+        super().__init__()
+        self.write = write
+        self.error = error

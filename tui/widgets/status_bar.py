@@ -1,0 +1,91 @@
+"""The status line: model and device, speed of the last run, store counts and queue position.
+
+The model part takes the room that is left and is cut with an ellipsis, so the counts on the right
+stay visible on a narrow terminal.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Horizontal
+from textual.timer import Timer
+from textual.widgets import Static
+
+SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
+
+
+@dataclass
+class StatusInfo:
+    """Everything the status line shows; the app fills it in and calls ``StatusBar.show``."""
+
+    model: str = ""
+    device: str = ""
+    loading: bool = False
+    first_token_seconds: float | None = None
+    tokens_per_second: float | None = None
+    accepted: int = 0
+    edited: int = 0
+    rejected: int = 0
+    queue_position: int | None = None
+    queue_length: int = 0
+
+
+class StatusBar(Horizontal):
+    """One line at the bottom; spins while the model loads so the wait is visibly progressing."""
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.info = StatusInfo()
+        self._frame = 0
+        self._spinner: Timer | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="status-model")
+        yield Static(id="status-counts")
+
+    def show(self, info: StatusInfo) -> None:
+        self.info = info
+        if info.loading and self._spinner is None:
+            self._spinner = self.set_interval(0.1, self._spin)
+        elif not info.loading and self._spinner is not None:
+            self._spinner.stop()
+            self._spinner = None
+        self._update()
+
+    def text(self) -> str:
+        """The whole line as plain text (what a screen reader or a test would read)."""
+        return f"{self._model_text().plain} │ {self._counts_text().plain}"
+
+    def _spin(self) -> None:
+        self._frame = (self._frame + 1) % len(SPINNER)
+        self._update()
+
+    def _update(self) -> None:
+        self.query_one("#status-model", Static).update(self._model_text())
+        self.query_one("#status-counts", Static).update(self._counts_text())
+
+    def _model_text(self) -> Text:
+        info = self.info
+        text = Text()
+        if info.loading:
+            text.append(f"{SPINNER[self._frame]} loading {info.model}…", style="bold")
+            return text
+        text.append(info.model or "no model", style="bold")
+        if info.device:
+            text.append(f" on {info.device}")
+        if info.first_token_seconds is not None:
+            text.append(f" │ first token {info.first_token_seconds:.2f}s")
+        if info.tokens_per_second is not None:
+            text.append(f" │ {info.tokens_per_second:.1f} tok/s")
+        return text
+
+    def _counts_text(self) -> Text:
+        info = self.info
+        text = Text(f"✓{info.accepted} ✎{info.edited} ✗{info.rejected}")
+        if info.queue_length:
+            position = "–" if info.queue_position is None else str(info.queue_position + 1)
+            text.append(f" │ queue {position}/{info.queue_length}")
+        return text
