@@ -26,6 +26,7 @@ EXAMPLE_SEPARATOR = "\n\n"
 EXAMPLE_ABSTRACT_CHARS = 700
 
 Example = tuple[str, str]  # (abstract, title)
+EMPTY_ABSTRACT = "The abstract is empty: paste an abstract first."
 
 
 def normalise_whitespace(text: str) -> str:

@@ -1,0 +1,166 @@
+"""From raw sampled text to ranked candidate titles: cleaning, identity, flags and ranking.
+
+Pure text functions, shared by generation and evaluation so both judge candidates by the same rules.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+EMPTY = "empty"
+TOO_SHORT = "too_short"
+TOO_LONG = "too_long"
+COPIES_ABSTRACT = "copies_abstract"
+MIN_WORDS = 3
+MAX_WORDS = 25
+# A shorter phrase shared with the abstract ("graph neural networks") is normal for a good title.
+COPY_MIN_WORDS = 4
+RANKINGS = ("score", "consensus")
+
+_TITLE_PREFIX = re.compile(r"^(?:(?:paper|suggested|proposed)\s+)?title\s*[:\-\u2013\u2014]\s*", re.IGNORECASE)
+_QUOTE_PAIRS = {'"': '"', "'": "'", "`": "`", "\u201c": "\u201d", "\u2018": "\u2019", "\u00ab": "\u00bb", "\u201e": "\u201c"}
+_LONE_QUOTES = "\"\u201c\u201d`"
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+@dataclass
+class Candidate:
+    """A finished, cleaned candidate; ``rank`` starts at 1 and flagged ones rank after usable ones."""
+
+    text: str
+    score: float
+    flags: list[str] = field(default_factory=list)
+    rank: int = 0
+
+    @property
+    def usable(self) -> bool:
+        return not self.flags
+
+
+def _strip_quotes(text: str) -> str:
+    if len(text) >= 2 and _QUOTE_PAIRS.get(text[0]) == text[-1]:
+        return text[1:-1]
+    for quote in _LONE_QUOTES:
+        if text.count(quote) == 1 and (text.startswith(quote) or text.endswith(quote)):
+            return text.replace(quote, "")
+    return text
+
+
+def _clean_once(text: str) -> str:
+    text = text.replace("**", "").replace("__", "").replace("*", "").strip()
+    text = re.sub(r"^#+\s*", "", text)
+    text = _TITLE_PREFIX.sub("", text).strip()
+    text = _strip_quotes(text).strip()
+    if text.endswith(".") and not text.endswith(".."):
+        text = text[:-1].rstrip()
+    return text
+
+
+def clean_title(text: str) -> str:
+    """The first non-empty line without markdown emphasis, "Title:" prefixes, surrounding quotes or a
+    trailing period, with whitespace collapsed. Repeated until stable: ``"**Title:** "X"."`` -> ``X``."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    text = lines[0] if lines else ""
+    while True:
+        cleaned = _clean_once(text)
+        if cleaned == text:
+            return re.sub(r"\s+", " ", cleaned)
+        text = cleaned
+
+
+def title_words(text: str) -> list[str]:
+    """Lower-case word tokens without punctuation: the unit of identity, copy checks and ROUGE-L."""
+    return re.findall(r"[^\W_]+", text.casefold())
+
+
+def title_key(text: str) -> str:
+    """Two titles are the same candidate when they differ only in case, punctuation or spacing."""
+    return " ".join(title_words(text))
+
+
+def abstract_sentences(abstract: str) -> list[list[str]]:
+    """The abstract split at '.', '!' or '?' followed by whitespace, each sentence as title_words."""
+    return [words for sentence in _SENTENCE_END.split(abstract) if (words := title_words(sentence))]
+
+
+def _contains_run(haystack: Sequence[str], needle: Sequence[str]) -> bool:
+    width = len(needle)
+    return any(list(haystack[start : start + width]) == list(needle) for start in range(len(haystack) - width + 1))
+
+
+def copies_abstract(title: str, abstract: str) -> bool:
+    """True when the title, compared as title_words, equals one sentence of the abstract, or has at
+    least COPY_MIN_WORDS words that occur as one contiguous run inside a single sentence."""
+    words = title_words(title)
+    if not words:
+        return False
+    for sentence in abstract_sentences(abstract):
+        if words == sentence or (len(words) >= COPY_MIN_WORDS and _contains_run(sentence, words)):
+            return True
+    return False
+
+
+def candidate_flags(title: str, abstract: str) -> list[str]:
+    """Why a cleaned title is unusable; an empty list means usable. Word counts split on whitespace."""
+    count = len(title.split())
+    if count == 0:
+        return [EMPTY]
+    flags = []
+    if count < MIN_WORDS:
+        flags.append(TOO_SHORT)
+    if count > MAX_WORDS:
+        flags.append(TOO_LONG)
+    if copies_abstract(title, abstract):
+        flags.append(COPIES_ABSTRACT)
+    return flags
+
+
+def rouge_l_f1(first: Sequence[str], second: Sequence[str]) -> float:
+    """ROUGE-L F1 of two token sequences (longest common subsequence), as rouge-score computes it
+    without stemming."""
+    if not first or not second:
+        return 0.0
+    previous = [0] * (len(second) + 1)
+    for token in first:
+        current = [0]
+        for position, other in enumerate(second):
+            current.append(previous[position] + 1 if token == other else max(previous[position + 1], current[-1]))
+        previous = current
+    common = previous[-1]
+    if common == 0:
+        return 0.0
+    precision, recall = common / len(second), common / len(first)
+    return 2 * precision * recall / (precision + recall)
+
+
+def consensus_scores(titles: Sequence[str]) -> list[float]:
+    """Each title's mean ROUGE-L F1 to the others: minimum Bayes risk picks the most central one."""
+    tokens = [title_words(title) for title in titles]
+    if len(tokens) < 2:
+        return [0.0] * len(tokens)
+    scores = [0.0] * len(tokens)
+    for i in range(len(tokens)):
+        for j in range(i + 1, len(tokens)):
+            similarity = rouge_l_f1(tokens[i], tokens[j])
+            scores[i] += similarity
+            scores[j] += similarity
+    return [total / (len(tokens) - 1) for total in scores]
+
+
+def rank_candidates(drafts: Sequence[tuple[str, float]], abstract: str, ranking: str = "score") -> list[Candidate]:
+    """Flag and rank cleaned (title, score) drafts: usable first, then by score or by consensus
+    (ties broken by score)."""
+    if ranking not in RANKINGS:
+        raise ValueError(f"unknown ranking {ranking!r}; expected one of {RANKINGS}")
+    candidates = [Candidate(text, score, candidate_flags(text, abstract)) for text, score in drafts]
+    consensus = consensus_scores([c.text for c in candidates]) if ranking == "consensus" else [0.0] * len(candidates)
+    order = sorted(
+        range(len(candidates)),
+        key=lambda i: (bool(candidates[i].flags), -consensus[i], -candidates[i].score),
+    )
+    ranked = [candidates[i] for i in order]
+    for rank, candidate in enumerate(ranked, start=1):
+        candidate.rank = rank
+    return ranked

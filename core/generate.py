@@ -1,0 +1,350 @@
+"""Streamed, batched generation of N candidate titles for one abstract.
+
+One pass samples all N candidates together and streams each one's text as its tokens arrive; a
+candidate stops at its own newline or end-of-sequence token. Finished candidates are cleaned, scored
+(mean log-probability of their sampled tokens under the untempered model), de-duplicated, flagged and
+ranked (see core.candidates). When sampling repeats itself, further passes sample the missing number
+(continuing the same random stream) so that the researcher gets N distinct titles.
+
+Event indices are slots: 0..N-1 plus ``start_index``. A refill pass streams into the slots whose first
+candidate was a repeat, so a front end can show exactly N rows; the final ranked list arrives in the
+GenerationResult.
+"""
+
+from __future__ import annotations
+
+import gc
+import threading
+import time
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass, field, replace
+
+import torch
+
+from core.candidates import RANKINGS, Candidate, clean_title, rank_candidates, title_key
+from core.decoding import Decoder, EagerDecoder, model_device
+from core.errors import TitlecraftError
+from core.fastpath import StaticDecoder, supports_fast_path
+from core.models import ModelInfo
+from core.prompts import EMPTY_ABSTRACT, Example, Prompt, build_prompt, normalise_whitespace
+from core.sampling import TokenSampler
+
+__all__ = [
+    "Candidate",
+    "CandidateEvent",
+    "GenerationResult",
+    "SamplingParams",
+    "TitleGenerator",
+    "default_decoder",
+]
+
+# Passes after the first that may sample again to replace repeated candidates.
+MAX_REFILL_PASSES = 3
+# Prompts never use more of a long context than this: titles need the abstract, not 8k tokens.
+PROMPT_CONTEXT_CAP = 1024
+
+
+@dataclass
+class SamplingParams:
+    """How candidates are sampled. ``temperature == 0`` is greedy (deterministic: one candidate)."""
+
+    n: int = 5
+    temperature: float = 0.8
+    top_p: float = 0.95
+    max_new_tokens: int = 40
+    seed: int | None = None
+    ranking: str = "score"
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.n < 1:
+            problems.append("the number of candidates must be at least 1")
+        if self.temperature < 0:
+            problems.append("the temperature must not be negative")
+        if not 0 < self.top_p <= 1:
+            problems.append("top-p must be in (0, 1]")
+        if self.max_new_tokens < 1:
+            problems.append("max new tokens must be at least 1")
+        if self.ranking not in RANKINGS:
+            problems.append(f"ranking must be one of {', '.join(RANKINGS)}")
+        if problems:
+            raise TitlecraftError("Invalid sampling settings: " + "; ".join(problems) + ".")
+
+
+@dataclass
+class CandidateEvent:
+    """A candidate's text so far; ``finished`` events carry the cleaned text."""
+
+    index: int
+    text: str
+    finished: bool
+
+
+@dataclass
+class GenerationResult:
+    """The ranked candidates and how the generation went; ``params.seed`` is the seed actually used."""
+
+    candidates: list[Candidate]
+    notice: str | None
+    seconds: float
+    first_token_seconds: float | None
+    new_tokens: int
+    tokens_per_second: float
+    cancelled: bool
+    device: str
+    model: str
+    params: SamplingParams
+
+
+@dataclass
+class _Row:
+    """One sampled sequence of a pass."""
+
+    slot: int
+    token_ids: list[int] = field(default_factory=list)
+    log_probs: list[float] = field(default_factory=list)
+    text: str = ""
+    finished: bool = False
+
+    @property
+    def score(self) -> float:
+        return sum(self.log_probs) / len(self.log_probs) if self.log_probs else float("-inf")
+
+
+@dataclass
+class _Progress:
+    """What a generation has produced so far, across its passes."""
+
+    started: float
+    first_token: float | None = None
+    new_tokens: int = 0
+    cancelled: bool = False
+
+
+def default_decoder(model) -> Decoder:
+    """The CUDA-graph fast path on CUDA where the architecture allows it, plain decoding elsewhere."""
+    if model_device(model).type == "cuda" and supports_fast_path(model):
+        return StaticDecoder(model)
+    return EagerDecoder(model)
+
+
+def stop_token_ids(tokenizer, model) -> frozenset[int]:
+    """End-of-sequence ids from the tokenizer and generation config, and every special token (a title
+    never contains one; a chat model's next turn marker means the reply is over)."""
+    ids = set(tokenizer.all_special_ids)
+    for source in (tokenizer.eos_token_id, getattr(model.generation_config, "eos_token_id", None)):
+        if isinstance(source, int):
+            ids.add(source)
+        elif source is not None:
+            ids.update(source)
+    return frozenset(ids)
+
+
+class TitleGenerator:
+    """Generates candidate titles with one loaded model. Passes are serialised: a new pass waits for
+    the previous one, which stops within one decode step once its ``cancel`` event is set."""
+
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        info: ModelInfo,
+        max_prompt_tokens: int | None = None,
+        decoder: Decoder | None = None,
+    ):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.info = info
+        self.max_prompt_tokens = max_prompt_tokens
+        self.decoder = decoder or default_decoder(model)
+        self.stop_ids = stop_token_ids(tokenizer, model)
+        self.last_result: GenerationResult | None = None
+        self._pass_lock = threading.Lock()
+        # Fast tokenizers are not safe to call from two threads (the editor counts while a worker runs).
+        self._tokenizer_lock = threading.Lock()
+
+    def prompt_budget(self, max_new_tokens: int) -> int:
+        """Tokens the prompt may use: min(context, 1024) minus the room for the title, unless set."""
+        if self.max_prompt_tokens is not None:
+            return self.max_prompt_tokens
+        return min(self.info.context_length, PROMPT_CONTEXT_CAP) - max_new_tokens
+
+    def build_prompt(self, abstract: str, max_new_tokens: int, examples: Sequence[Example] = ()) -> Prompt:
+        budget = self.prompt_budget(max_new_tokens)
+        with self._tokenizer_lock:
+            try:
+                return build_prompt(self.tokenizer, self.info.template, abstract, budget, examples)
+            except ValueError as error:
+                raise TitlecraftError(f"Cannot build a prompt for {self.info.name}: {error}.") from None
+
+    def count_tokens(self, abstract: str, max_new_tokens: int = SamplingParams.max_new_tokens) -> tuple[int, int]:
+        """(abstract tokens, tokens that would be dropped to fit the prompt) for the editor's live count."""
+        prompt = self.build_prompt(abstract, max_new_tokens)
+        return prompt.abstract_tokens, prompt.dropped_tokens
+
+    def generate(
+        self,
+        abstract: str,
+        params: SamplingParams | None = None,
+        examples: Sequence[Example] = (),
+        on_event: Callable[[CandidateEvent], None] | None = None,
+        cancel: threading.Event | None = None,
+        start_index: int = 0,
+        avoid: Sequence[str] = (),
+    ) -> GenerationResult:
+        """Run a generation to the end; ``on_event`` is called from this thread for every event."""
+        stream = self.stream(abstract, params, examples, cancel, start_index=start_index, avoid=avoid)
+        while True:
+            try:
+                event = next(stream)
+            except StopIteration as done:
+                return done.value
+            if on_event is not None:
+                on_event(event)
+
+    def stream(
+        self,
+        abstract: str,
+        params: SamplingParams | None = None,
+        examples: Sequence[Example] = (),
+        cancel: threading.Event | None = None,
+        *,
+        start_index: int = 0,
+        avoid: Sequence[str] = (),
+        force_length: bool = False,
+    ) -> Generator[CandidateEvent, None, GenerationResult]:
+        """Yield CandidateEvents as tokens arrive; returns (and stores in ``last_result``) the result.
+
+        ``avoid`` lists titles already shown (the TUI's "more"): candidates equal to one of them count
+        as repeats. ``force_length`` samples exactly ``max_new_tokens`` tokens per candidate, ignoring
+        ends, in a single pass: benchmarks use it to compare equal work.
+        """
+        params = params or SamplingParams()
+        started = time.perf_counter()
+        if not normalise_whitespace(abstract):
+            raise TitlecraftError(EMPTY_ABSTRACT)
+        prompt = self.build_prompt(abstract, params.max_new_tokens, examples)
+        sampler = TokenSampler(params.temperature, params.top_p, params.seed, model_device(self.model))
+        progress = _Progress(started)
+        out_of_memory = False
+        with self._pass_lock:
+            try:
+                drafts = yield from self._sample_distinct(
+                    prompt, params, sampler, cancel, start_index, avoid, force_length, progress
+                )
+            except torch.OutOfMemoryError:
+                out_of_memory = True
+            if out_of_memory:
+                self._free_memory()
+                raise TitlecraftError(
+                    f"The GPU ran out of memory generating {params.n} candidates: ask for fewer candidates "
+                    "(or fewer new tokens)."
+                )
+        seconds = time.perf_counter() - started
+        result = GenerationResult(
+            candidates=rank_candidates(drafts, normalise_whitespace(abstract), params.ranking),
+            notice=prompt.notice,
+            seconds=seconds,
+            first_token_seconds=None if progress.first_token is None else progress.first_token - started,
+            new_tokens=progress.new_tokens,
+            tokens_per_second=progress.new_tokens / seconds if seconds > 0 else 0.0,
+            cancelled=progress.cancelled,
+            device=self.info.device,
+            model=self.info.name,
+            params=replace(params, seed=sampler.seed),
+        )
+        self.last_result = result
+        return result
+
+    def _free_memory(self) -> None:
+        self.decoder.release()
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    def _sample_distinct(
+        self,
+        prompt: Prompt,
+        params: SamplingParams,
+        sampler: TokenSampler,
+        cancel: threading.Event | None,
+        start_index: int,
+        avoid: Sequence[str],
+        force_length: bool,
+        progress: _Progress,
+    ) -> Generator[CandidateEvent, None, list[tuple[str, float]]]:
+        """Sample passes until N distinct cleaned titles exist (or the refill bound is reached)."""
+        seen = {title_key(clean_title(title)) for title in avoid}
+        kept: dict[int, tuple[str, float]] = {}
+        # Greedy decoding repeats itself exactly: one row, and nothing to refill.
+        open_slots = list(range(1 if sampler.greedy else params.n))
+        for _ in range(1 + MAX_REFILL_PASSES):
+            rows = yield from self._sample_pass(
+                prompt, open_slots, params, sampler, cancel, start_index, force_length, progress
+            )
+            for row in rows:
+                title = clean_title(row.text)
+                key = title_key(title)
+                if key not in seen:
+                    seen.add(key)
+                    kept[row.slot] = (title, row.score)
+            open_slots = [slot for slot in open_slots if slot not in kept]
+            if not open_slots or progress.cancelled or force_length or sampler.greedy:
+                break
+        return [kept[slot] for slot in sorted(kept)]
+
+    def _sample_pass(
+        self,
+        prompt: Prompt,
+        slots: Sequence[int],
+        params: SamplingParams,
+        sampler: TokenSampler,
+        cancel: threading.Event | None,
+        start_index: int,
+        force_length: bool,
+        progress: _Progress,
+    ) -> Generator[CandidateEvent, None, list[_Row]]:
+        """One batched pass over ``slots``: stream each row's text until it stops."""
+        rows = [_Row(slot) for slot in slots]
+        steps = self.decoder.sample(prompt.input_ids, len(rows), params.max_new_tokens, sampler)
+        try:
+            for tokens, log_probs in steps:
+                if progress.first_token is None:
+                    progress.first_token = time.perf_counter()
+                for row, token, log_prob in zip(rows, tokens, log_probs, strict=True):
+                    if not row.finished:
+                        progress.new_tokens += 1
+                        if self._extend(row, token, log_prob, force_length) or row.finished:
+                            yield CandidateEvent(start_index + row.slot, self._shown(row), row.finished)
+                if all(row.finished for row in rows):
+                    break
+                if cancel is not None and cancel.is_set():
+                    progress.cancelled = True
+                    return rows
+        finally:
+            steps.close()
+        for row in rows:
+            if not row.finished:  # stopped by max_new_tokens
+                row.finished = True
+                yield CandidateEvent(start_index + row.slot, self._shown(row), True)
+        return rows
+
+    def _extend(self, row: _Row, token: int, log_prob: float, force_length: bool) -> bool:
+        """Add a token to a row; True when its visible text changed. Marks the row finished at its end."""
+        row.log_probs.append(log_prob)
+        if token in self.stop_ids and not force_length:
+            row.finished = True
+            return False
+        row.token_ids.append(token)
+        text = self.tokenizer.decode(row.token_ids, skip_special_tokens=True).lstrip()
+        if "\n" in text and not force_length:
+            text = text.split("\n", 1)[0]
+            row.finished = True
+        changed = text != row.text
+        row.text = text
+        return changed
+
+    @staticmethod
+    def _shown(row: _Row) -> str:
+        return clean_title(row.text) if row.finished else row.text
+

@@ -1,0 +1,109 @@
+"""Shared fixtures: tiny random checkpoints that load through ``core.models.load_model(str(dir))``.
+
+The tokenizer is a byte-level BPE trained in memory on a few sentences, so the fixtures need neither
+the network nor the embedded model's cache, and build in well under a second.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+TOKENIZER_CORPUS = [
+    "We propose a simple method for learning sparse representations of graphs with neural networks.",
+    "Experiments on three benchmarks show that the approach improves accuracy and reduces training time.",
+    "Large language models generate fluent text, but their titles for research papers are often vague.",
+    "This paper studies reinforcement learning agents that plan with learned world models.",
+    "Our results suggest that attention patterns explain how transformers copy tokens from the context.",
+    "Title: A Survey of Efficient Inference for Small Language Models\n",
+    "Abstract: Deep learning has changed computer vision, speech recognition and natural language processing.",
+]
+SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+CHAT_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
+    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def build_tiny_tokenizer(chat: bool):
+    """A 400-token byte-level BPE tokenizer; ``chat`` adds a ChatML template ending turns with <|im_end|>."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=400, special_tokens=SPECIAL_TOKENS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    backend.train_from_iterator(TOKENIZER_CORPUS, trainer)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        bos_token="<|endoftext|>",
+        eos_token="<|im_end|>" if chat else "<|endoftext|>",
+        pad_token="<|endoftext|>",
+    )
+    if chat:
+        tokenizer.chat_template = CHAT_TEMPLATE
+    return tokenizer
+
+
+def _save_checkpoint(folder, model, tokenizer, template: str):
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.save_pretrained(folder, safe_serialization=True)
+    tokenizer.save_pretrained(folder)
+    (folder / "titlecraft.json").write_text(json.dumps({"name": folder.name, "template": template}))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_dir(tmp_path_factory):
+    """A 2-layer random LlamaForCausalLM (hidden 32, grouped-query attention) with a chat template."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tokenizer = build_tiny_tokenizer(chat=True)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        initializer_range=0.2,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config)
+    return _save_checkpoint(tmp_path_factory.mktemp("tiny-llama"), model, tokenizer, "chat")
+
+
+@pytest.fixture(scope="session")
+def tiny_gptneo_dir(tmp_path_factory):
+    """A 2-layer random GPTNeoForCausalLM (one global, one local attention layer), completion template."""
+    import torch
+    from transformers import GPTNeoConfig, GPTNeoForCausalLM
+
+    tokenizer = build_tiny_tokenizer(chat=False)
+    config = GPTNeoConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_layers=2,
+        num_heads=4,
+        attention_types=[[["global", "local"], 1]],
+        window_size=256,
+        max_position_embeddings=512,
+        initializer_range=0.2,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    torch.manual_seed(0)
+    model = GPTNeoForCausalLM(config)
+    return _save_checkpoint(tmp_path_factory.mktemp("tiny-gptneo"), model, tokenizer, "completion")

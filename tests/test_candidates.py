@@ -1,0 +1,121 @@
+"""Cleaning, identity, flag and ranking rules for candidate titles."""
+
+import pytest
+from rouge_score import rouge_scorer
+
+from core.candidates import (
+    COPIES_ABSTRACT,
+    EMPTY,
+    TOO_LONG,
+    TOO_SHORT,
+    candidate_flags,
+    clean_title,
+    consensus_scores,
+    copies_abstract,
+    rank_candidates,
+    rouge_l_f1,
+    title_key,
+    title_words,
+)
+
+ABSTRACT = (
+    "We study sparse attention for long documents. Our method, called Strided Sparse Attention, "
+    "halves memory use while keeping accuracy on five benchmarks! Code is available."
+)
+
+
+@pytest.mark.parametrize(
+    ("raw", "cleaned"),
+    [
+        ('"Sparse Attention for Long Documents"', "Sparse Attention for Long Documents"),
+        ("Title: Sparse Attention for Long Documents.", "Sparse Attention for Long Documents"),
+        ("**Title:** *Sparse* Attention", "Sparse Attention"),
+        ('**Title: "Sparse Attention Revisited."**', "Sparse Attention Revisited"),
+        ("  \u201cSmart Quotes\u201d  ", "Smart Quotes"),
+        ("## Paper title - Headings Too", "Headings Too"),
+        ("\n\nFirst Line\nSecond line", "First Line"),
+        ("Spaces   inside\tare   collapsed", "Spaces inside are collapsed"),
+        ("Ellipses Stay...", "Ellipses Stay..."),
+        ("Models' Apostrophes Stay", "Models' Apostrophes Stay"),
+        ('"Unclosed quote', "Unclosed quote"),
+        ("Titles: Not a Prefix", "Titles: Not a Prefix"),
+        ("", ""),
+    ],
+)
+def test_clean_title(raw, cleaned):
+    assert clean_title(raw) == cleaned
+
+
+def test_title_key_ignores_case_punctuation_and_spacing():
+    assert title_key("Self-Supervised Learning: A Survey.") == title_key("self supervised learning  a survey")
+    assert title_key("Graph Learning") != title_key("Graph Learners")
+    assert title_words("Über-Fast_Models, 2024!") == ["über", "fast", "models", "2024"]
+
+
+def test_copies_abstract_contained_run_of_four_words_in_one_sentence():
+    assert copies_abstract("Strided Sparse Attention Halves Memory Use", ABSTRACT)
+    assert copies_abstract("sparse attention for long documents", ABSTRACT)
+
+
+def test_copies_abstract_whole_short_sentence():
+    assert copies_abstract("Code Is Available", ABSTRACT)
+
+
+def test_copies_abstract_not_for_short_shared_phrases_runs_across_sentences_or_reordered_words():
+    assert not copies_abstract("Sparse Attention", ABSTRACT)  # 2 words, not a whole sentence
+    assert not copies_abstract("Long Documents Our Method Called", ABSTRACT)  # crosses a sentence end
+    assert not copies_abstract("Attention Sparse for Long Documents", ABSTRACT)
+    assert not copies_abstract("", ABSTRACT)
+
+
+def test_flags():
+    assert candidate_flags("", ABSTRACT) == [EMPTY]
+    assert candidate_flags("Sparse Attention", ABSTRACT) == [TOO_SHORT]
+    assert candidate_flags("Strided Attention Saves Memory", ABSTRACT) == []
+    assert candidate_flags(" ".join(["word"] * 26), ABSTRACT) == [TOO_LONG]
+    assert candidate_flags(" ".join(["word"] * 25), ABSTRACT) == []
+    assert candidate_flags("We study sparse attention for long documents", ABSTRACT) == [COPIES_ABSTRACT]
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ("sparse attention for long documents", "long documents with sparse attention"),
+        ("a b c d", "d c b a"),
+        ("graph neural networks", "graph neural networks"),
+        ("one two", "three four"),
+    ],
+)
+def test_rouge_l_matches_rouge_score(first, second):
+    expected = rouge_scorer.RougeScorer(["rougeL"]).score(first, second)["rougeL"].fmeasure
+    assert rouge_l_f1(first.split(), second.split()) == pytest.approx(expected)
+
+
+def test_consensus_prefers_the_central_title():
+    titles = ["Sparse Attention for Long Documents", "Sparse Attention for Documents", "Cooking With Gas Tonight"]
+    scores = consensus_scores(titles)
+    assert scores[0] > scores[2] and scores[1] > scores[2]
+    assert consensus_scores(["Only One"]) == [0.0]
+
+
+def test_rank_puts_usable_first_then_orders_by_score_or_consensus():
+    drafts = [
+        ("Sparse", -0.1),  # too short: best score, still ranked last
+        ("Fast Sparse Attention for Long Documents", -2.0),
+        ("Fast Sparse Attention for Documents", -1.0),
+        ("Cooking With Gas Tonight", -0.5),
+    ]
+    by_score = rank_candidates(drafts, ABSTRACT, "score")
+    assert [c.text for c in by_score] == [
+        "Cooking With Gas Tonight",
+        "Fast Sparse Attention for Documents",
+        "Fast Sparse Attention for Long Documents",
+        "Sparse",
+    ]
+    assert [c.rank for c in by_score] == [1, 2, 3, 4]
+    assert by_score[-1].flags == [TOO_SHORT] and not by_score[-1].usable
+    by_consensus = rank_candidates(drafts, ABSTRACT, "consensus")
+    assert by_consensus[0].text == "Fast Sparse Attention for Documents"
+    assert by_consensus[-1].text == "Sparse"
+    with pytest.raises(ValueError, match="ranking"):
+        rank_candidates(drafts, ABSTRACT, "votes")

@@ -1,0 +1,93 @@
+"""The static-cache fast path (run eagerly on CPU) must decode exactly what the plain decoder decodes."""
+
+import pytest
+import torch
+
+from core.decoding import EagerDecoder, PrefillCache, shared_prefix
+from core.fastpath import CAPACITY_STEP, StaticDecoder, cache_capacity, supports_fast_path
+from core.generate import SamplingParams, TitleGenerator
+from core.models import load_model
+from core.sampling import TokenSampler
+
+ABSTRACT = "We propose a simple method for learning sparse representations of graphs with neural networks."
+
+
+@pytest.fixture(scope="module")
+def tiny_llama(tiny_llama_dir):
+    return load_model(str(tiny_llama_dir), device="cpu")
+
+
+def decode(decoder, prompt_ids, rows, steps, temperature=0.0, seed=0):
+    sampler = TokenSampler(temperature, 0.9, seed, "cpu")
+    return [tokens for tokens, _ in decoder.sample(prompt_ids, rows, steps, sampler)]
+
+
+def test_supported_architectures(tiny_llama, tiny_gptneo_dir):
+    assert supports_fast_path(tiny_llama[0])
+    gptneo, _, _ = load_model(str(tiny_gptneo_dir), device="cpu")
+    assert not supports_fast_path(gptneo)  # its local attention is computed from the cache length
+
+
+def test_greedy_tokens_equal_the_eager_path(tiny_llama):
+    model, tokenizer, _ = tiny_llama
+    prompt_ids = tokenizer(ABSTRACT)["input_ids"]
+    eager = decode(EagerDecoder(model), prompt_ids, rows=3, steps=40)
+    fast = decode(StaticDecoder(model, use_graphs=False), prompt_ids, rows=3, steps=40)
+    assert fast == eager
+    assert len({tuple(step) for step in eager}) > 5  # the model does not just repeat one token
+
+
+def test_sampled_tokens_equal_the_eager_path_for_the_same_seed(tiny_llama):
+    model, tokenizer, _ = tiny_llama
+    prompt_ids = tokenizer(ABSTRACT)["input_ids"]
+    eager = decode(EagerDecoder(model), prompt_ids, rows=4, steps=20, temperature=0.8, seed=11)
+    fast = decode(StaticDecoder(model, use_graphs=False), prompt_ids, rows=4, steps=20, temperature=0.8, seed=11)
+    assert fast == eager
+    assert any(len(set(step)) > 1 for step in eager)  # the rows are sampled apart
+
+
+def test_generator_results_equal_on_both_paths(tiny_llama):
+    model, tokenizer, info = tiny_llama
+    params = SamplingParams(n=4, seed=5, max_new_tokens=12)
+    eager = TitleGenerator(model, tokenizer, info, decoder=EagerDecoder(model)).generate(ABSTRACT, params)
+    fast = TitleGenerator(model, tokenizer, info, decoder=StaticDecoder(model, use_graphs=False)).generate(
+        ABSTRACT, params
+    )
+    assert [c.text for c in fast.candidates] == [c.text for c in eager.candidates]
+    assert [c.score for c in fast.candidates] == pytest.approx([c.score for c in eager.candidates], abs=1e-4)
+
+
+def test_prompts_of_similar_length_reuse_one_cache_and_graph(tiny_llama):
+    model, tokenizer, _ = tiny_llama
+    decoder = StaticDecoder(model, use_graphs=False)
+    short = tokenizer(ABSTRACT)["input_ids"]
+    longer = tokenizer(ABSTRACT + " It scales.")["input_ids"]
+    assert cache_capacity(len(short), 8) == cache_capacity(len(longer), 8) == CAPACITY_STEP
+    decode(decoder, short, rows=2, steps=8)
+    decode(decoder, longer, rows=2, steps=8)
+    assert list(decoder.sessions) == [(2, CAPACITY_STEP, True)]
+    long_prompt = tokenizer(" ".join([ABSTRACT] * 8))["input_ids"]
+    first = decode(decoder, long_prompt, rows=2, steps=8)
+    assert list(decoder.sessions) == [(2, CAPACITY_STEP, True), (2, cache_capacity(len(long_prompt), 8), True)]
+    # A reused session is reset completely: decoding the long prompt again gives the same tokens.
+    decode(decoder, short, rows=2, steps=8)
+    assert decode(decoder, long_prompt, rows=2, steps=8) == first
+
+
+def test_a_new_prompt_reuses_the_prefill_of_the_shared_start(tiny_llama):
+    model, tokenizer, _ = tiny_llama
+    first = tokenizer(ABSTRACT)["input_ids"]
+    second = tokenizer(ABSTRACT + " It also scales to large graphs.")["input_ids"]
+    reused = PrefillCache(model)
+    reused.get(first)
+    lengths = []
+    hook = model.model.embed_tokens.register_forward_hook(lambda module, args, out: lengths.append(args[0].shape[1]))
+    try:
+        prefill = reused.get(second)
+    finally:
+        hook.remove()
+    shared = shared_prefix(first, second)
+    assert shared > 10 and lengths == [len(second) - shared]
+    fresh = PrefillCache(model).get(second)
+    assert torch.allclose(prefill.last_logits, fresh.last_logits, atol=1e-5)
+    assert reused.get(first[:shared]).cache.get_seq_length() == shared  # a prefix of the last prompt

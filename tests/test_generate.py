@@ -1,0 +1,266 @@
+"""The streaming generator: events, stops, cleaning, refills, cancellation, seeds, real tiny models, CLI."""
+
+import io
+import json
+import threading
+
+import pytest
+import torch
+
+from core.cli import main
+from core.commands.generate import LiveView
+from core.decoding import EagerDecoder
+from core.errors import TitlecraftError
+from core.generate import MAX_REFILL_PASSES, CandidateEvent, SamplingParams, TitleGenerator, default_decoder
+from core.models import load_model
+
+ABSTRACT = (
+    "We propose a simple method for learning sparse representations of graphs with neural networks. "
+    "Experiments on three benchmarks show that the approach improves accuracy and reduces training time."
+)
+
+
+class ScriptedDecoder:
+    """Plays back scripted texts instead of sampling: pass k, row r emits the tokens of
+    ``passes[k][r]``, then end-of-sequence forever. Every token of row r has log-probability
+    ``log_probs[r]``, so scores are known."""
+
+    def __init__(self, tokenizer, passes, log_probs=None):
+        self.tokenizer = tokenizer
+        self.passes = list(passes)
+        self.log_probs = log_probs
+        self.rows_asked = []
+        self.steps_taken = 0
+        self.released = False
+
+    def sample(self, prompt_ids, rows, max_new_tokens, sampler):
+        texts = self.passes[len(self.rows_asked)]
+        assert len(texts) == rows
+        self.rows_asked.append(rows)
+        end = self.tokenizer.eos_token_id
+        sequences = [self.tokenizer(text, add_special_tokens=False)["input_ids"] + [end] for text in texts]
+        log_probs = self.log_probs or [-1.0] * rows
+        for step in range(max_new_tokens):
+            self.steps_taken += 1
+            yield [seq[step] if step < len(seq) else end for seq in sequences], list(log_probs)
+
+    def release(self):
+        self.released = True
+
+
+@pytest.fixture(scope="module")
+def tiny_llama(tiny_llama_dir):
+    return load_model(str(tiny_llama_dir), device="cpu")
+
+
+@pytest.fixture(scope="module")
+def tiny_gptneo(tiny_gptneo_dir):
+    return load_model(str(tiny_gptneo_dir), device="cpu")
+
+
+def scripted(tiny_llama, passes, log_probs=None, **kwargs):
+    model, tokenizer, info = tiny_llama
+    decoder = ScriptedDecoder(tokenizer, passes, log_probs)
+    return TitleGenerator(model, tokenizer, info, decoder=decoder, **kwargs), decoder
+
+
+def collect(generator, abstract=ABSTRACT, params=None, **kwargs):
+    events = []
+    result = generator.generate(abstract, params or SamplingParams(n=3), on_event=events.append, **kwargs)
+    return events, result
+
+
+def test_events_stream_each_candidate_until_its_own_stop(tiny_llama):
+    texts = ["Sparse graphs\nand more text", "Graph Learning With Sparse Networks Today", "Short one"]
+    generator, _ = scripted(tiny_llama, [texts])
+    events, result = collect(generator)
+    by_index = {index: [e for e in events if e.index == index] for index in range(3)}
+    for index, own in by_index.items():
+        assert [e.finished for e in own] == [False] * (len(own) - 1) + [True]
+        partial = [e.text for e in own[:-1]]
+        assert all(later.startswith(earlier) for earlier, later in zip(partial, partial[1:]))
+    assert by_index[0][-1].text == "Sparse graphs"  # stopped at its newline
+    assert by_index[1][-1].text == texts[1]  # stopped at end-of-sequence
+    finish_order = [e.index for e in events if e.finished]
+    assert finish_order == [2, 0, 1]  # the shortest candidate finishes first
+    assert sorted(c.text for c in result.candidates) == sorted(["Sparse graphs", texts[1], "Short one"])
+
+
+def test_final_candidates_are_cleaned_scored_and_flagged(tiny_llama):
+    texts = ['Title: "Sparse Graph Learning Works."', "Sparse", "We propose a simple method for learning"]
+    generator, _ = scripted(tiny_llama, [texts], log_probs=[-0.5, -0.3, -0.2])
+    events, result = collect(generator)
+    assert [c.text for c in result.candidates] == ["Sparse Graph Learning Works", texts[2], "Sparse"]
+    assert [c.flags for c in result.candidates] == [[], ["copies_abstract"], ["too_short"]]
+    assert [c.rank for c in result.candidates] == [1, 2, 3]
+    assert result.candidates[0].score == pytest.approx(-0.5)
+    finished = {e.index: e.text for e in events if e.finished}
+    assert finished[0] == "Sparse Graph Learning Works"
+
+
+def test_repeats_are_replaced_by_a_refill_pass_into_the_same_slots(tiny_llama):
+    first = ["Sparse Graph Learning", "sparse graph-learning.", "Dense Graph Learning"]
+    generator, decoder = scripted(tiny_llama, [first, ["A Third Distinct Title"]])
+    events, result = collect(generator, start_index=10)
+    assert decoder.rows_asked == [3, 1]
+    # Equal scores keep slot order: the refill sits where the repeat was.
+    assert [c.text for c in result.candidates] == ["Sparse Graph Learning", "A Third Distinct Title", "Dense Graph Learning"]
+    slot_11 = [e.text for e in events if e.index == 11 and e.finished]
+    assert slot_11 == ["sparse graph-learning", "A Third Distinct Title"]
+    assert {e.index for e in events} == {10, 11, 12}
+
+
+def test_refills_stop_after_the_bound(tiny_llama):
+    passes = [["Same Old Title", "Same Old Title"]] + [["same old title"]] * MAX_REFILL_PASSES
+    generator, decoder = scripted(tiny_llama, passes)
+    _, result = collect(generator, params=SamplingParams(n=2))
+    assert decoder.rows_asked == [2] + [1] * MAX_REFILL_PASSES
+    assert [c.text for c in result.candidates] == ["Same Old Title"]
+
+
+def test_avoided_titles_count_as_repeats(tiny_llama):
+    generator, decoder = scripted(tiny_llama, [["Shown Before Title", "New Title Here"], ["Another New Title"]])
+    _, result = collect(generator, params=SamplingParams(n=2), avoid=["shown before title."])
+    assert decoder.rows_asked == [2, 1]
+    assert {c.text for c in result.candidates} == {"New Title Here", "Another New Title"}
+
+
+def test_greedy_decodes_a_single_row(tiny_llama):
+    generator, decoder = scripted(tiny_llama, [["The Only Greedy Title"]])
+    _, result = collect(generator, params=SamplingParams(n=5, temperature=0))
+    assert decoder.rows_asked == [1]
+    assert [c.text for c in result.candidates] == ["The Only Greedy Title"]
+
+
+def test_cancel_stops_within_one_step_and_keeps_what_exists(tiny_llama):
+    long_text = "Sparse Graph Learning With Many Many More Words Than Needed Here"
+    generator, decoder = scripted(tiny_llama, [[long_text, long_text + " Too"]])
+    cancel = threading.Event()
+    seen = []
+
+    def on_event(event):
+        seen.append(event)
+        if len(seen) == 4:  # during the second step
+            cancel.set()
+
+    result = generator.generate(ABSTRACT, SamplingParams(n=2), on_event=on_event, cancel=cancel)
+    assert result.cancelled
+    assert decoder.steps_taken == 2
+    assert len(seen) == 4 and not any(e.finished for e in seen)
+    assert all(long_text.startswith(c.text) for c in result.candidates)
+
+
+def test_empty_abstract_is_an_error(tiny_llama):
+    generator, _ = scripted(tiny_llama, [])
+    with pytest.raises(TitlecraftError, match="^The abstract is empty: paste an abstract first.$"):
+        generator.generate(" \n\t ", SamplingParams())
+
+
+def test_out_of_memory_becomes_advice_after_freeing_the_decoder(tiny_llama):
+    class OutOfMemoryDecoder(ScriptedDecoder):
+        def sample(self, *args):
+            raise torch.OutOfMemoryError("CUDA out of memory")
+            yield
+
+    model, tokenizer, info = tiny_llama
+    decoder = OutOfMemoryDecoder(tokenizer, [])
+    generator = TitleGenerator(model, tokenizer, info, decoder=decoder)
+    with pytest.raises(TitlecraftError, match="fewer candidates"):
+        generator.generate(ABSTRACT, SamplingParams(n=16))
+    assert decoder.released
+
+
+def test_invalid_settings_are_reported_together():
+    with pytest.raises(TitlecraftError, match="temperature.*top-p"):
+        SamplingParams(temperature=-1, top_p=0)
+
+
+def test_long_abstract_is_truncated_with_a_notice(tiny_llama):
+    model, tokenizer, info = tiny_llama
+    generator = TitleGenerator(model, tokenizer, info, max_prompt_tokens=200)
+    abstract = " ".join([ABSTRACT] * 10)
+    abstract_tokens, dropped = generator.count_tokens(abstract)
+    assert dropped > 0 and abstract_tokens > dropped
+    assert generator.count_tokens(ABSTRACT)[1] == 0
+    result = generator.generate(abstract, SamplingParams(n=2, seed=0, max_new_tokens=4))
+    assert result.notice and f"last {dropped} of {abstract_tokens} tokens were dropped" in result.notice
+    assert generator.generate(ABSTRACT, SamplingParams(n=1, seed=0, max_new_tokens=4)).notice is None
+
+
+def test_same_seed_same_candidates(tiny_llama):
+    model, tokenizer, info = tiny_llama
+    generator = TitleGenerator(model, tokenizer, info)
+    params = SamplingParams(n=3, seed=7, max_new_tokens=10)
+    first, second = generator.generate(ABSTRACT, params), generator.generate(ABSTRACT, params)
+    assert [(c.text, c.score) for c in first.candidates] == [(c.text, c.score) for c in second.candidates]
+    assert first.params.seed == 7
+    other = generator.generate(ABSTRACT, SamplingParams(n=3, seed=8, max_new_tokens=10))
+    assert [c.text for c in other.candidates] != [c.text for c in first.candidates]
+    unseeded = generator.generate(ABSTRACT, SamplingParams(n=1, max_new_tokens=2))
+    assert isinstance(unseeded.params.seed, int)
+
+
+@pytest.mark.parametrize("which", ["tiny_llama", "tiny_gptneo"])
+def test_real_tiny_models_stream_through_the_same_path(which, request):
+    model, tokenizer, info = request.getfixturevalue(which)
+    generator = TitleGenerator(model, tokenizer, info)
+    assert isinstance(generator.decoder, EagerDecoder)
+    stream = generator.stream(ABSTRACT, SamplingParams(n=3, seed=1, max_new_tokens=8))
+    events = list(stream)
+    result = generator.last_result
+    assert all(isinstance(e, CandidateEvent) and 0 <= e.index < 3 for e in events)
+    assert {e.index for e in events if e.finished} == {0, 1, 2}
+    assert 1 <= len(result.candidates) <= 3
+    assert all(-100 < c.score < 0 for c in result.candidates)
+    assert result.device == "cpu" and result.model == info.name and not result.cancelled
+    assert 0 < result.first_token_seconds <= result.seconds
+    assert 0 < result.new_tokens <= 3 * 8 * (1 + MAX_REFILL_PASSES)
+
+
+def test_default_decoder_on_cpu_is_the_eager_one(tiny_llama):
+    assert isinstance(default_decoder(tiny_llama[0]), EagerDecoder)
+
+
+def test_cli_json(tiny_llama_dir, tmp_path, capsys):
+    abstract_file = tmp_path / "abstract.txt"
+    abstract_file.write_text(ABSTRACT)
+    args = ["generate", "--model", str(tiny_llama_dir), "--device", "cpu", "-n", "2", "--seed", "3"]
+    assert main([*args, "--max-new-tokens", "6", "--file", str(abstract_file), "--json"]) == 0
+    output = json.loads(capsys.readouterr().out)
+    assert set(output) == {"candidates", "model", "device", "seconds", "first_token_seconds", "notice"}
+    assert 1 <= len(output["candidates"]) <= 2
+    assert set(output["candidates"][0]) == {"text", "score", "flags"}
+    assert output["device"] == "cpu" and output["notice"] is None
+
+
+def test_cli_plain_output_and_one_line_errors(tiny_llama_dir, tmp_path, capsys, monkeypatch):
+    abstract_file = tmp_path / "abstract.txt"
+    abstract_file.write_text(ABSTRACT)
+    args = ["generate", "--model", str(tiny_llama_dir), "--device", "cpu", "-n", "2", "--max-new-tokens", "6"]
+    assert main([*args, "--file", str(abstract_file)]) == 0
+    out = capsys.readouterr().out
+    assert "[1] " in out and "[2] " in out and " 1. " in out and "\x1b[" not in out
+    abstract_file.write_text("   ")
+    assert main([*args, "--file", str(abstract_file)]) == 2
+    assert capsys.readouterr().err == "error: The abstract is empty: paste an abstract first.\n"
+
+
+def test_a_budget_too_small_for_any_abstract_is_a_user_error(tiny_llama):
+    model, tokenizer, info = tiny_llama
+    with pytest.raises(TitlecraftError, match="no room for the abstract"):
+        TitleGenerator(model, tokenizer, info, max_prompt_tokens=10).count_tokens(ABSTRACT)
+
+
+def test_live_view_redraws_in_place_on_a_terminal():
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    out = Terminal()
+    view = LiveView(out)
+    view(CandidateEvent(0, "Sparse", False))
+    view(CandidateEvent(1, "Dense \x1b[31mred", True))
+    view(CandidateEvent(0, "Sparse Graphs", True))
+    screen = out.getvalue()
+    assert screen.count("\x1b[1F") == 1 and screen.count("\x1b[2F") == 1  # moved up over the drawn lines
+    assert screen.endswith("\x1b[2K✓  1. Sparse Graphs\n\x1b[2K✓  2. Dense \ufffd[31mred\n")

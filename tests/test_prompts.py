@@ -1,0 +1,81 @@
+"""Prompt templates: whitespace, truncation with a notice, few-shot examples within the budget."""
+
+import pytest
+
+from conftest import build_tiny_tokenizer
+from core.prompts import (
+    CHAT,
+    COMPLETION,
+    build_prompt,
+    completion_prompt,
+    normalise_whitespace,
+    parse_completion_prompt,
+)
+
+ABSTRACT = "We propose a simple method for learning sparse representations of graphs with neural networks."
+
+
+@pytest.fixture(scope="module")
+def chat_tokenizer():
+    return build_tiny_tokenizer(chat=True)
+
+
+@pytest.fixture(scope="module")
+def plain_tokenizer():
+    return build_tiny_tokenizer(chat=False)
+
+
+def test_whitespace_is_normalised():
+    assert normalise_whitespace("  line one\n\n  line\ttwo  ") == "line one line two"
+
+
+def test_completion_prompt_ends_where_the_title_begins_and_parses_back():
+    prompt = completion_prompt(ABSTRACT, [("An earlier abstract.", "Earlier Title")])
+    assert prompt.endswith(f"Abstract: {ABSTRACT}\nTitle:")
+    assert "Abstract: An earlier abstract.\nTitle: Earlier Title\n\n" in prompt
+    assert parse_completion_prompt(prompt) == ABSTRACT
+    with pytest.raises(ValueError):
+        parse_completion_prompt("no title marker here")
+
+
+def test_chat_prompt_opens_the_assistant_turn(chat_tokenizer):
+    prompt = build_prompt(chat_tokenizer, CHAT, ABSTRACT, 400)
+    assert prompt.text.endswith("<|im_start|>assistant\n")
+    assert ABSTRACT in prompt.text
+    assert prompt.notice is None and prompt.dropped_tokens == 0
+
+
+def test_long_abstract_is_cut_from_the_end_with_a_notice(plain_tokenizer):
+    long_abstract = " ".join([ABSTRACT] * 20)
+    prompt = build_prompt(plain_tokenizer, COMPLETION, long_abstract, 120)
+    assert len(prompt.input_ids) <= 120
+    assert prompt.dropped_tokens > 0
+    assert prompt.abstract_tokens == len(plain_tokenizer(long_abstract, add_special_tokens=False)["input_ids"])
+    assert f"last {prompt.dropped_tokens} of {prompt.abstract_tokens} tokens were dropped" in prompt.notice
+    assert prompt.text.startswith(f"Abstract: {ABSTRACT[:40]}")
+    assert prompt.text.endswith("\nTitle:")
+
+
+@pytest.mark.parametrize("template", [CHAT, COMPLETION])
+@pytest.mark.parametrize("room", [16, 17, 23, 40, 121])
+def test_prompt_never_exceeds_its_budget(chat_tokenizer, template, room):
+    text = " ".join([ABSTRACT, "Experiments show (x=3.5%) gains; code: https://example.org/a_b."] * 6)
+    overhead = len(build_prompt(chat_tokenizer, template, "", 10_000).input_ids)
+    prompt = build_prompt(chat_tokenizer, template, text, overhead + room)
+    assert prompt.dropped_tokens > 0
+    assert len(prompt.input_ids) <= overhead + room
+
+
+def test_examples_are_added_only_while_they_fit(plain_tokenizer):
+    examples = [(ABSTRACT, "Sparse Graph Learning")] * 5
+    roomy = build_prompt(plain_tokenizer, COMPLETION, ABSTRACT, 2000, examples)
+    tight = build_prompt(plain_tokenizer, COMPLETION, ABSTRACT, 150, examples)
+    assert roomy.examples_used == 5
+    assert 0 < tight.examples_used < 5
+    assert len(tight.input_ids) <= 150
+    assert tight.dropped_tokens == 0
+
+
+def test_a_budget_without_room_for_the_abstract_is_an_error(chat_tokenizer):
+    with pytest.raises(ValueError, match="no room"):
+        build_prompt(chat_tokenizer, CHAT, ABSTRACT, 20)
