@@ -101,6 +101,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None, help="timed steps (default: 30 on CUDA, 3 on CPU)")
     parser.add_argument("--max-length", type=int, default=512, help="the original recipe's fixed padded length")
     parser.add_argument("--lora", action="store_true", help="also time our pipeline with a LoRA adapter")
+    parser.add_argument("--tokenizer", default="embedded-base", help="model spec or folder for the tokenizer")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
     cuda = args.device.startswith("cuda")
@@ -111,7 +112,7 @@ def main() -> None:
 
     from core.models import load_tokenizer
 
-    tokenizer = load_tokenizer("embedded-base")
+    tokenizer = load_tokenizer(args.tokenizer)
     encoder = ExampleEncoder(tokenizer, "completion", max_abstract_tokens=384)
     examples = encoder.encode(load_pairs(args.pairs, batch_size * (warmup + steps) * 3, seed=0))
     random.Random(0).shuffle(examples)

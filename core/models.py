@@ -20,6 +20,7 @@ import os
 import shutil
 import tempfile
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -151,7 +152,7 @@ def _cache_is_complete(folder: Path) -> bool:
     return True
 
 
-def _write_cache(model, tokenizer, folder: Path, gguf_hash: str) -> None:
+def _write_cache(model, tokenizer, folder: Path, provenance: dict) -> None:
     """Write into a temporary sibling, then rename: readers see a whole cache or none."""
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
@@ -159,9 +160,7 @@ def _write_cache(model, tokenizer, folder: Path, gguf_hash: str) -> None:
         model.save_pretrained(staging, safe_serialization=True)
         tokenizer.save_pretrained(staging)
         weights = staging / "model.safetensors"
-        (staging / "manifest.json").write_text(
-            json.dumps({"gguf_sha256": gguf_hash, "weights_bytes": weights.stat().st_size})
-        )
+        (staging / "manifest.json").write_text(json.dumps({**provenance, "weights_bytes": weights.stat().st_size}))
         if folder.exists():
             shutil.rmtree(folder)
         os.replace(staging, folder)
@@ -170,31 +169,55 @@ def _write_cache(model, tokenizer, folder: Path, gguf_hash: str) -> None:
         raise
 
 
-def embedded_base_dir(cache_dir: str | os.PathLike | None = None) -> tuple[Path | None, object, object]:
-    """Return (cache folder, model, tokenizer) for the de-quantised embedded model.
+def _cached(folder: Path, build: Callable[[], tuple], provenance: dict) -> tuple[Path | None, object, object]:
+    """Return (cache folder, model, tokenizer), building and caching the model when needed.
 
     The folder is None when caching failed; model/tokenizer are returned only when they had to be
     built (so a cold load does not read back what it just wrote).
     """
-    gguf = embedded_gguf_path()
-    gguf_hash = file_sha256(gguf)
-    folder = cache_root(cache_dir) / "embedded" / gguf_hash[:16]
     if _cache_is_complete(folder):
         return folder, None, None
     if folder.exists():
-        warnings.warn(f"the model cache at {folder} is corrupt; rebuilding it", TitlecraftWarning, stacklevel=2)
-    model, tokenizer = _dequantise_embedded(gguf)
+        warnings.warn(f"the model cache at {folder} is corrupt; rebuilding it", TitlecraftWarning, stacklevel=3)
+    model, tokenizer = build()
     try:
-        _write_cache(model, tokenizer, folder, gguf_hash)
+        _write_cache(model, tokenizer, folder, provenance)
     except OSError as error:
         warnings.warn(
             f"could not write the model cache under {folder.parent} ({error.strerror or error}); "
-            "loading without a cache, so the next start will de-quantise again",
+            "loading without a cache, so the next start will build the model again",
             TitlecraftWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
         return None, model, tokenizer
     return folder, model, tokenizer
+
+
+def shipped_adapter_present() -> bool:
+    return (SHIPPED_ADAPTER_DIR / ADAPTER_WEIGHTS).is_file()
+
+
+def embedded_dir(cache_dir: str | os.PathLike | None = None, with_adapter: bool = False):
+    """(cache folder, model, tokenizer) of the embedded model, de-quantised and optionally merged.
+
+    The base is keyed by the GGUF file's hash; base + shipped adapter by both hashes, so a new
+    adapter or model package never reuses a stale cache.
+    """
+    gguf = embedded_gguf_path()
+    gguf_hash = file_sha256(gguf)
+    root = cache_root(cache_dir) / "embedded"
+    if not with_adapter:
+        return _cached(root / gguf_hash[:16], lambda: _dequantise_embedded(gguf), {"gguf_sha256": gguf_hash})
+    adapter_hash = file_sha256(SHIPPED_ADAPTER_DIR / ADAPTER_WEIGHTS)
+
+    def merge():
+        import torch
+
+        model, tokenizer = _load_embedded(cache_dir, torch.float32, with_adapter=False)
+        return _merge_adapter(model, SHIPPED_ADAPTER_DIR, read_checkpoint_meta(SHIPPED_ADAPTER_DIR)), tokenizer
+
+    folder = root / f"{gguf_hash[:16]}-lora-{adapter_hash[:16]}"
+    return _cached(folder, merge, {"gguf_sha256": gguf_hash, "adapter_sha256": adapter_hash})
 
 
 def _hub_error(spec: str, error: Exception) -> TitlecraftError:
@@ -227,14 +250,12 @@ def _load_pretrained(source: str | Path, spec: str, **kwargs):
     return model, tokenizer
 
 
-def _load_embedded_base(cache_dir, dtype):
-    folder, model, tokenizer = embedded_base_dir(cache_dir)
+def _load_embedded(cache_dir, dtype, with_adapter: bool):
+    folder, model, tokenizer = embedded_dir(cache_dir, with_adapter)
     if model is None:
-        model, tokenizer = _load_pretrained(folder, EMBEDDED_BASE, dtype=dtype)
+        model, tokenizer = _load_pretrained(folder, EMBEDDED, dtype=dtype)
         _fix_embedded_tokenizer(tokenizer)
-    else:
-        model = model.to(dtype)
-    return model, tokenizer
+    return model.to(dtype), tokenizer
 
 
 def read_checkpoint_meta(folder: Path) -> dict:
@@ -285,11 +306,11 @@ def load_model(
     adapter: str | None = None
     path: str | None = None
     if spec in (EMBEDDED, EMBEDDED_BASE):
-        model, tokenizer = _load_embedded_base(cache_dir, dtype)
+        with_adapter = spec == EMBEDDED and shipped_adapter_present()
+        model, tokenizer = _load_embedded(cache_dir, dtype, with_adapter)
         kind, name = spec, EMBEDDED_NAME
-        if spec == EMBEDDED and (SHIPPED_ADAPTER_DIR / ADAPTER_WEIGHTS).is_file():
+        if with_adapter:
             meta = read_checkpoint_meta(SHIPPED_ADAPTER_DIR)
-            model = _merge_adapter(model, SHIPPED_ADAPTER_DIR, meta)
             adapter = str(SHIPPED_ADAPTER_DIR)
             name = f"{EMBEDDED_NAME} + titlecraft LoRA"
     elif Path(spec).expanduser().is_dir():
@@ -335,7 +356,7 @@ def load_tokenizer(spec: str = EMBEDDED, cache_dir: str | os.PathLike | None = N
     from transformers import AutoTokenizer
 
     if spec in (EMBEDDED, EMBEDDED_BASE):
-        folder, _, tokenizer = embedded_base_dir(cache_dir)
+        folder, _, tokenizer = embedded_dir(cache_dir)
         if tokenizer is None:
             tokenizer = AutoTokenizer.from_pretrained(folder)
     elif Path(spec).expanduser().is_dir():

@@ -68,13 +68,20 @@ class TrainConfig:
 
 @dataclass
 class Example:
+    """One tokenised pair: the prompt's tokens come first, then the title's and the end marker."""
+
     input_ids: list[int]
-    labels: list[int]
+    prompt_length: int
     weight: float = 1.0
 
     @property
+    def labels(self) -> list[int]:
+        """Prompt positions carry -100 so that only the title and its end marker are learned."""
+        return [IGNORE_INDEX] * self.prompt_length + self.input_ids[self.prompt_length :]
+
+    @property
     def target_tokens(self) -> int:
-        return sum(1 for label in self.labels if label != IGNORE_INDEX)
+        return len(self.input_ids) - self.prompt_length
 
 
 # ---------------------------------------------------------------- data
@@ -149,7 +156,7 @@ class ExampleEncoder:
             for abstract_ids, title_ids in zip(abstracts, titles, strict=True):
                 prompt = self.before_ids + abstract_ids[: self.max_abstract_tokens] + self.after_ids
                 target = title_ids + [eos]
-                examples.append(Example(prompt + target, [IGNORE_INDEX] * len(prompt) + target, weight))
+                examples.append(Example(prompt + target, len(prompt), weight))
         return examples
 
 
@@ -174,19 +181,32 @@ def length_grouped_batches(
 
 
 def collate(examples: Sequence[Example], pad_id: int) -> dict[str, torch.Tensor]:
-    """Pad to the longest example in this batch (never to a fixed maximum); labels pad with -100."""
+    """Pad to the longest example in this batch (never to a fixed maximum).
+
+    Besides the padded tensors it lists, on the CPU, the flat positions whose next token is a title
+    token, with those tokens and their weights: the loss then gathers them without a GPU sync.
+    """
     width = max(len(e.input_ids) for e in examples)
     input_ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
-    labels = torch.full((len(examples), width), IGNORE_INDEX, dtype=torch.long)
     attention = torch.zeros((len(examples), width), dtype=torch.long)
-    weights = torch.ones(len(examples), dtype=torch.float32)
+    positions: list[int] = []
+    targets: list[int] = []
+    weights: list[float] = []
     for row, example in enumerate(examples):
         size = len(example.input_ids)
         input_ids[row, :size] = torch.tensor(example.input_ids)
-        labels[row, :size] = torch.tensor(example.labels)
         attention[row, :size] = 1
-        weights[row] = example.weight
-    return {"input_ids": input_ids, "labels": labels, "attention_mask": attention, "weights": weights}
+        first = row * width + example.prompt_length - 1  # the position that predicts the first title token
+        positions.extend(range(first, first + example.target_tokens))
+        targets.extend(example.input_ids[example.prompt_length :])
+        weights.extend([example.weight] * example.target_tokens)
+    return {
+        "input_ids": input_ids,
+        "attention_mask": attention,
+        "target_positions": torch.tensor(positions, dtype=torch.long),
+        "target_ids": torch.tensor(targets, dtype=torch.long),
+        "target_weights": torch.tensor(weights, dtype=torch.float32),
+    }
 
 
 # ---------------------------------------------------------------- model
@@ -206,14 +226,11 @@ class TitleLoss(nn.Module):
         self.backbone = base.get_decoder()
         self.head = base.get_output_embeddings()
 
-    def forward(self, input_ids, attention_mask, labels, weights):
+    def forward(self, input_ids, attention_mask, target_positions, target_ids, target_weights):
         hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        targets = labels[:, 1:]
-        selected = targets != IGNORE_INDEX
-        logits = self.head(hidden[:, :-1][selected]).float()
-        token_loss = F.cross_entropy(logits, targets[selected], reduction="none")
-        token_weights = weights[:, None].expand_as(targets)[selected]
-        return (token_loss * token_weights).sum(), selected.sum()
+        selected = hidden.reshape(-1, hidden.shape[-1]).index_select(0, target_positions)
+        token_loss = F.cross_entropy(self.head(selected).float(), target_ids, reduction="none")
+        return (token_loss * target_weights).sum(), target_ids.numel()
 
 
 def _lora_model(model, config: TrainConfig):
@@ -488,8 +505,9 @@ def train(config: TrainConfig, on_progress: Callable[[dict], None] | None = None
         step_loss = torch.zeros((), device=device)
         for micro, indices in enumerate(batches):
             seen_examples.extend(indices)
-            batch = {k: v.to(device, non_blocking=True) for k, v in collate([examples[i] for i in indices], pad_id).items()}
-            step_tokens += int(batch["attention_mask"].sum())
+            cpu_batch = collate([examples[i] for i in indices], pad_id)
+            step_tokens += int(cpu_batch["attention_mask"].sum())
+            batch = {k: v.to(device, non_blocking=True) for k, v in cpu_batch.items()}
             sync = micro == len(batches) - 1 or ranks.world == 1
             context = wrapped.no_sync() if (ranks.world > 1 and not sync) else _null_context()
             with context, _autocast(device):
