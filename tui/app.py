@@ -47,18 +47,11 @@ from tui.screens.review import ReviewScreen
 from tui.screens.settings import SETTING_FIELDS, SettingsScreen
 from tui.widgets.candidates import ACCEPTED, EDITED, OWN, REJECTED, CandidateList, CandidateView
 from tui.widgets.editor import AbstractEditor
-from tui.widgets.status_bar import StatusBar, StatusInfo
+from tui.widgets.status_bar import StatusBar, StatusInfo, model_label
 
 SAMPLING_SETTING = "tui.sampling"
 DEFAULT_SAMPLING = {"n": 5, "temperature": 0.8, "top_p": 0.95, "max_new_tokens": 40}
 TOKEN_COUNT_DELAY = 0.3  # seconds of typing pause before the abstract is re-tokenised
-# Actions that act on the main screen; hidden while a dialog or the review screen is up.
-MAIN_ACTIONS = {
-    "generate", "more", "cancel", "accept", "edit", "reject", "own_title", "undo",
-    "next_abstract", "previous_abstract", "review", "export", "settings", "help",
-}
-# Single-letter actions cannot fire while the abstract editor has focus (it takes the letter).
-LETTER_ACTIONS = MAIN_ACTIONS - {"generate", "cancel"}
 
 
 def _error_text(error: BaseException) -> str:
@@ -94,20 +87,21 @@ class TitlecraftApp(App[None]):
         Binding("question_mark", "help", "Keys", tooltip="Show all keys"),
         Binding("ctrl+q", "quit", "Quit", priority=True, tooltip="Quit"),
     ]
+    # Actions of the main screen: hidden while a dialog or the review screen is up.
+    MAIN_ACTIONS = frozenset(binding.action for binding in BINDINGS) - {"quit"}
+    # Single-letter keys: the abstract editor takes them as text while it has focus.
+    LETTER_ACTIONS = MAIN_ACTIONS - {"generate", "cancel"}
 
     def __init__(
         self,
         model_spec: str = "embedded",
         db_path: str | Path | None = None,
         device: str = "auto",
-        *,
-        loader: Callable[..., tuple] | None = None,
     ) -> None:
         super().__init__()
         self.model_spec = model_spec
         self.db_path = db_path
         self.device = device
-        self.loader = loader or _load_model
         self.generator: Any = None
         self.model_info: Any = None
         self.model_error: str | None = None
@@ -156,11 +150,11 @@ class TitlecraftApp(App[None]):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Hide main-screen keys under dialogs; dim (None) keys that cannot act right now."""
-        if action in MAIN_ACTIONS and self.screen is not self.screen_stack[0]:
+        if action in self.MAIN_ACTIONS and self.screen is not self.screen_stack[0]:
             return False
         if action == "cancel" and self.running is None:
             return None
-        if action in LETTER_ACTIONS and isinstance(self.focused, TextArea):
+        if action in self.LETTER_ACTIONS and isinstance(self.focused, TextArea):
             return None
         return True
 
@@ -173,9 +167,10 @@ class TitlecraftApp(App[None]):
     @work(thread=True, exclusive=True, group="model")
     def _load_model(self) -> None:
         try:
-            model, tokenizer, info = self.loader(self.model_spec, device=self.device)
             from core.generate import TitleGenerator
+            from core.models import load_model
 
+            model, tokenizer, info = load_model(self.model_spec, device=self.device)
             generator = TitleGenerator(model, tokenizer, info)
         except Exception as error:  # noqa: BLE001 - any failure becomes a notification, never a crash
             self.post_message(ModelLoadFailed(_error_text(error)))
@@ -415,7 +410,7 @@ class TitlecraftApp(App[None]):
             view = self.candidates.rows[index].view
             view.text = message.text
             view.finished = message.finished
-            self.candidates.show_row(index)
+            self.candidates.show_streamed(index)
 
     def on_generation_failed(self, message: GenerationFailed) -> None:
         if not self._is_current(message.run_id):
@@ -432,8 +427,7 @@ class TitlecraftApp(App[None]):
         self.running = None
         self.last_run = result
         views = [
-            CandidateView(text=c.text, finished=True, score=c.score, flags=list(c.flags))
-            for c in result.candidates
+            CandidateView(text=c.text, finished=True, score=c.score, flags=list(c.flags)) for c in result.candidates
         ]
         self.candidates.replace_rows(views, start=run["first_row"])
         self._show_status()
@@ -454,8 +448,15 @@ class TitlecraftApp(App[None]):
 
         def apply(store) -> list[int]:
             _, ids = store.record_generation(
-                session.abstract_id, spec, result.model, asdict(result.params), result.params.seed,
-                result.device, result.seconds, result.first_token_seconds, rows,
+                session.abstract_id,
+                spec,
+                result.model,
+                asdict(result.params),
+                result.params.seed,
+                result.device,
+                result.seconds,
+                result.first_token_seconds,
+                rows,
             )
             return ids
 
@@ -488,7 +489,7 @@ class TitlecraftApp(App[None]):
         before = (view.decision, view.reason, view.edited_text)
         change(view)
         view.pending += 1
-        self.candidates.show_row(index)
+        self.candidates.show_view(view)
 
         def saved(_decision_id: int) -> None:
             view.pending -= 1
@@ -548,7 +549,9 @@ class TitlecraftApp(App[None]):
                 view.decision, view.reason, view.edited_text = REJECTED, reason or None, None
 
             self._decide(
-                position, "the rejection", change,
+                position,
+                "the rejection",
+                change,
                 lambda store, view: store.reject(view.candidate_id, view.reason),
             )
 
@@ -665,9 +668,7 @@ class TitlecraftApp(App[None]):
             if values is None:
                 return
             self.sampling.update(values)
-            self.submit(
-                PendingWrite("the settings", lambda store: store.set_setting(SAMPLING_SETTING, dict(values)))
-            )
+            self.submit(PendingWrite("the settings", lambda store: store.set_setting(SAMPLING_SETTING, dict(values))))
             self.notify("Settings saved; they apply to the next generation.")
             self._count_tokens()
 
@@ -705,11 +706,12 @@ class TitlecraftApp(App[None]):
     # -- status and quitting -----------------------------------------------------------------------
 
     def _show_status(self) -> None:
-        info = StatusInfo(model=self.model_spec, loading=self.generator is None and self.model_error is None)
+        loading = self.generator is None and self.model_error is None
+        info = StatusInfo(model=model_label(self.model_spec), loading=loading)
         if self.model_info is not None:
-            info.model, info.device = self.model_info.name, self.model_info.device
+            info.device = self.model_info.device
         elif self.model_error is not None:
-            info.model = f"{self.model_spec} (failed to load)"
+            info.model += " (failed to load)"
         if self.last_run is not None:
             info.first_token_seconds = self.last_run.first_token_seconds
             info.tokens_per_second = self.last_run.tokens_per_second
@@ -738,16 +740,7 @@ class TitlecraftApp(App[None]):
         self.exit()
 
 
-def _load_model(spec: str, device: str = "auto") -> tuple:
-    from core.models import load_model
-
-    return load_model(spec, device=device)
-
-
 def _open_store(path: str | Path | None) -> Any:
     from core.store import Store
 
     return Store(path)
-
-
-

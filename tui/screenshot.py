@@ -1,7 +1,8 @@
 """Write the README's screenshot: ``python -m tui.screenshot [--model SPEC] [--out docs/screenshot.svg]``.
 
 It runs the real app headless on a temporary store, pastes a sample abstract, generates with a fixed
-seed, accepts the top candidate and rejects one with a reason, and saves the main screen as SVG.
+seed (twice: the first run only warms the model up, so the status line shows steady-state speed),
+accepts the top candidate, rejects one with a reason, and saves the main screen as SVG.
 """
 
 from __future__ import annotations
@@ -34,9 +35,10 @@ async def take(model: str, out: Path, seed: int) -> None:
                 raise SystemExit(f"the model did not load: {app.model_error}")
             app.sampling["seed"] = seed
             app.editor.text_area.insert(SAMPLE_ABSTRACT)
-            await pilot.press("ctrl+g")
-            while app.running is not None or app.pending:
-                await pilot.pause(0.2)
+            for _ in range(2):
+                await pilot.press("ctrl+g")
+                while app.running is not None or app.pending:
+                    await pilot.pause(0.2)
             await pilot.press("a", "down", "down", "r")
             await pilot.pause()
             await pilot.press(*"too generic", "enter")

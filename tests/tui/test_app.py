@@ -7,9 +7,9 @@ import os
 import threading
 
 from textual.widgets import DataTable, Input, Static
+from tui_helpers import ABSTRACT, ready, scripted_generate, settle
 
 from core.store import Store
-from tui_helpers import ABSTRACT, ready, scripted_generate, settle
 from tui.screens.export import ExportScreen
 from tui.screens.prompt import TextPrompt
 from tui.screens.review import ReviewScreen
@@ -31,9 +31,7 @@ def live_decisions(db_path) -> list[tuple]:
     with Store(db_path) as store:
         abstract_id = store.find_abstract(ABSTRACT)
         return [
-            (d.action, d.title, d.reason)
-            for d in store.history(abstract_id)
-            if d.action != "undo" and not d.undone
+            (d.action, d.title, d.reason) for d in store.history(abstract_id) if d.action != "undo" and not d.undone
         ]
 
 

@@ -1,13 +1,13 @@
 """Screenshots of the main screen with candidates, the review screen and the help screen.
 
-Candidates come from a scripted generator through the app's real streaming and recording path, and the
-model name is fixed, so the pictures do not depend on sampling, timing or temporary folder names.
+Candidates come from a scripted generator through the app's real streaming and recording path, so the
+pictures do not depend on sampling or timing.
 Regenerate the baselines with ``pytest tests/tui --snapshot-update`` after an intended change.
 """
 
 from __future__ import annotations
 
-from tui_helpers import fixed_name_loader, ready, scripted_generate, settle
+from tui_helpers import ready, scripted_generate, settle
 
 SIZE = (100, 30)
 TITLES = [
@@ -38,7 +38,7 @@ async def curate(pilot) -> None:
 
 
 def test_main_screen_with_candidates(snap_compare, make_app):
-    assert snap_compare(make_app(loader=fixed_name_loader), terminal_size=SIZE, run_before=curate)
+    assert snap_compare(make_app(), terminal_size=SIZE, run_before=curate)
 
 
 def test_review_screen(snap_compare, make_app):
@@ -47,7 +47,7 @@ def test_review_screen(snap_compare, make_app):
         await pilot.press("v")
         await pilot.pause()
 
-    assert snap_compare(make_app(loader=fixed_name_loader), terminal_size=SIZE, run_before=review)
+    assert snap_compare(make_app(), terminal_size=SIZE, run_before=review)
 
 
 def test_help_screen(snap_compare, make_app):
@@ -56,4 +56,4 @@ def test_help_screen(snap_compare, make_app):
         await pilot.press("tab", "question_mark")
         await pilot.pause()
 
-    assert snap_compare(make_app(loader=fixed_name_loader), terminal_size=SIZE, run_before=help_screen)
+    assert snap_compare(make_app(), terminal_size=SIZE, run_before=help_screen)

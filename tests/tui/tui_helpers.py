@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 import time
 from collections.abc import Sequence
 
 from core.generate import Candidate, CandidateEvent, GenerationResult
-from core.models import load_model
 from tui.app import TitlecraftApp
 
 ABSTRACT = (
@@ -30,12 +28,6 @@ class RecordingApp(TitlecraftApp):
 
     def errors(self) -> list[str]:
         return [message for severity, message in self.told if severity == "error"]
-
-
-def fixed_name_loader(spec: str, device: str = "auto"):
-    """The real loader with a stable model name, so screenshots do not show a temporary folder."""
-    model, tokenizer, info = load_model(spec, device=device)
-    return model, tokenizer, dataclasses.replace(info, name="tiny-llama (test)")
 
 
 async def settle(app: TitlecraftApp, pilot) -> None:
@@ -72,7 +64,8 @@ def scripted_generate(titles: Sequence[str], step_delay: float = 0.0, started: t
                 break
             for i, title_words in enumerate(words):
                 if step < len(title_words):
-                    on_event(CandidateEvent(start_index + i, " ".join(title_words[: step + 1]), step == len(title_words) - 1))
+                    text, last = " ".join(title_words[: step + 1]), step == len(title_words) - 1
+                    on_event(CandidateEvent(start_index + i, text, last))
             if started is not None:
                 started.set()
             time.sleep(step_delay)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from rich.text import Text
@@ -12,16 +11,10 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static
 
 from core.errors import TitlecraftError
+from tui.widgets.status_bar import model_label
 
 ABSTRACT_PREVIEW_CHARS = 80
 HOW = {"accept": "accepted", "edit": "edited", "own_title": "own"}
-
-
-def short_model_name(spec: str | None) -> str:
-    """A checkpoint folder by its name (its full path is in the export); other specs as they are."""
-    if spec is None:
-        return "—"
-    return Path(spec).name if Path(spec).is_dir() else spec
 
 
 class ReviewScreen(Screen[int | None]):
@@ -58,11 +51,13 @@ class ReviewScreen(Screen[int | None]):
             self.app.notify(f"Reading the store failed: {error}", severity="error", markup=False)
             pairs = []
         for pair in pairs:
-            preview = pair.abstract[:ABSTRACT_PREVIEW_CHARS] + ("…" if len(pair.abstract) > ABSTRACT_PREVIEW_CHARS else "")
+            preview = pair.abstract[:ABSTRACT_PREVIEW_CHARS]
+            if len(pair.abstract) > ABSTRACT_PREVIEW_CHARS:
+                preview += "…"
             table.add_row(
                 Text(pair.title),
                 Text(HOW.get(pair.action, pair.action)),
-                Text(short_model_name(pair.model_spec)),
+                Text(model_label(pair.model_spec)),
                 Text(preview, style="dim"),
                 key=str(pair.abstract_id),
             )

@@ -14,6 +14,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.reactive import reactive
+from textual.timer import Timer
 from textual.widgets import Input, Static
 
 from tui.messages import EditSubmitted
@@ -22,6 +23,7 @@ ACCEPTED, EDITED, REJECTED, OWN = "accepted", "edited", "rejected", "own"
 MARKERS = {None: "·", ACCEPTED: "✓", EDITED: "✎", REJECTED: "✗", OWN: "★"}
 # How close (in lines) to the bottom counts as "following the output".
 FOLLOW_MARGIN = 2
+STREAM_REPAINT_SECONDS = 1 / 30
 
 
 @dataclass
@@ -130,6 +132,8 @@ class CandidateList(VerticalScroll, can_focus=True):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.rows: list[CandidateRow] = []
+        self._streamed: set[int] = set()
+        self._repaint: Timer | None = None
 
     @property
     def near_bottom(self) -> bool:
@@ -165,12 +169,23 @@ class CandidateList(VerticalScroll, can_focus=True):
         self.add_rows(views)
         self.cursor = min(self.cursor, max(len(self.rows) - 1, 0))
 
-    def show_row(self, index: int) -> None:
-        """Re-render one row after its view changed, keeping the bottom in sight if it was."""
-        if not 0 <= index < len(self.rows):
-            return
+    def show_streamed(self, index: int) -> None:
+        """Mark a row whose text grew; rows are re-rendered together a few dozen times a second.
+
+        N candidates each grow every decoding step; one repaint per frame instead of one per token
+        leaves the CPU (and the GIL) to the generation thread.
+        """
+        self._streamed.add(index)
+        if self._repaint is None:
+            self._repaint = self.set_timer(STREAM_REPAINT_SECONDS, self._repaint_streamed)
+
+    def _repaint_streamed(self) -> None:
+        self._repaint = None
         follow = self.near_bottom
-        self.rows[index].show_view()
+        for index in sorted(self._streamed):
+            if index < len(self.rows):
+                self.rows[index].show_view()
+        self._streamed.clear()
         if follow and self.max_scroll_y:
             self.call_after_refresh(self.scroll_end, animate=False)
 

@@ -7,6 +7,7 @@ stay visible on a narrow terminal.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -15,6 +16,13 @@ from textual.timer import Timer
 from textual.widgets import Static
 
 SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
+
+
+def model_label(spec: str | None) -> str:
+    """A model spec as a short label: a checkpoint folder by its name, other specs as they are."""
+    if spec is None:
+        return "—"
+    return Path(spec).name if Path(spec).is_dir() else spec
 
 
 @dataclass
