@@ -541,8 +541,6 @@ def train(config: TrainConfig, on_progress: Callable[[dict], None] | None = None
             progress.history.append(record)
             progress.seconds = time.perf_counter() - started
             bar.set_postfix({k: v for k, v in record.items() if k in ("train_loss", "val_loss")})
-            if on_progress:
-                on_progress(record)
             improved = "val_loss" not in record or progress.best_val_loss is None or record["val_loss"] < progress.best_val_loss
             if ranks.main:
                 if improved:
@@ -551,6 +549,8 @@ def train(config: TrainConfig, on_progress: Callable[[dict], None] | None = None
                     save_checkpoint(model, tokenizer, out / "best", _meta(config, info, progress, model, len(examples)), config.lora)
                 _save_state(state_dir, model, optimizer, scheduler, progress, config.lora)
             _barrier()
+            if on_progress:
+                on_progress(record)
     bar.close()
     progress.seconds = time.perf_counter() - started
     if ranks.main:

@@ -1,0 +1,255 @@
+"""Fine-tuning on tiny random models and real arXiv pairs: masking, padding, learning, resume, DDP, LoRA."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from core.errors import TitlecraftError
+from core.generate import SamplingParams, TitleGenerator
+from core.models import ADAPTER_WEIGHTS, load_model
+from core.prompts import COMPLETION, build_prompt, completion_prompt, completion_target
+from core.train import (
+    IGNORE_INDEX,
+    ExampleEncoder,
+    Progress,
+    TitleLoss,
+    TrainConfig,
+    _replan_for_time_budget,
+    Ranks,
+    collate,
+    length_grouped_batches,
+    read_pairs,
+    train,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_PAIRS = REPO.parent / "shared" / "data" / "arxiv-ai" / "pairs.parquet"
+
+
+@pytest.fixture(scope="module")
+def real_pairs() -> pd.DataFrame:
+    import pyarrow.parquet as pq
+
+    frame = pq.read_table(SHARED_PAIRS, columns=["abstract", "title", "date"]).slice(150_000, 96).to_pandas()
+    return frame.reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def split_files(tmp_path_factory, real_pairs) -> tuple[Path, Path]:
+    folder = tmp_path_factory.mktemp("pairs")
+    real_pairs.iloc[:80].to_parquet(folder / "train.parquet")
+    real_pairs.iloc[80:].to_parquet(folder / "validation.parquet")
+    return folder / "train.parquet", folder / "validation.parquet"
+
+
+def _tokenizer(checkpoint: Path):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(checkpoint)
+
+
+@pytest.mark.parametrize("fixture,template", [("tiny_gptneo_dir", "completion"), ("tiny_llama_dir", "chat")])
+def test_encoder_matches_generation_prompt_and_masks_the_prompt(request, real_pairs, fixture, template):
+    tokenizer = _tokenizer(request.getfixturevalue(fixture))
+    encoder = ExampleEncoder(tokenizer, template, max_abstract_tokens=10_000)
+    pairs = list(zip(real_pairs.abstract[:8], real_pairs.title[:8], strict=True))
+    for (abstract, title), example in zip(pairs, encoder.encode(pairs), strict=True):
+        prompt = build_prompt(tokenizer, template, abstract, max_prompt_tokens=100_000)
+        assert example.input_ids[: example.prompt_length] == prompt.input_ids
+        assert example.labels[: example.prompt_length] == [IGNORE_INDEX] * example.prompt_length
+        assert example.labels[-1] == tokenizer.eos_token_id
+        learned = tokenizer.decode(example.input_ids[example.prompt_length : -1])
+        assert learned == (completion_target(title) if template == COMPLETION else title)
+
+
+def test_encoder_cuts_long_abstracts_but_never_the_title(tiny_gptneo_dir, real_pairs):
+    tokenizer = _tokenizer(tiny_gptneo_dir)
+    short = ExampleEncoder(tokenizer, COMPLETION, max_abstract_tokens=20)
+    example = short.encode([(real_pairs.abstract[0], real_pairs.title[0])])[0]
+    title_ids = tokenizer(completion_target(real_pairs.title[0]), add_special_tokens=False)["input_ids"]
+    assert example.input_ids[example.prompt_length :] == title_ids + [tokenizer.eos_token_id]
+    assert example.prompt_length == len(short.before_ids) + 20 + len(short.after_ids)
+
+
+def test_collate_pads_to_the_longest_in_the_batch_and_points_at_title_tokens(tiny_gptneo_dir, real_pairs):
+    tokenizer = _tokenizer(tiny_gptneo_dir)
+    encoder = ExampleEncoder(tokenizer, COMPLETION, 384)
+    examples = encoder.encode(list(zip(real_pairs.abstract[:4], real_pairs.title[:4], strict=True)))
+    batch = collate(examples, tokenizer.pad_token_id)
+    width = max(len(e.input_ids) for e in examples)
+    assert batch["input_ids"].shape == (4, width)
+    assert batch["attention_mask"].sum() == sum(len(e.input_ids) for e in examples)
+    flat = batch["input_ids"].reshape(-1)
+    # each gathered position is followed by exactly the title token it must predict
+    assert torch.equal(flat[batch["target_positions"] + 1], batch["target_ids"])
+    assert len(batch["target_ids"]) == sum(e.target_tokens for e in examples)
+
+
+def test_length_grouping_wastes_little_padding_and_covers_every_example():
+    lengths = [(i * 7919) % 300 + 20 for i in range(2048)]
+    batches = length_grouped_batches(lengths, batch_size=16, seed=0, epoch=0)
+    assert sorted(i for b in batches for i in b) == list(range(2048))
+
+    def padding(groups):
+        return 1 - sum(lengths[i] for b in groups for i in b) / sum(max(lengths[i] for i in b) * len(b) for b in groups)
+
+    random_batches = [list(range(i, i + 16)) for i in range(0, 2048, 16)]
+    assert padding(batches) < 0.05 < padding(random_batches)
+    assert batches != length_grouped_batches(lengths, batch_size=16, seed=0, epoch=1)
+
+
+@pytest.mark.parametrize("fixture", ["tiny_llama_dir", "tiny_gptneo_dir"])
+def test_title_loss_goes_down_on_a_repeated_batch(request, real_pairs, fixture):
+    model, tokenizer, info = load_model(str(request.getfixturevalue(fixture)))
+    model.train()
+    encoder = ExampleEncoder(tokenizer, info.template, 64)
+    batch = collate(encoder.encode(list(zip(real_pairs.abstract[:4], real_pairs.title[:4], strict=True))), tokenizer.pad_token_id)
+    loss_model = TitleLoss(model)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(15):
+        optimizer.zero_grad()
+        loss_sum, count = loss_model(**batch)
+        (loss_sum / count).backward()
+        optimizer.step()
+        losses.append(float(loss_sum.detach() / count))
+    assert losses[-1] < 0.7 * losses[0]
+
+
+def test_title_loss_equals_the_model_loss_restricted_to_title_tokens(tiny_llama_dir, real_pairs):
+    model, tokenizer, info = load_model(str(tiny_llama_dir))
+    encoder = ExampleEncoder(tokenizer, info.template, 64)
+    examples = encoder.encode(list(zip(real_pairs.abstract[:3], real_pairs.title[:3], strict=True)))
+    batch = collate(examples, tokenizer.pad_token_id)
+    labels = torch.full_like(batch["input_ids"], IGNORE_INDEX)
+    for row, example in enumerate(examples):
+        labels[row, : len(example.input_ids)] = torch.tensor(example.labels)
+    with torch.no_grad():
+        reference = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=labels).loss
+        loss_sum, count = TitleLoss(model)(**batch)
+    assert torch.allclose(loss_sum / count, reference, atol=1e-5)
+
+
+def _config(tmp_path, base, train_file, val_file, **overrides) -> TrainConfig:
+    settings = dict(
+        train=str(train_file), val=str(val_file), out=str(tmp_path / "run"), base=str(base), batch_size=8,
+        lr=3e-3, eval_every=3, seed=1,
+    )
+    settings.update(overrides)
+    return TrainConfig(**settings)
+
+
+def test_training_writes_a_checkpoint_that_generates(tmp_path, tiny_gptneo_dir, split_files):
+    out = train(_config(tmp_path, tiny_gptneo_dir, *split_files))
+    meta = json.loads((out / "titlecraft.json").read_text())
+    assert meta["template"] == "completion" and meta["base"] == str(tiny_gptneo_dir)
+    assert meta["steps"] == 10 and meta["best_val_loss"] == min(h["val_loss"] for h in meta["history"])
+    assert [d["sha256"] for d in meta["data"]][0] and (out / "model.safetensors").is_file()
+    assert not (out / "last").exists()
+    model, tokenizer, info = load_model(str(out))
+    result = TitleGenerator(model, tokenizer, info).generate(
+        "We study sparse graph representations learned by neural networks.", SamplingParams(n=2, max_new_tokens=6, seed=0)
+    )
+    assert len(result.candidates) == 2
+    with pytest.raises(TitlecraftError, match="already holds a finished run"):
+        train(_config(tmp_path, tiny_gptneo_dir, *split_files))
+
+
+class Interrupted(Exception):
+    pass
+
+
+def test_an_interrupted_run_resumes_and_ends_where_an_uninterrupted_one_does(tmp_path, tiny_llama_dir, split_files):
+    straight = train(_config(tmp_path / "a", tiny_llama_dir, *split_files))
+
+    def stop_after_first_save(record):
+        if record["step"] == 3:
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        train(_config(tmp_path / "b", tiny_llama_dir, *split_files), on_progress=stop_after_first_save)
+    saved = json.loads((tmp_path / "b" / "run" / "last" / "progress.json").read_text())
+    assert saved["step"] == 3
+    steps_seen = []
+    resumed = train(_config(tmp_path / "b", tiny_llama_dir, *split_files), on_progress=lambda r: steps_seen.append(r["step"]))
+    assert steps_seen == [6, 9, 10]
+    first, second = load_file(str(straight / "model.safetensors")), load_file(str(resumed / "model.safetensors"))
+    assert all(torch.allclose(first[name], second[name], atol=1e-6) for name in first)
+
+
+def test_lora_checkpoint_holds_only_the_adapter_and_merges_at_load(tmp_path, tiny_llama_dir, split_files):
+    out = train(_config(tmp_path, tiny_llama_dir, *split_files, lora=True, lora_r=4, lora_alpha=8, lr=1e-2))
+    assert sorted(p.name for p in out.iterdir() if p.is_file()) == [ADAPTER_WEIGHTS, "titlecraft.json"]
+    meta = json.loads((out / "titlecraft.json").read_text())
+    assert meta["lora"]["r"] == 4 and "q_proj" in meta["lora"]["target_modules"]
+    merged, tokenizer, info = load_model(str(out))
+    base, _, _ = load_model(str(tiny_llama_dir))
+    ids = torch.tensor([tokenizer("Abstract: graphs", add_special_tokens=False)["input_ids"]])
+    with torch.no_grad():
+        assert not torch.allclose(merged(ids).logits, base(ids).logits)
+    assert info.adapter == str(out) and info.template == "completion"
+
+
+def test_extra_curated_pairs_are_mixed_in_with_their_weight(tmp_path, tiny_gptneo_dir, split_files):
+    extra = tmp_path / "curated.jsonl"
+    rows = [
+        {"prompt": completion_prompt("A curated abstract about graph networks."), "completion": completion_target("Curated Title One")},
+        {"prompt": completion_prompt("Another curated abstract about planning."), "completion": completion_target("Curated Title Two")},
+    ]
+    extra.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert read_pairs(extra) == [
+        ("A curated abstract about graph networks.", "Curated Title One"),
+        ("Another curated abstract about planning.", "Curated Title Two"),
+    ]
+    out = train(_config(tmp_path, tiny_gptneo_dir, *split_files, extra=[str(extra)], extra_weight=3.0))
+    meta = json.loads((out / "titlecraft.json").read_text())
+    assert meta["examples"] == 82 and meta["data"][1]["path"] == str(extra)
+    tokenizer = _tokenizer(tiny_gptneo_dir)
+    examples = ExampleEncoder(tokenizer, COMPLETION, 384).encode(read_pairs(extra), weight=3.0)
+    assert set(collate(examples, tokenizer.pad_token_id)["target_weights"].tolist()) == {3.0}
+
+
+def test_bad_training_files_are_clear_errors(tmp_path):
+    with pytest.raises(TitlecraftError, match="does not exist"):
+        read_pairs(tmp_path / "missing.parquet")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "no template here", "completion": " x"}\n')
+    with pytest.raises(TitlecraftError, match="bad.jsonl:1"):
+        read_pairs(bad)
+
+
+def test_time_budget_shrinks_the_schedule(monkeypatch):
+    progress = Progress(step=50, planned_steps=10_000)
+    clock = iter([100.0])
+    monkeypatch.setattr("core.train.time.perf_counter", lambda: next(clock))
+    # 40 steps took 40 s (1 s/step); 100 s have passed of a 3-minute budget -> about 71 more steps
+    _replan_for_time_budget(progress, TrainConfig(train="x", out="y", max_minutes=3), 0.0, 60.0, Ranks())
+    assert progress.planned_steps == 50 + int(0.95 * 3 * 60 - 100)
+
+
+def test_two_process_data_parallel_run_splits_the_data(tmp_path, tiny_gptneo_dir, split_files):
+    train_file, val_file = split_files
+    out = tmp_path / "ddp"
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+        "-m", "core.cli", "train", "--base", str(tiny_gptneo_dir), "--train", str(train_file), "--val", str(val_file),
+        "--out", str(out), "--batch-size", "8", "--eval-every", "2", "--device", "cpu", "--lr", "3e-3",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    finished = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    seen = [set(json.loads((out / "ranks" / f"rank{r}.json").read_text())["examples"]) for r in (0, 1)]
+    assert seen[0] and seen[1] and not seen[0] & seen[1]
+    assert seen[0] | seen[1] == set(range(80))
+    meta = json.loads((out / "titlecraft.json").read_text())
+    assert meta["steps"] == 5  # 10 batches of 8, two per step across the two processes
+    load_model(str(out))
