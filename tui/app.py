@@ -605,7 +605,7 @@ class TitlecraftApp(App[None]):
             self.notify("Nothing to undo on this abstract.", severity="warning")
             return
 
-        def apply(store) -> tuple[list, Any]:
+        def apply(store) -> list:
             store.undo(session.abstract_id)
             return store.history(session.abstract_id)
 

@@ -9,6 +9,8 @@ import threading
 from textual.widgets import DataTable, Input, Static
 from tui_helpers import ABSTRACT, ready, scripted_generate, settle
 
+import core.models
+from core.errors import TitlecraftError
 from core.store import Store
 from tui.screens.export import ExportScreen
 from tui.screens.prompt import TextPrompt
@@ -292,3 +294,75 @@ async def test_more_appends_candidates_and_escape_leaves_an_edit(make_app, db_pa
     with Store(db_path) as store:
         assert len(store.candidates(store.find_abstract(ABSTRACT))) == 4
         assert store.history(store.find_abstract(ABSTRACT)) == []
+
+
+async def test_abstract_can_be_pasted_while_the_model_loads(make_app, monkeypatch):
+    release = threading.Event()
+    real_load = core.models.load_model
+
+    def held_load(*args, **kwargs):
+        release.wait(10)
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(core.models, "load_model", held_load)
+    app = make_app()
+    async with app.run_test(size=(100, 40)) as pilot:
+        await pilot.pause()
+        assert app.query_one(StatusBar).info.loading
+        assert "loading" in app.query_one(StatusBar).text()
+        await pilot.press(*"Pasted while loading.")
+        await pilot.press("ctrl+g")
+        assert any("still loading" in error for error in app.errors())
+        release.set()
+        await settle(app, pilot)
+        assert app.editor.text == "Pasted while loading."
+        assert app.query_one("#token-count", Static).content.plain.endswith("tokens")
+        assert not app.query_one(StatusBar).info.loading
+
+
+async def test_a_long_abstract_warns_before_and_during_generation(make_app):
+    app = make_app()
+    async with app.run_test(size=(100, 40)) as pilot:
+        await ready(app, pilot, ABSTRACT * 30)
+        await pilot.pause(0.5)  # the count waits for a pause in typing
+        token_count = app.query_one("#token-count", Static)
+        assert token_count.has_class("-truncated")
+        assert "dropped" in token_count.content.plain
+        app.sampling.update(FAST)
+        await pilot.press("ctrl+g")
+        await settle(app, pilot)
+        assert any(severity == "warning" and "dropped" in message for severity, message in app.told)
+
+
+async def test_out_of_memory_is_a_notification_and_the_app_carries_on(make_app):
+    app = make_app()
+    async with app.run_test(size=(100, 40)) as pilot:
+        await ready(app, pilot)
+
+        def out_of_memory(*args, **kwargs):
+            raise TitlecraftError("The GPU ran out of memory generating 5 candidates: ask for fewer candidates.")
+
+        app.generator.generate = out_of_memory
+        await pilot.press("ctrl+g")
+        await settle(app, pilot)
+        assert any("ran out of memory" in error for error in app.errors())
+        assert not app.candidates.rows and app.running is None
+        app.generator.generate = scripted_generate(["Still works"])
+        app.sampling.update(n=1)
+        await pilot.press("ctrl+g")
+        await settle(app, pilot)
+        assert [view.text for view in app.candidates.views()] == ["Still works"]
+
+
+async def test_a_failed_export_is_a_notification(make_app, tmp_path):
+    app = make_app()
+    async with app.run_test(size=(100, 40)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("tab", "x")
+        await pilot.pause()
+        path_input = app.screen.query_one("#export-path", Input)
+        path_input.value = str(tmp_path)  # a folder: the JSONL formats need a file
+        path_input.focus()
+        await pilot.press("enter")
+        await settle(app, pilot)
+        assert any(error.startswith("Export failed") and "folder" in error for error in app.errors())
