@@ -16,6 +16,7 @@ CPU tests check this path against the plain decoder.
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator, Sequence
@@ -24,7 +25,7 @@ import torch
 
 from core.decoding import Prefill, PrefillCache, StepTokens, last_logits_kwargs, model_device
 from core.errors import TitlecraftWarning
-from core.sampling import SHORTLIST, TokenSampler, choose_tokens
+from core.sampling import TokenSampler, choose_tokens
 
 CAPACITY_STEP = 128
 WARMUP_STEPS = 2
@@ -57,7 +58,16 @@ def cache_capacity(prompt_tokens: int, max_new_tokens: int) -> int:
 class DecodeSession:
     """Static cache and buffers for one (rows, capacity); the decode step reads and advances them."""
 
-    def __init__(self, model, rows: int, capacity: int, prefill: Prefill, greedy: bool, use_graphs: bool):
+    def __init__(
+        self,
+        model,
+        rows: int,
+        capacity: int,
+        prefill: Prefill,
+        greedy: bool,
+        use_graphs: bool,
+        compile_step: bool = False,
+    ):
         from transformers import StaticCache
 
         self.model = model
@@ -83,11 +93,17 @@ class DecodeSession:
         self.top_p = torch.ones((), device=self.device)
         self.tokens = torch.zeros(rows, dtype=torch.long, device=self.device)
         self.log_probs = torch.zeros(rows, device=self.device)
-        # The shortlist shortcut synchronises with the host, which a captured graph cannot do.
-        self.shortlist = None if use_graphs else SHORTLIST
-        self.host = self._host_buffers(rows) if self.device.type == "cuda" else []
         self.next_host = 0
-        self.graph = self._capture() if use_graphs else None
+        self.step = (
+            torch.compile(self._step_body, fullgraph=True, dynamic=False) if compile_step else self._step_body
+        )
+        with self.on_device():
+            self.host = self._host_buffers(rows) if self.device.type == "cuda" else []
+            self.graph = self._capture() if use_graphs else None
+
+    def on_device(self):
+        """Make the model's GPU current, so streams, graphs and events are those of that GPU."""
+        return torch.cuda.device(self.device) if self.device.type == "cuda" else contextlib.nullcontext()
 
     def _host_buffers(self, rows: int) -> list:
         """Two pinned slots: one step being copied while the previous one is read."""
@@ -112,7 +128,7 @@ class DecodeSession:
             use_cache=True,
             **self.logits_kwargs,
         ).logits[:, -1]
-        tokens, log_probs = choose_tokens(logits, self._uniforms(), self.temperature, self.top_p, self.shortlist)
+        tokens, log_probs = choose_tokens(logits, self._uniforms(), self.temperature, self.top_p)
         self.tokens.copy_(tokens)
         self.log_probs.copy_(log_probs)
         self.input_ids.copy_(tokens.unsqueeze(-1))
@@ -124,15 +140,20 @@ class DecodeSession:
         stream.wait_stream(torch.cuda.current_stream(self.device))
         with torch.cuda.stream(stream):
             for _ in range(WARMUP_STEPS):
-                self._step_body()
+                self.step()
         torch.cuda.current_stream(self.device).wait_stream(stream)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            self._step_body()
+        # thread_local: another thread's CUDA work (a front end's) must not invalidate the capture.
+        with torch.cuda.graph(graph, capture_error_mode="thread_local"):
+            self.step()
         return graph
 
     def start(self, prefill: Prefill, sampler: TokenSampler) -> Callable[[], StepTokens]:
         """Load the prompt into every row and choose the first tokens from the prefill's logits."""
+        with self.on_device():
+            return self._start(prefill, sampler)
+
+    def _start(self, prefill: Prefill, sampler: TokenSampler) -> Callable[[], StepTokens]:
         length = len(prefill.prompt_ids)
         for static_layer, prompt_layer in zip(self.cache.layers, prefill.cache.layers, strict=True):
             static_layer.keys[:, :, :length].copy_(prompt_layer.keys)
@@ -147,7 +168,7 @@ class DecodeSession:
             sampler.fill_uniforms(self.uniforms)
         rows = self.input_ids.shape[0]
         tokens, log_probs = choose_tokens(
-            prefill.last_logits.expand(rows, -1), self._uniforms(), self.temperature, self.top_p, self.shortlist
+            prefill.last_logits.expand(rows, -1), self._uniforms(), self.temperature, self.top_p
         )
         self.input_ids.copy_(tokens.unsqueeze(-1))
         return self._hand_over(tokens, log_probs)
@@ -156,13 +177,15 @@ class DecodeSession:
         return None if self.greedy else self.uniforms
 
     def advance(self, sampler: TokenSampler) -> Callable[[], StepTokens]:
-        if not self.greedy:
-            sampler.fill_uniforms(self.uniforms)
-        if self.graph is not None:
-            self.graph.replay()
-        else:
-            self._step_body()
-        return self._hand_over(self.tokens, self.log_probs)
+        """Launch the next decode step."""
+        with self.on_device():
+            if not self.greedy:
+                sampler.fill_uniforms(self.uniforms)
+            if self.graph is not None:
+                self.graph.replay()
+            else:
+                self.step()
+            return self._hand_over(self.tokens, self.log_probs)
 
     def _hand_over(self, tokens: torch.Tensor, log_probs: torch.Tensor) -> Callable[[], StepTokens]:
         """Start moving a step's results to the host; the returned call waits for them."""
@@ -183,12 +206,18 @@ class DecodeSession:
 
 
 class StaticDecoder:
-    """Decoder over a static KV cache, replaying a CUDA graph per step when ``use_graphs`` (default on CUDA)."""
+    """Decoder over a static KV cache, replaying a CUDA graph per step when ``use_graphs`` (default on CUDA).
 
-    def __init__(self, model, use_graphs: bool | None = None):
+    ``compile_step`` first compiles the step with TorchInductor, which fuses the many small element-wise
+    kernels of a decoder layer (norms, rotary embeddings, activations): fewer kernels per graph replay,
+    at the price of a compilation (tens of seconds) for every new (rows, capacity) pair.
+    """
+
+    def __init__(self, model, use_graphs: bool | None = None, compile_step: bool = False):
         self.model = model
         self.device = model_device(model)
         self.use_graphs = self.device.type == "cuda" if use_graphs is None else use_graphs
+        self.compile_step = compile_step
         self.prefills = PrefillCache(model)
         self.sessions: OrderedDict[tuple[int, int, bool], DecodeSession] = OrderedDict()
         # On CUDA one step is kept in flight; elsewhere each step is computed when asked for.
@@ -217,20 +246,27 @@ class StaticDecoder:
             return self.sessions[key]
         while len(self.sessions) >= MAX_SESSIONS:
             self.sessions.popitem(last=False)
-        try:
-            session = DecodeSession(self.model, rows, capacity, prefill, greedy, self.use_graphs)
-        except torch.OutOfMemoryError:
-            raise
-        except Exception as error:  # noqa: BLE001 - any capture failure: decode correctly, just slower
-            if not self.use_graphs:
+        while True:
+            try:
+                session = DecodeSession(
+                    self.model, rows, capacity, prefill, greedy, self.use_graphs, self.compile_step
+                )
+                break
+            except torch.OutOfMemoryError:
                 raise
-            warnings.warn(
-                f"CUDA graph capture failed ({type(error).__name__}: {error}); decoding without graphs",
-                TitlecraftWarning,
-                stacklevel=3,
-            )
-            self.use_graphs = False
-            session = DecodeSession(self.model, rows, capacity, prefill, greedy, use_graphs=False)
+            except Exception as error:  # noqa: BLE001 - a failed compile or capture: decode correctly, slower
+                if not (self.use_graphs or self.compile_step):
+                    raise
+                dropped = "compilation" if self.compile_step else "CUDA graphs"
+                warnings.warn(
+                    f"decoding without {dropped}: it failed with {type(error).__name__}: {error}",
+                    TitlecraftWarning,
+                    stacklevel=3,
+                )
+                if self.compile_step:
+                    self.compile_step = False
+                else:
+                    self.use_graphs = False
         self.sessions[key] = session
         return session
 

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from core.decoding import EagerDecoder, PrefillCache, shared_prefix
-from core.fastpath import CAPACITY_STEP, StaticDecoder, cache_capacity, supports_fast_path
+from core.errors import TitlecraftWarning
+from core.fastpath import CAPACITY_STEP, DecodeSession, StaticDecoder, cache_capacity, supports_fast_path
 from core.generate import SamplingParams, TitleGenerator
 from core.models import load_model
 from core.sampling import TokenSampler
@@ -91,3 +92,32 @@ def test_a_new_prompt_reuses_the_prefill_of_the_shared_start(tiny_llama):
     fresh = PrefillCache(model).get(second)
     assert torch.allclose(prefill.last_logits, fresh.last_logits, atol=1e-5)
     assert reused.get(first[:shared]).cache.get_seq_length() == shared  # a prefix of the last prompt
+
+
+@pytest.mark.parametrize("greedy", [False, True])
+def test_the_decode_step_traces_as_one_graph(tiny_llama, greedy):
+    """What a CUDA graph cannot capture (reading a value on the host, branching on it) also breaks a
+    full-graph trace, which runs on a CPU."""
+    model, tokenizer, _ = tiny_llama
+    prefill = PrefillCache(model).get(tokenizer(ABSTRACT)["input_ids"])
+    sampler = TokenSampler(0.0 if greedy else 0.8, 0.9, 0, "cpu")
+    with torch.inference_mode():
+        session = DecodeSession(model, 2, CAPACITY_STEP, prefill, greedy, use_graphs=False)
+        session.start(prefill, sampler)
+        torch.compile(session._step_body, fullgraph=True, backend="eager")()
+    assert session.position.item() == len(prefill.prompt_ids) + 1
+
+
+def test_a_failed_compilation_falls_back_with_a_warning(tiny_llama, monkeypatch):
+    model, tokenizer, _ = tiny_llama
+    prompt_ids = tokenizer(ABSTRACT)["input_ids"]
+
+    def failing_compile(function, **options):
+        raise RuntimeError("no compiler here")
+
+    monkeypatch.setattr(torch, "compile", failing_compile)
+    decoder = StaticDecoder(model, use_graphs=False, compile_step=True)
+    with pytest.warns(TitlecraftWarning, match="decoding without compilation: it failed with RuntimeError"):
+        tokens = decode(decoder, prompt_ids, rows=2, steps=6)
+    assert not decoder.compile_step
+    assert tokens == decode(EagerDecoder(model), prompt_ids, rows=2, steps=6)
