@@ -1,0 +1,135 @@
+"""Model loading: the real embedded GGUF (cold de-quantise, warm cache), checkpoints, and every failure mode."""
+
+from __future__ import annotations
+
+import shutil
+import warnings
+
+import pytest
+import torch
+
+from core.errors import TitlecraftError, TitlecraftWarning
+from core.models import EMBEDDED_BASE, cache_root, load_model, load_tokenizer, resolve_device
+
+PROBE = "Abstract: We study sparse graph representations.\nTitle:"
+
+
+def _logits(model, tokenizer) -> torch.Tensor:
+    ids = torch.tensor([tokenizer(PROBE, add_special_tokens=False)["input_ids"]])
+    with torch.no_grad():
+        return model(ids).logits
+
+
+def _cache_folder(cache_dir):
+    (folder,) = [p for p in (cache_dir / "embedded").iterdir() if not p.name.startswith(".")]
+    return folder
+
+
+@pytest.fixture(scope="module")
+def cold_cache(tmp_path_factory):
+    """A cache built by one cold load of the embedded base model, and that load's logits."""
+    cache_dir = tmp_path_factory.mktemp("cache")
+    model, tokenizer, info = load_model(EMBEDDED_BASE, cache_dir=cache_dir)
+    return cache_dir, _logits(model, tokenizer), info
+
+
+@pytest.mark.slow
+def test_cold_load_caches_and_warm_load_gives_the_same_logits(cold_cache):
+    cache_dir, cold_logits, info = cold_cache
+    folder = _cache_folder(cache_dir)
+    assert {"model.safetensors", "manifest.json", "tokenizer.json", "config.json"} <= {p.name for p in folder.iterdir()}
+    assert info.kind == EMBEDDED_BASE and info.template == "chat" and info.device == "cpu" and info.dtype == "float32"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", TitlecraftWarning)
+        model, tokenizer, _ = load_model(EMBEDDED_BASE, cache_dir=cache_dir)
+    assert torch.equal(_logits(model, tokenizer), cold_logits)
+    assert tokenizer.eos_token == "<|im_end|>" and tokenizer.pad_token == "<|endoftext|>"
+
+
+@pytest.mark.slow
+def test_a_corrupt_cache_is_rebuilt_with_a_warning(cold_cache, tmp_path):
+    cache_dir, cold_logits, _ = cold_cache
+    copy = tmp_path / "cache"
+    shutil.copytree(cache_dir, copy)
+    weights = _cache_folder(copy) / "model.safetensors"
+    whole_size = weights.stat().st_size
+    with open(weights, "r+b") as handle:
+        handle.truncate(whole_size // 2)
+    with pytest.warns(TitlecraftWarning, match="corrupt; rebuilding"):
+        model, tokenizer, _ = load_model(EMBEDDED_BASE, cache_dir=copy)
+    assert torch.equal(_logits(model, tokenizer), cold_logits)
+    assert (_cache_folder(copy) / "model.safetensors").stat().st_size == whole_size
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", TitlecraftWarning)
+        load_model(EMBEDDED_BASE, cache_dir=copy)  # the rebuilt cache is whole again
+
+
+@pytest.mark.slow
+def test_an_unwritable_cache_dir_still_loads_with_a_warning(cold_cache, tmp_path):
+    _, cold_logits, _ = cold_cache
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("a file where the cache directory should be")
+    with pytest.warns(TitlecraftWarning, match="could not write the model cache"):
+        model, tokenizer, _ = load_model(EMBEDDED_BASE, cache_dir=blocker / "titlecraft")
+    assert torch.equal(_logits(model, tokenizer), cold_logits)
+    assert blocker.read_text().startswith("a file")
+
+
+@pytest.mark.slow
+def test_the_default_model_is_the_base_with_the_shipped_adapter_merged():
+    tuned, tokenizer, info = load_model("embedded")
+    base, _, _ = load_model(EMBEDDED_BASE)
+    assert info.adapter and info.template == "completion" and "LoRA" in info.name
+    assert info.meta["lora"]["r"] > 0 and info.meta["base"] == EMBEDDED_BASE
+    assert not torch.allclose(_logits(tuned, tokenizer), _logits(base, tokenizer))
+    assert load_tokenizer("embedded").eos_token == "<|im_end|>"
+
+
+@pytest.mark.parametrize("fixture,template", [("tiny_llama_dir", "chat"), ("tiny_gptneo_dir", "completion")])
+def test_tiny_checkpoints_load_from_a_directory(request, fixture, template):
+    folder = request.getfixturevalue(fixture)
+    model, tokenizer, info = load_model(str(folder))
+    assert info.kind == "checkpoint" and info.template == template and info.path == str(folder)
+    assert info.dtype == "float32" and not model.training
+    assert tokenizer.pad_token is not None and tokenizer.padding_side == "left"
+    assert _logits(model, tokenizer).shape[-1] == model.config.vocab_size
+
+
+def test_unknown_spec_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(TitlecraftError, match="could not load model 'no such model!'"):
+        load_model("no such model!")
+
+
+def test_offline_hub_id_names_the_spec(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    with pytest.raises(TitlecraftError) as error:
+        load_model("EleutherAI/gpt-neo-125m")
+    message = str(error.value)
+    assert "'EleutherAI/gpt-neo-125m'" in message and "hub is unreachable" in message
+    assert "Traceback" not in message
+
+
+def test_a_checkpoint_with_broken_metadata_is_a_clear_error(tmp_path, tiny_gptneo_dir):
+    folder = tmp_path / "broken"
+    shutil.copytree(tiny_gptneo_dir, folder)
+    (folder / "titlecraft.json").write_text("{not json")
+    with pytest.raises(TitlecraftError, match="titlecraft.json is not valid JSON"):
+        load_model(str(folder))
+
+
+def test_devices_resolve_and_absent_cuda_is_refused():
+    assert resolve_device("cpu") == "cpu"
+    assert resolve_device("auto") in {"cpu", "cuda", "mps"}
+    if not torch.cuda.is_available():
+        with pytest.raises(TitlecraftError, match="CUDA is not available"):
+            resolve_device("cuda")
+
+
+def test_cache_location_follows_the_environment(monkeypatch, tmp_path):
+    monkeypatch.delenv("TITLECRAFT_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_root() == tmp_path / "xdg" / "titlecraft"
+    monkeypatch.setenv("TITLECRAFT_CACHE_DIR", str(tmp_path / "override"))
+    assert cache_root() == tmp_path / "override"
