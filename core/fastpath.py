@@ -1,16 +1,18 @@
-"""The GPU fast path: a static KV cache and one captured CUDA graph per decode step.
+"""The GPU fast path: a static KV cache and captured CUDA graphs for the prefill and each decode step.
 
-Eager decoding of a small model on a GPU is bound by kernel launches (hundreds per step), not by
-arithmetic. Capturing the whole step (forward pass, token choice, and the bookkeeping that prepares
-the next step) in a CUDA graph turns it into one launch. A graph needs fixed shapes and addresses: the
-KV cache is static, its capacity bucketed (prompt plus new tokens, rounded up to ``CAPACITY_STEP``) so
-that new abstracts of similar length replay an existing graph instead of capturing a new one, and every
-input lives in a buffer the graph reads. The prompt is never padded: its prefill stays eager (one call
-per abstract, where launch overhead matters little) and is copied into every row of the static cache;
-the attention mask hides the cache slots not written yet.
+Running a small model eagerly on a GPU is bound by kernel launches (hundreds per forward pass), not by
+arithmetic. A captured CUDA graph replays all of them with one launch. A graph needs fixed shapes and
+addresses, so:
+- the prefill runs on the prompt right-padded to a multiple of ``PROMPT_STEP`` tokens (attention is
+  causal: padding after the prompt changes nothing before it), one graph per length bucket, so a new
+  abstract replays an existing graph instead of capturing (or compiling) a new one;
+- decoding uses a static KV cache whose capacity is bucketed too (prompt plus new tokens, rounded up
+  to ``CAPACITY_STEP``); the prompt's keys and values are copied into all N rows, an attention mask
+  hides the slots not written yet, and one graph per (rows, capacity, greedy) holds the whole step:
+  forward pass, token choice, and the bookkeeping that prepares the next step.
 
 On CUDA the next step is launched before the current tokens are handed over, so the GPU decodes while
-Python turns tokens into text. With ``use_graphs=False`` the same step runs eagerly, which is how the
+Python turns tokens into text. With ``use_graphs=False`` the same code runs eagerly, which is how the
 CPU tests check this path against the plain decoder.
 """
 
@@ -23,13 +25,35 @@ from collections.abc import Callable, Iterator, Sequence
 
 import torch
 
-from core.decoding import Prefill, PrefillCache, StepTokens, last_logits_kwargs, model_device
+from core.decoding import Prefill, StepTokens, last_logits_kwargs, model_device
 from core.errors import TitlecraftWarning
 from core.sampling import TokenSampler, choose_tokens
 
+PROMPT_STEP = 64
 CAPACITY_STEP = 128
 WARMUP_STEPS = 2
 MAX_SESSIONS = 8
+MAX_PREFILLS = 8
+
+
+def on_device(device: torch.device):
+    """Make the model's GPU current, so streams, graphs and events are those of that GPU."""
+    return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
+
+
+def capture(function: Callable[[], None], device: torch.device):
+    """Warm ``function`` up on a side stream (as CUDA graphs require), then record it as a graph."""
+    stream = torch.cuda.Stream(device)
+    stream.wait_stream(torch.cuda.current_stream(device))
+    with torch.cuda.stream(stream):
+        for _ in range(WARMUP_STEPS):
+            function()
+    torch.cuda.current_stream(device).wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    # thread_local: another thread's CUDA work (a front end's) must not invalidate the capture.
+    with torch.cuda.graph(graph, capture_error_mode="thread_local"):
+        function()
+    return graph
 
 
 def supports_fast_path(model) -> bool:
@@ -46,13 +70,49 @@ def supports_fast_path(model) -> bool:
         bool(getattr(model, "_can_compile_fullgraph", False))
         and set(layer_types) == {"full_attention"}
         and config._attn_implementation in ("sdpa", "eager")
+        and bool(last_logits_kwargs(model))
     )
+
+
+def prompt_bucket(prompt_tokens: int) -> int:
+    """The padded prompt length whose prefill graph serves a prompt."""
+    return -(-prompt_tokens // PROMPT_STEP) * PROMPT_STEP
 
 
 def cache_capacity(prompt_tokens: int, max_new_tokens: int) -> int:
     """The static cache length for a pass, rounded up so that similar prompts share a graph."""
     needed = prompt_tokens + max_new_tokens
     return -(-needed // CAPACITY_STEP) * CAPACITY_STEP
+
+
+class PaddedPrefill:
+    """The prefill for prompts of up to ``length`` tokens: the prompt is right-padded into a buffer and
+    the logits are taken at its last real token, whose index the graph reads from another buffer."""
+
+    def __init__(self, model, length: int, use_graphs: bool):
+        self.model = model
+        self.device = model_device(model)
+        self.input_ids = torch.zeros(1, length, dtype=torch.long, device=self.device)
+        self.last_index = torch.zeros(1, dtype=torch.long, device=self.device)
+        self.cache = None
+        self.last_logits: torch.Tensor | None = None
+        with on_device(self.device):
+            self.graph = capture(self._forward, self.device) if use_graphs else None
+
+    def _forward(self) -> None:
+        output = self.model(input_ids=self.input_ids, use_cache=True, logits_to_keep=self.last_index)
+        self.cache, self.last_logits = output.past_key_values, output.logits[:, -1]
+
+    def run(self, prompt_ids: Sequence[int]) -> Prefill:
+        """Prefill a prompt; the result lives in this graph's memory until its next run."""
+        with on_device(self.device):
+            self.input_ids[0, : len(prompt_ids)].copy_(torch.tensor(prompt_ids))
+            self.last_index.fill_(len(prompt_ids) - 1)
+            if self.graph is not None:
+                self.graph.replay()
+            else:
+                self._forward()
+        return Prefill(tuple(prompt_ids), self.cache, self.last_logits)
 
 
 class DecodeSession:
@@ -97,13 +157,9 @@ class DecodeSession:
         self.step = (
             torch.compile(self._step_body, fullgraph=True, dynamic=False) if compile_step else self._step_body
         )
-        with self.on_device():
+        with on_device(self.device):
             self.host = self._host_buffers(rows) if self.device.type == "cuda" else []
-            self.graph = self._capture() if use_graphs else None
-
-    def on_device(self):
-        """Make the model's GPU current, so streams, graphs and events are those of that GPU."""
-        return torch.cuda.device(self.device) if self.device.type == "cuda" else contextlib.nullcontext()
+            self.graph = capture(self.step, self.device) if use_graphs else None
 
     def _host_buffers(self, rows: int) -> list:
         """Two pinned slots: one step being copied while the previous one is read."""
@@ -134,30 +190,16 @@ class DecodeSession:
         self.input_ids.copy_(tokens.unsqueeze(-1))
         self.position.add_(1)
 
-    def _capture(self):
-        """Warm up on a side stream (as CUDA graphs require), then record one step."""
-        stream = torch.cuda.Stream(self.device)
-        stream.wait_stream(torch.cuda.current_stream(self.device))
-        with torch.cuda.stream(stream):
-            for _ in range(WARMUP_STEPS):
-                self.step()
-        torch.cuda.current_stream(self.device).wait_stream(stream)
-        graph = torch.cuda.CUDAGraph()
-        # thread_local: another thread's CUDA work (a front end's) must not invalidate the capture.
-        with torch.cuda.graph(graph, capture_error_mode="thread_local"):
-            self.step()
-        return graph
-
     def start(self, prefill: Prefill, sampler: TokenSampler) -> Callable[[], StepTokens]:
         """Load the prompt into every row and choose the first tokens from the prefill's logits."""
-        with self.on_device():
+        with on_device(self.device):
             return self._start(prefill, sampler)
 
     def _start(self, prefill: Prefill, sampler: TokenSampler) -> Callable[[], StepTokens]:
         length = len(prefill.prompt_ids)
         for static_layer, prompt_layer in zip(self.cache.layers, prefill.cache.layers, strict=True):
-            static_layer.keys[:, :, :length].copy_(prompt_layer.keys)
-            static_layer.values[:, :, :length].copy_(prompt_layer.values)
+            static_layer.keys[:, :, :length].copy_(prompt_layer.keys[:, :, :length])
+            static_layer.values[:, :, :length].copy_(prompt_layer.values[:, :, :length])
             static_layer.cumulative_length.fill_(length)
         self.mask.fill_(self.masked)
         self.mask[..., :length] = 0.0
@@ -178,7 +220,7 @@ class DecodeSession:
 
     def advance(self, sampler: TokenSampler) -> Callable[[], StepTokens]:
         """Launch the next decode step."""
-        with self.on_device():
+        with on_device(self.device):
             if not self.greedy:
                 sampler.fill_uniforms(self.uniforms)
             if self.graph is not None:
@@ -206,11 +248,12 @@ class DecodeSession:
 
 
 class StaticDecoder:
-    """Decoder over a static KV cache, replaying a CUDA graph per step when ``use_graphs`` (default on CUDA).
+    """Decoder over a static KV cache, replaying CUDA graphs when ``use_graphs`` (default on CUDA).
 
-    ``compile_step`` first compiles the step with TorchInductor, which fuses the many small element-wise
-    kernels of a decoder layer (norms, rotary embeddings, activations): fewer kernels per graph replay,
-    at the price of a compilation (tens of seconds) for every new (rows, capacity) pair.
+    ``compile_step`` also compiles the decode step with TorchInductor before capturing it, which fuses
+    the many small element-wise kernels of a decoder layer (norms, rotary embeddings, activations):
+    fewer kernels per replay, at the price of a compilation (tens of seconds) for every new
+    (rows, capacity) pair. A compilation or capture that fails is dropped with a warning.
     """
 
     def __init__(self, model, use_graphs: bool | None = None, compile_step: bool = False):
@@ -218,7 +261,8 @@ class StaticDecoder:
         self.device = model_device(model)
         self.use_graphs = self.device.type == "cuda" if use_graphs is None else use_graphs
         self.compile_step = compile_step
-        self.prefills = PrefillCache(model)
+        self.prefills: OrderedDict[int, PaddedPrefill] = OrderedDict()
+        self.last_prefill: Prefill | None = None
         self.sessions: OrderedDict[tuple[int, int, bool], DecodeSession] = OrderedDict()
         # On CUDA one step is kept in flight; elsewhere each step is computed when asked for.
         self.lookahead = 1 if self.device.type == "cuda" else 0
@@ -226,10 +270,18 @@ class StaticDecoder:
     def sample(
         self, prompt_ids: Sequence[int], rows: int, max_new_tokens: int, sampler: TokenSampler
     ) -> Iterator[StepTokens]:
-        prefill = self.prefills.get(prompt_ids)
         with torch.inference_mode():
+            prefill = self._prefill(prompt_ids)
             capacity = cache_capacity(len(prompt_ids), max_new_tokens)
-            session = self._session(rows, capacity, sampler.greedy, prefill)
+            session = self._cached(
+                self.sessions,
+                (rows, capacity, sampler.greedy),
+                MAX_SESSIONS,
+                lambda: DecodeSession(
+                    self.model, rows, capacity, prefill, sampler.greedy, self.use_graphs, self.compile_step
+                ),
+                compiles=True,
+            )
             queued = deque([session.start(prefill, sampler)])
         for _ in range(1, max_new_tokens):
             if len(queued) > self.lookahead:
@@ -239,37 +291,53 @@ class StaticDecoder:
         while queued:
             yield queued.popleft()()
 
-    def _session(self, rows: int, capacity: int, greedy: bool, prefill: Prefill) -> DecodeSession:
-        key = (rows, capacity, greedy)
-        if key in self.sessions:
-            self.sessions.move_to_end(key)
-            return self.sessions[key]
-        while len(self.sessions) >= MAX_SESSIONS:
-            self.sessions.popitem(last=False)
+    def _prefill(self, prompt_ids: Sequence[int]) -> Prefill:
+        """The last prefill when the prompt is the same (refills, "more"), else a run of its bucket's graph."""
+        if self.last_prefill is None or self.last_prefill.prompt_ids != tuple(prompt_ids):
+            length = prompt_bucket(len(prompt_ids))
+            padded = self._cached(
+                self.prefills,
+                length,
+                MAX_PREFILLS,
+                lambda: PaddedPrefill(self.model, length, self.use_graphs),
+                compiles=False,
+            )
+            self.last_prefill = padded.run(prompt_ids)
+        return self.last_prefill
+
+    def _cached(self, cache: OrderedDict, key, limit: int, build: Callable, compiles: bool):
+        """The cached graph holder for ``key``, else a new one (dropping the least recently used);
+        ``compiles`` says whether ``build`` uses ``compile_step``, the first thing dropped on failure."""
+        if key in cache:
+            cache.move_to_end(key)
+            return cache[key]
+        while len(cache) >= limit:
+            cache.popitem(last=False)
         while True:
             try:
-                session = DecodeSession(
-                    self.model, rows, capacity, prefill, greedy, self.use_graphs, self.compile_step
-                )
-                break
+                cache[key] = build()
+                return cache[key]
             except torch.OutOfMemoryError:
                 raise
             except Exception as error:  # noqa: BLE001 - a failed compile or capture: decode correctly, slower
-                if not (self.use_graphs or self.compile_step):
-                    raise
-                dropped = "compilation" if self.compile_step else "CUDA graphs"
-                warnings.warn(
-                    f"decoding without {dropped}: it failed with {type(error).__name__}: {error}",
-                    TitlecraftWarning,
-                    stacklevel=3,
-                )
-                if self.compile_step:
-                    self.compile_step = False
-                else:
-                    self.use_graphs = False
-        self.sessions[key] = session
-        return session
+                self._drop_an_optimisation(error, compiles)
+
+    def _drop_an_optimisation(self, error: Exception, compiles: bool) -> None:
+        drop_compile = compiles and self.compile_step
+        if not (drop_compile or self.use_graphs):
+            raise error
+        dropped = "compilation" if drop_compile else "CUDA graphs"
+        warnings.warn(
+            f"decoding without {dropped}: it failed with {type(error).__name__}: {error}",
+            TitlecraftWarning,
+            stacklevel=4,
+        )
+        if drop_compile:
+            self.compile_step = False
+        else:
+            self.use_graphs = False
 
     def release(self) -> None:
         self.sessions.clear()
         self.prefills.clear()
+        self.last_prefill = None

@@ -2,13 +2,23 @@
 
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from core.decoding import EagerDecoder, PrefillCache, shared_prefix
 from core.errors import TitlecraftWarning
-from core.fastpath import CAPACITY_STEP, DecodeSession, StaticDecoder, cache_capacity, supports_fast_path
+from core.fastpath import (
+    CAPACITY_STEP,
+    PROMPT_STEP,
+    DecodeSession,
+    PaddedPrefill,
+    StaticDecoder,
+    cache_capacity,
+    prompt_bucket,
+    supports_fast_path,
+)
 from core.generate import SamplingParams, TitleGenerator
 from core.models import load_model
-from core.sampling import TokenSampler
+from core.sampling import SHORTLIST, TokenSampler, choose_tokens
 
 ABSTRACT = "We propose a simple method for learning sparse representations of graphs with neural networks."
 
@@ -58,21 +68,25 @@ def test_generator_results_equal_on_both_paths(tiny_llama):
     assert [c.score for c in fast.candidates] == pytest.approx([c.score for c in eager.candidates], abs=1e-4)
 
 
-def test_prompts_of_similar_length_reuse_one_cache_and_graph(tiny_llama):
+def test_prompts_of_similar_length_reuse_the_same_graphs(tiny_llama):
     model, tokenizer, _ = tiny_llama
     decoder = StaticDecoder(model, use_graphs=False)
     short = tokenizer(ABSTRACT)["input_ids"]
     longer = tokenizer(ABSTRACT + " It scales.")["input_ids"]
+    assert prompt_bucket(len(short)) == prompt_bucket(len(longer)) == PROMPT_STEP
     assert cache_capacity(len(short), 8) == cache_capacity(len(longer), 8) == CAPACITY_STEP
     decode(decoder, short, rows=2, steps=8)
     decode(decoder, longer, rows=2, steps=8)
+    assert list(decoder.prefills) == [PROMPT_STEP]
     assert list(decoder.sessions) == [(2, CAPACITY_STEP, True)]
     long_prompt = tokenizer(" ".join([ABSTRACT] * 8))["input_ids"]
     first = decode(decoder, long_prompt, rows=2, steps=8)
+    assert list(decoder.prefills) == [PROMPT_STEP, prompt_bucket(len(long_prompt))]
     assert list(decoder.sessions) == [(2, CAPACITY_STEP, True), (2, cache_capacity(len(long_prompt), 8), True)]
-    # A reused session is reset completely: decoding the long prompt again gives the same tokens.
+    # Reused buffers are reset completely: the long prompt again, after a short one, gives the same tokens.
     decode(decoder, short, rows=2, steps=8)
     assert decode(decoder, long_prompt, rows=2, steps=8) == first
+    assert first == decode(EagerDecoder(model), long_prompt, rows=2, steps=8)
 
 
 def test_a_new_prompt_reuses_the_prefill_of_the_shared_start(tiny_llama):
@@ -94,18 +108,45 @@ def test_a_new_prompt_reuses_the_prefill_of_the_shared_start(tiny_llama):
     assert reused.get(first[:shared]).cache.get_seq_length() == shared  # a prefix of the last prompt
 
 
+class HostReads(TorchDispatchMode):
+    """Records the operations that make a GPU wait for the host to read a value, which a CUDA graph
+    cannot capture: .item(), bool(tensor), .tolist(), and shapes that depend on values."""
+
+    SYNCING = {
+        torch.ops.aten._local_scalar_dense.default,
+        torch.ops.aten.nonzero.default,
+        torch.ops.aten.masked_select.default,
+        torch.ops.aten.equal.default,
+    }
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func in self.SYNCING:
+            self.seen.append(func)
+        return func(*args, **(kwargs or {}))
+
+
 @pytest.mark.parametrize("greedy", [False, True])
-def test_the_decode_step_traces_as_one_graph(tiny_llama, greedy):
-    """What a CUDA graph cannot capture (reading a value on the host, branching on it) also breaks a
-    full-graph trace, which runs on a CPU."""
+def test_the_captured_functions_never_read_values_on_the_host(tiny_llama, greedy):
     model, tokenizer, _ = tiny_llama
-    prefill = PrefillCache(model).get(tokenizer(ABSTRACT)["input_ids"])
+    prompt_ids = tokenizer(ABSTRACT)["input_ids"]
     sampler = TokenSampler(0.0 if greedy else 0.8, 0.9, 0, "cpu")
     with torch.inference_mode():
+        padded = PaddedPrefill(model, prompt_bucket(len(prompt_ids)), use_graphs=False)
+        prefill = padded.run(prompt_ids)
         session = DecodeSession(model, 2, CAPACITY_STEP, prefill, greedy, use_graphs=False)
         session.start(prefill, sampler)
-        torch.compile(session._step_body, fullgraph=True, backend="eager")()
-    assert session.position.item() == len(prefill.prompt_ids) + 1
+        with HostReads() as reads:
+            padded._forward()
+            session.step()
+    assert reads.seen == []
+    assert session.position.item() == len(prompt_ids) + 1
+    with HostReads() as reads:  # the detector detects: the eager sampler's shortlist reads on the host
+        choose_tokens(prefill.last_logits, torch.rand(1), 0.8, 0.9, shortlist=SHORTLIST)
+    assert reads.seen
 
 
 def test_a_failed_compilation_falls_back_with_a_warning(tiny_llama, monkeypatch):
