@@ -200,6 +200,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--no-compile", action="store_true", help="on CUDA, skip the compiled-step variant")
     args = parser.parse_args()
+    sys.stdout.reconfigure(line_buffering=True)  # rows appear as they are measured, even if cut short
     device = resolve_device(args.device)
     args.random_init = args.random_init or device.startswith("cuda")
     torch.manual_seed(0)
@@ -214,7 +215,8 @@ def main() -> None:
           f"{args.new_tokens} new tokens per candidate, median of {args.repeats} after a warm-up")
     # A different leading word per run (one the tokenizer knows), so that no run reuses a prefill.
     prefixes = list(dict.fromkeys(abstract.split()))
-    rows = []
+    header = f"{'N':>3}  {'':<20} {'first token':>11} {'total':>9}   {'first-token ratio':>17} {'total ratio':>11}"
+    print(f"\n{header}\n{'-' * len(header)}")
     for n in args.sizes:
         runs = {name: [] for name in [*generators, "plain generate"]}
         for repeat in range(args.repeats + 1):
@@ -225,18 +227,13 @@ def main() -> None:
                 for name, timing in timings.items():
                     runs[name].append(timing)
         medians = {name: [statistics.median(values) for values in zip(*timings)] for name, timings in runs.items()}
-        rows.append((n, medians))
-    for name, generator in generators.items():
-        print(f"{name + ':':<20}{describe(generator)}")
-    print()
-    header = f"{'N':>3}  {'':<20} {'first token':>11} {'total':>9}   {'first-token ratio':>17} {'total ratio':>11}"
-    print(header)
-    print("-" * len(header))
-    for n, medians in rows:
         plain_first, plain_total = medians["plain generate"]
         for name, (first, total) in medians.items():
             ratios = "" if name == "plain generate" else f"{plain_first / first:>16.1f}x {plain_total / total:>10.2f}x"
             print(f"{n:>3}  {name:<20} {first:>9.3f} s {total:>7.3f} s   {ratios}")
+    print()
+    for name, generator in generators.items():
+        print(f"{name + ':':<20}{describe(generator)}")
     print("\nratio: plain generate's time divided by ours (above 1: ours is faster)")
 
 
