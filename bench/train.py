@@ -23,7 +23,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.train import IGNORE_INDEX, ExampleEncoder, TitleLoss, collate, length_grouped_batches  # noqa: E402
+from core.train import CUDA_PAD_MULTIPLE, IGNORE_INDEX, ExampleEncoder, TitleLoss, collate, length_grouped_batches  # noqa: E402
 
 SHARED_PAIRS = Path(__file__).resolve().parents[2] / "shared" / "data" / "arxiv-ai" / "pairs.parquet"
 
@@ -67,11 +67,11 @@ def original_batches(examples, batch_size: int, max_length: int, pad_id: int):
         yield {"input_ids": input_ids, "attention_mask": attention, "labels": labels}
 
 
-def our_batches(examples, batch_size: int, pad_id: int, seed: int):
+def our_batches(examples, batch_size: int, pad_id: int, seed: int, multiple: int):
     lengths = [len(e.input_ids) for e in examples]
     for indices in length_grouped_batches(lengths, batch_size, seed, epoch=0):
         if len(indices) == batch_size:
-            yield collate([examples[i] for i in indices], pad_id)
+            yield collate([examples[i] for i in indices], pad_id, multiple)
 
 
 def time_steps(step, batches, device: str, warmup: int, steps: int) -> tuple[float, float]:
@@ -117,6 +117,7 @@ def main() -> None:
     examples = encoder.encode(load_pairs(args.pairs, batch_size * (warmup + steps) * 3, seed=0))
     random.Random(0).shuffle(examples)
     pad_id = tokenizer.pad_token_id
+    multiple = CUDA_PAD_MULTIPLE if cuda else 1
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else torch.autocast("cpu", enabled=False)
 
     def make_step(forward, parameters):
@@ -146,7 +147,7 @@ def main() -> None:
 
     ours = make_step(ours_forward, list(model.parameters()))
     results["titlecraft (dynamic pad, title loss)"] = time_steps(
-        ours, our_batches(examples, batch_size, pad_id, seed=0), args.device, warmup, steps
+        ours, our_batches(examples, batch_size, pad_id, seed=0, multiple=multiple), args.device, warmup, steps
     )
     if args.lora:
         from peft import LoraConfig, get_peft_model
@@ -159,7 +160,7 @@ def main() -> None:
             lambda b: (lambda s, c: s / c)(*lora_loss(**b)), [p for p in peft_model.parameters() if p.requires_grad]
         )
         results["titlecraft LoRA r=16 (dynamic pad, title loss)"] = time_steps(
-            lora_step, our_batches(examples, batch_size, pad_id, seed=1), args.device, warmup, steps
+            lora_step, our_batches(examples, batch_size, pad_id, seed=1, multiple=multiple), args.device, warmup, steps
         )
 
     device_name = torch.cuda.get_device_name() if cuda else "cpu"

@@ -29,7 +29,8 @@ from core.prompts import COMPLETION, completion_target, normalise_whitespace, pa
 IGNORE_INDEX = -100
 SENTINEL = "\u2063ABSTRACT\u2063"
 STATE_DIR = "last"
-BUDGET_CLOCK_STEPS = (10, 50)  # --max-minutes times the steps between these two to plan the rest
+BUDGET_CLOCK_STEPS = (10, 50)
+CUDA_PAD_MULTIPLE = 32  # --max-minutes times the steps between these two to plan the rest
 
 
 @dataclass
@@ -180,13 +181,16 @@ def length_grouped_batches(
     return batches
 
 
-def collate(examples: Sequence[Example], pad_id: int) -> dict[str, torch.Tensor]:
-    """Pad to the longest example in this batch (never to a fixed maximum).
+def collate(examples: Sequence[Example], pad_id: int, multiple: int = 1) -> dict[str, torch.Tensor]:
+    """Pad to the longest example in this batch (never to a fixed maximum), rounded up to ``multiple``.
+
+    On CUDA a small multiple bounds the number of distinct batch shapes, which the allocator and the
+    kernels' per-shape set-up otherwise pay for on almost every step.
 
     Besides the padded tensors it lists, on the CPU, the flat positions whose next token is a title
     token, with those tokens and their weights: the loss then gathers them without a GPU sync.
     """
-    width = max(len(e.input_ids) for e in examples)
+    width = -(-max(len(e.input_ids) for e in examples) // multiple) * multiple
     input_ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
     attention = torch.zeros((len(examples), width), dtype=torch.long)
     positions: list[int] = []
@@ -414,6 +418,8 @@ def train(config: TrainConfig, on_progress: Callable[[dict], None] | None = None
     """Run (or resume) a training job and return the checkpoint directory."""
     from tqdm.auto import tqdm
 
+    # Batch shapes vary from step to step; expandable segments keep the CUDA allocator from fragmenting.
+    os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
     out = Path(config.out)
     if (out / CHECKPOINT_META).is_file() and not (out / STATE_DIR).is_dir():
         raise TitlecraftError(f"{out} already holds a finished run; choose another --out")
@@ -447,6 +453,7 @@ def train(config: TrainConfig, on_progress: Callable[[dict], None] | None = None
     if not examples:
         raise TitlecraftError(f"no training examples in {config.train}")
     lengths = [len(e.input_ids) for e in examples]
+    pad_multiple = CUDA_PAD_MULTIPLE if device.startswith("cuda") else 1
     target_counts = [e.target_tokens for e in examples]
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
@@ -505,7 +512,7 @@ def train(config: TrainConfig, on_progress: Callable[[dict], None] | None = None
         step_loss = torch.zeros((), device=device)
         for micro, indices in enumerate(batches):
             seen_examples.extend(indices)
-            cpu_batch = collate([examples[i] for i in indices], pad_id)
+            cpu_batch = collate([examples[i] for i in indices], pad_id, pad_multiple)
             step_tokens += int(cpu_batch["attention_mask"].sum())
             batch = {k: v.to(device, non_blocking=True) for k, v in cpu_batch.items()}
             sync = micro == len(batches) - 1 or ranks.world == 1

@@ -92,6 +92,10 @@ def test_collate_pads_to_the_longest_in_the_batch_and_points_at_title_tokens(tin
     # each gathered position is followed by exactly the title token it must predict
     assert torch.equal(flat[batch["target_positions"] + 1], batch["target_ids"])
     assert len(batch["target_ids"]) == sum(e.target_tokens for e in examples)
+    rounded = collate(examples, tokenizer.pad_token_id, multiple=32)
+    assert rounded["input_ids"].shape[1] == -(-width // 32) * 32
+    assert torch.equal(rounded["target_ids"], batch["target_ids"])
+    assert torch.equal(rounded["input_ids"].reshape(-1)[rounded["target_positions"] + 1], rounded["target_ids"])
 
 
 def test_length_grouping_wastes_little_padding_and_covers_every_example():
