@@ -199,8 +199,11 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--no-compile", action="store_true", help="on CUDA, skip the compiled-step variant")
+    parser.add_argument("--threads", type=int, help="CPU threads for torch (fewer than cores when they are shared)")
     args = parser.parse_args()
     sys.stdout.reconfigure(line_buffering=True)  # rows appear as they are measured, even if cut short
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     args.random_init = args.random_init or device.startswith("cuda")
     torch.manual_seed(0)
