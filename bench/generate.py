@@ -185,10 +185,18 @@ def our_generators(model, tokenizer, info, device: str, compile_step: bool) -> d
 
 
 def describe(generator: TitleGenerator) -> str:
+    """The decoder and the optimisations it kept (a failed compile or capture is dropped with a warning)."""
     decoder = generator.decoder
-    graphs = "CUDA graphs" if getattr(decoder, "use_graphs", False) else "no graphs"
-    compiled = ", Inductor-compiled step" if getattr(decoder, "compile_step", False) else ""
-    return f"{type(decoder).__name__} ({graphs}{compiled})"
+    kept = [
+        label
+        for attribute, label in (
+            ("graph_prefill", "prefill graph"),
+            ("graph_decode", "decode graphs"),
+            ("compile_step", "Inductor-compiled step"),
+        )
+        if getattr(decoder, attribute, False)
+    ]
+    return f"{type(decoder).__name__} ({', '.join(kept) or 'eager'})"
 
 
 def main() -> None:

@@ -247,19 +247,29 @@ class DecodeSession:
         return result
 
 
+# What the decoder drops, in this order, when building a graph holder fails (and how a warning names it).
+OPTIMISATIONS = {
+    "compile_step": "a compiled decode step",
+    "graph_decode": "CUDA graphs for decoding",
+    "graph_prefill": "a CUDA graph for the prefill",
+}
+
+
 class StaticDecoder:
     """Decoder over a static KV cache, replaying CUDA graphs when ``use_graphs`` (default on CUDA).
 
     ``compile_step`` also compiles the decode step with TorchInductor before capturing it, which fuses
     the many small element-wise kernels of a decoder layer (norms, rotary embeddings, activations):
     fewer kernels per replay, at the price of a compilation (tens of seconds) for every new
-    (rows, capacity) pair. A compilation or capture that fails is dropped with a warning.
+    (rows, capacity) pair. A compilation or capture that fails is dropped with a warning, and only
+    that one: a failed prefill capture leaves the decode graphs in place.
     """
 
     def __init__(self, model, use_graphs: bool | None = None, compile_step: bool = False):
         self.model = model
         self.device = model_device(model)
-        self.use_graphs = self.device.type == "cuda" if use_graphs is None else use_graphs
+        use_graphs = self.device.type == "cuda" if use_graphs is None else use_graphs
+        self.graph_prefill = self.graph_decode = use_graphs
         self.compile_step = compile_step
         self.prefills: OrderedDict[int, PaddedPrefill] = OrderedDict()
         self.last_prefill: Prefill | None = None
@@ -278,9 +288,9 @@ class StaticDecoder:
                 (rows, capacity, sampler.greedy),
                 MAX_SESSIONS,
                 lambda: DecodeSession(
-                    self.model, rows, capacity, prefill, sampler.greedy, self.use_graphs, self.compile_step
+                    self.model, rows, capacity, prefill, sampler.greedy, self.graph_decode, self.compile_step
                 ),
-                compiles=True,
+                ("compile_step", "graph_decode"),
             )
             queued = deque([session.start(prefill, sampler)])
         for _ in range(1, max_new_tokens):
@@ -299,15 +309,15 @@ class StaticDecoder:
                 self.prefills,
                 length,
                 MAX_PREFILLS,
-                lambda: PaddedPrefill(self.model, length, self.use_graphs),
-                compiles=False,
+                lambda: PaddedPrefill(self.model, length, self.graph_prefill),
+                ("graph_prefill",),
             )
             self.last_prefill = padded.run(prompt_ids)
         return self.last_prefill
 
-    def _cached(self, cache: OrderedDict, key, limit: int, build: Callable, compiles: bool):
-        """The cached graph holder for ``key``, else a new one (dropping the least recently used);
-        ``compiles`` says whether ``build`` uses ``compile_step``, the first thing dropped on failure."""
+    def _cached(self, cache: OrderedDict, key, limit: int, build: Callable, optimisations: Sequence[str]):
+        """The cached graph holder for ``key``, else a new one (dropping the least recently used).
+        If building fails, the first of ``optimisations`` still on is turned off and building retried."""
         if key in cache:
             cache.move_to_end(key)
             return cache[key]
@@ -320,22 +330,15 @@ class StaticDecoder:
             except torch.OutOfMemoryError:
                 raise
             except Exception as error:  # noqa: BLE001 - a failed compile or capture: decode correctly, slower
-                self._drop_an_optimisation(error, compiles)
-
-    def _drop_an_optimisation(self, error: Exception, compiles: bool) -> None:
-        drop_compile = compiles and self.compile_step
-        if not (drop_compile or self.use_graphs):
-            raise error
-        dropped = "compilation" if drop_compile else "CUDA graphs"
-        warnings.warn(
-            f"decoding without {dropped}: it failed with {type(error).__name__}: {error}",
-            TitlecraftWarning,
-            stacklevel=4,
-        )
-        if drop_compile:
-            self.compile_step = False
-        else:
-            self.use_graphs = False
+                dropped = next((name for name in optimisations if getattr(self, name)), None)
+                if dropped is None:
+                    raise
+                setattr(self, dropped, False)
+                warnings.warn(
+                    f"decoding without {OPTIMISATIONS[dropped]}: it failed with {type(error).__name__}: {error}",
+                    TitlecraftWarning,
+                    stacklevel=4,
+                )
 
     def release(self) -> None:
         self.sessions.clear()

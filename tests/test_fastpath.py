@@ -1,9 +1,12 @@
 """The static-cache fast path (run eagerly on CPU) must decode exactly what the plain decoder decodes."""
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from core import fastpath
 from core.decoding import EagerDecoder, PrefillCache, shared_prefix
 from core.errors import TitlecraftWarning
 from core.fastpath import (
@@ -158,7 +161,25 @@ def test_a_failed_compilation_falls_back_with_a_warning(tiny_llama, monkeypatch)
 
     monkeypatch.setattr(torch, "compile", failing_compile)
     decoder = StaticDecoder(model, use_graphs=False, compile_step=True)
-    with pytest.warns(TitlecraftWarning, match="decoding without compilation: it failed with RuntimeError"):
+    with pytest.warns(TitlecraftWarning, match="without a compiled decode step: it failed with RuntimeError"):
         tokens = decode(decoder, prompt_ids, rows=2, steps=6)
     assert not decoder.compile_step
+    assert tokens == decode(EagerDecoder(model), prompt_ids, rows=2, steps=6)
+
+
+def test_a_failed_prefill_capture_keeps_the_decode_graphs(tiny_llama, monkeypatch):
+    model, tokenizer, _ = tiny_llama
+    prompt_ids = tokenizer(ABSTRACT)["input_ids"]
+
+    def capture_all_but_the_prefill(function, device):
+        if function.__name__ == "_forward":
+            raise RuntimeError("capture failed")
+        return SimpleNamespace(replay=function)  # replaying a graph runs what it recorded
+
+    monkeypatch.setattr(fastpath, "capture", capture_all_but_the_prefill)
+    decoder = StaticDecoder(model, use_graphs=True)
+    with pytest.warns(TitlecraftWarning, match="without a CUDA graph for the prefill: it failed with RuntimeError"):
+        tokens = decode(decoder, prompt_ids, rows=2, steps=6)
+    assert not decoder.graph_prefill and decoder.graph_decode
+    assert [session.graph is not None for session in decoder.sessions.values()] == [True]
     assert tokens == decode(EagerDecoder(model), prompt_ids, rows=2, steps=6)
