@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.fastpath import StaticDecoder  # noqa: E402
 from core.generate import SamplingParams, TitleGenerator  # noqa: E402
-from core.models import ModelInfo, load_model, resolve_device  # noqa: E402
+from core.models import ModelInfo, load_model, random_embedded_shape_model, resolve_device  # noqa: E402
 from core.prompts import COMPLETION  # noqa: E402
 
 SHARED_PAIRS = Path(__file__).resolve().parents[2] / "shared" / "data" / "arxiv-ai" / "pairs.parquet"
@@ -56,24 +56,9 @@ BUILT_IN_ABSTRACT = (
 
 def random_smollm2(device: str):
     """A randomly initialised Llama with SmolLM2-135M's shape: bf16 on CUDA, fp32 elsewhere."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    config = LlamaConfig(
-        vocab_size=VOCAB_SIZE,
-        hidden_size=576,
-        intermediate_size=1536,
-        num_hidden_layers=30,
-        num_attention_heads=9,
-        num_key_value_heads=3,
-        max_position_embeddings=8192,
-        tie_word_embeddings=True,
-        bos_token_id=1,
-        eos_token_id=1,
-        pad_token_id=1,
-    )
     dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
     with torch.device(device):
-        model = LlamaForCausalLM(config).to(dtype)
+        model = random_embedded_shape_model(vocab_size=VOCAB_SIZE, bos_token_id=1, eos_token_id=1, pad_token_id=1).to(dtype)
     return model.eval(), dtype
 
 

@@ -23,26 +23,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from core.models import random_embedded_shape_model  # noqa: E402
 from core.train import CUDA_PAD_MULTIPLE, IGNORE_INDEX, ExampleEncoder, TitleLoss, collate, length_grouped_batches  # noqa: E402
 
 SHARED_PAIRS = Path(__file__).resolve().parents[2] / "shared" / "data" / "arxiv-ai" / "pairs.parquet"
-
-
-def embedded_shape_model(vocab_size: int):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    config = LlamaConfig(
-        hidden_size=576,
-        intermediate_size=1536,
-        num_hidden_layers=30,
-        num_attention_heads=9,
-        num_key_value_heads=3,
-        vocab_size=vocab_size,
-        max_position_embeddings=8192,
-        tie_word_embeddings=True,
-        rope_theta=100000.0,
-    )
-    return LlamaForCausalLM(config)
 
 
 def load_pairs(path: Path, count: int, seed: int) -> list[tuple[str, str]]:
@@ -133,7 +117,7 @@ def main() -> None:
         return step
 
     results = {}
-    model = embedded_shape_model(len(tokenizer)).to(args.device).train()
+    model = random_embedded_shape_model(vocab_size=len(tokenizer)).to(args.device).train()
     model.config.use_cache = False
     original = make_step(lambda b: model(**b).loss, list(model.parameters()))
     results["original (pad to max, loss on all)"] = time_steps(
@@ -153,7 +137,7 @@ def main() -> None:
         from peft import LoraConfig, get_peft_model
 
         del original, ours
-        base = embedded_shape_model(len(tokenizer)).to(args.device, torch.bfloat16 if cuda else torch.float32)
+        base = random_embedded_shape_model(vocab_size=len(tokenizer)).to(args.device, torch.bfloat16 if cuda else torch.float32)
         peft_model = get_peft_model(base, LoraConfig(r=16, lora_alpha=32, target_modules="all-linear")).train()
         lora_loss = TitleLoss(peft_model)
         lora_step = make_step(

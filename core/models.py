@@ -38,6 +38,19 @@ SHIPPED_ADAPTER_DIR = Path(__file__).parent / "adapters" / "embedded"
 # The instruct model ends its turns with <|im_end|>; the GGUF metadata names <|im_start|> instead.
 EMBEDDED_EOS = "<|im_end|>"
 EMBEDDED_PAD = "<|endoftext|>"
+# SmolLM2-135M's architecture, for benchmarks that time a randomly initialised model of the same shape
+# where the GGUF file cannot go (speed does not depend on weight values).
+EMBEDDED_ARCHITECTURE = {
+    "hidden_size": 576,
+    "intermediate_size": 1536,
+    "num_hidden_layers": 30,
+    "num_attention_heads": 9,
+    "num_key_value_heads": 3,
+    "vocab_size": 49152,
+    "max_position_embeddings": 8192,
+    "tie_word_embeddings": True,
+    "rope_theta": 100000.0,
+}
 
 
 @dataclass
@@ -349,6 +362,13 @@ def load_model(
         meta=meta,
     )
     return model, tokenizer, info
+
+
+def random_embedded_shape_model(**overrides):
+    """A randomly initialised LlamaForCausalLM with the embedded model's architecture."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    return LlamaForCausalLM(LlamaConfig(**{**EMBEDDED_ARCHITECTURE, **overrides}))
 
 
 def load_tokenizer(spec: str = EMBEDDED, cache_dir: str | os.PathLike | None = None):
