@@ -4,6 +4,11 @@ The app is a shell over core. Three kinds of slow work run in thread workers tha
 loading the model, generating (one run at a time; a new run or escape sets the old run's cancel event),
 and writing to the store (one write at a time, in order). Writes that fail stay queued and visibly
 pending; they are retried with the next decision, so a locked or read-only database never loses one.
+
+Few-shot from my titles (``f``): while it is on and the store has curated pairs, each run's prompt also
+holds the curated pairs whose abstracts are most like this one (BM25, core/retrieve.py), so accepted
+titles steer the next candidates without retraining. The generation worker builds the retriever when it
+first needs it and again only after the store's decisions changed.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from tui.messages import (
     EditSubmitted,
     ExportFailed,
     ExportFinished,
+    FewShotUnavailable,
     GenerationFailed,
     GenerationFinished,
     ModelLoaded,
@@ -50,6 +56,8 @@ from tui.widgets.editor import AbstractEditor
 from tui.widgets.status_bar import StatusBar, StatusInfo, model_label
 
 SAMPLING_SETTING = "tui.sampling"
+FEW_SHOT_SETTING = "tui.few_shot"
+FEW_SHOT_EXAMPLES = 4  # curated pairs retrieved per run (fewer when they do not all fit the prompt)
 DEFAULT_SAMPLING = {"n": 5, "temperature": 0.8, "top_p": 0.95, "max_new_tokens": 40}
 TOKEN_COUNT_DELAY = 0.3  # seconds of typing pause before the abstract is re-tokenised
 
@@ -82,8 +90,10 @@ class TitlecraftApp(App[None]):
         Binding("n", "next_abstract", "Next", show=False, tooltip="Next abstract in the imported queue"),
         Binding("p", "previous_abstract", "Prev", show=False, tooltip="Previous abstract in the imported queue"),
         Binding("v", "review", "Review", tooltip="Review curated pairs"),
-        Binding("x", "export", "Export", tooltip="Export curated pairs"),
+        # Export is rare enough to live on the ? screen only: the footer needs its room at 100 columns.
+        Binding("x", "export", "Export", show=False, tooltip="Export curated pairs"),
         Binding("s", "settings", "Settings", show=False, tooltip="Sampling settings"),
+        Binding("f", "few_shot", "Few-shot", tooltip="Few-shot from my titles: on / off"),
         Binding("question_mark", "help", "Keys", tooltip="Show all keys"),
         Binding("ctrl+q", "quit", "Quit", priority=True, tooltip="Quit"),
     ]
@@ -114,6 +124,11 @@ class TitlecraftApp(App[None]):
         self.last_run: Any = None
         self.quit_requested = False
         self._token_timer = None
+        self.few_shot = True  # on by default; it acts once the store has curated pairs
+        self.curated_count: int | None = None
+        self.last_few_shot: int | None = None  # examples in the last run's prompt; None: it ran without
+        self._retrieval: tuple[tuple, Any] | None = None  # (store state it was built from, Retriever)
+        self._retrieval_lock = threading.Lock()
 
     # -- layout ------------------------------------------------------------------------------------
 
@@ -233,6 +248,9 @@ class TitlecraftApp(App[None]):
                     self.sampling[field.key] = field.parse(saved[field.key])
                 except ValueError:
                     continue
+        few_shot = self._read(lambda store: store.get_setting(FEW_SHOT_SETTING, {}), {})
+        if isinstance(few_shot, dict) and isinstance(few_shot.get("enabled"), bool):
+            self.few_shot = few_shot["enabled"]
 
     def submit(self, write: PendingWrite) -> None:
         """Queue a store write behind any earlier ones and start the writer if it is idle."""
@@ -383,21 +401,71 @@ class TitlecraftApp(App[None]):
         self.candidates.add_rows([CandidateView() for _ in range(slots)])
         self.candidates.cursor = first_row
         self.candidates.focus()
-        self._generate(self.run_id, session.text, params, cancel, len(shown), shown)
+        few_shot_store = self.store if self.few_shot else None
+        self._generate(self.run_id, session.text, params, cancel, len(shown), shown, few_shot_store)
 
     @work(thread=True, exclusive=True, group="generate")
-    def _generate(self, run_id: int, abstract: str, params: Any, cancel, start_index: int, avoid) -> None:
+    def _generate(
+        self, run_id: int, abstract: str, params: Any, cancel, start_index: int, avoid, few_shot_store: Any = None
+    ) -> None:
+        """One run; with ``few_shot_store`` (few-shot on), its prompt also holds the closest curated pairs."""
+
         def stream(event) -> None:
             self.post_message(CandidateStreamed(run_id, event.index - start_index, event.text, event.finished))
 
+        examples: list = []
+        if few_shot_store is not None:
+            try:
+                examples = self._few_shot_examples(few_shot_store, abstract, params.max_new_tokens)
+            except Exception as error:  # noqa: BLE001 - the run goes ahead without examples
+                self.post_message(FewShotUnavailable(_error_text(error)))
         try:
             result = self.generator.generate(
-                abstract, params, on_event=stream, cancel=cancel, start_index=start_index, avoid=avoid
+                abstract,
+                params,
+                examples=examples,
+                on_event=stream,
+                cancel=cancel,
+                start_index=start_index,
+                avoid=avoid,
             )
         except Exception as error:  # noqa: BLE001 - CUDA OOM, empty abstract, bugs: all become notifications
             self.post_message(GenerationFailed(run_id, _error_text(error)))
         else:
-            self.post_message(GenerationFinished(run_id, result))
+            few_shot = len(examples) if few_shot_store is not None else None
+            self.post_message(GenerationFinished(run_id, result, few_shot))
+
+    def _few_shot_examples(self, store: Any, abstract: str, max_new_tokens: int) -> list:
+        """The curated (abstract, title) pairs most like ``abstract`` that fit its prompt (worker thread).
+
+        The retriever is cached with the store state it was built from (curated count and size of the
+        decision log, so an edited title or an undo also rebuilds it). The retriever never returns the
+        abstract being titled, so a curated abstract is not shown to the model with its own answer.
+        """
+        from core.retrieve import Retriever
+
+        with self._retrieval_lock:
+            counts = store.counts()
+            state = (id(store), counts["curated"], sum(counts["decisions"].values()))
+            if not counts["curated"]:
+                return []
+            if self._retrieval is None or self._retrieval[0] != state:
+                self._retrieval = (state, Retriever.from_store(store))
+            retriever = self._retrieval[1]
+        examples = retriever.examples(abstract, k=FEW_SHOT_EXAMPLES)
+        if not examples:
+            return []
+        # Pass only the examples that fit the prompt, so the recorded count is what the model saw.
+        fitting = self.generator.build_prompt(abstract, max_new_tokens, examples).examples_used
+        return examples[:fitting]
+
+    def on_few_shot_unavailable(self, message: FewShotUnavailable) -> None:
+        self.notify(
+            f"Few-shot examples were not available ({message.error}); generating without them.",
+            severity="warning",
+            markup=False,
+            timeout=8,
+        )
 
     def _is_current(self, run_id: int) -> bool:
         return self.running is not None and self.running["id"] == run_id
@@ -426,6 +494,7 @@ class TitlecraftApp(App[None]):
         run, result = self.running, message.result
         self.running = None
         self.last_run = result
+        self.last_few_shot = message.few_shot
         views = [
             CandidateView(text=c.text, finished=True, score=c.score, flags=list(c.flags)) for c in result.candidates
         ]
@@ -436,22 +505,24 @@ class TitlecraftApp(App[None]):
         if result.cancelled:
             self.notify(f"Generation stopped: {len(views)} candidate(s) kept as far as they got.", markup=False)
         if views and self.session is not None:
-            self._record_candidates(self.session, result, views)
+            self._record_candidates(self.session, result, views, message.few_shot or 0)
 
-    def _record_candidates(self, session: Session, result: Any, views: list[CandidateView]) -> None:
+    def _record_candidates(self, session: Session, result: Any, views: list[CandidateView], few_shot: int) -> None:
         """Record the run with its provenance, then give each row its candidate id.
 
-        A "more" run is recorded as a generation of its own: it has its own seed and timings.
+        A "more" run is recorded as a generation of its own: it has its own seed and timings. Its params
+        also say how many curated few-shot examples its prompt held (``few_shot_examples``, 0 without).
         """
         rows = [{"text": v.text, "score": v.score, "flags": v.flags} for v in views]
         spec = self.model_info.spec
+        params = {**asdict(result.params), "few_shot_examples": few_shot}
 
         def apply(store) -> list[int]:
             _, ids = store.record_generation(
                 session.abstract_id,
                 spec,
                 result.model,
-                asdict(result.params),
+                params,
                 result.params.seed,
                 result.device,
                 result.seconds,
@@ -674,6 +745,27 @@ class TitlecraftApp(App[None]):
 
         self.push_screen(SettingsScreen(dict(self.sampling)), saved)
 
+    def action_few_shot(self) -> None:
+        """Toggle few-shot from my titles; the choice is remembered in the store."""
+        self.few_shot = enabled = not self.few_shot
+        self.last_few_shot = None
+        self.submit(
+            PendingWrite(
+                "the few-shot setting",
+                lambda store: store.set_setting(FEW_SHOT_SETTING, {"enabled": enabled}),
+            )
+        )
+        self._show_status()
+        if not enabled:
+            self.notify("Few-shot off: the next candidates come from the model alone.")
+        elif self.curated_count:
+            self.notify(
+                f"Few-shot on: the next prompts show the model up to {FEW_SHOT_EXAMPLES} of your "
+                f"{self.curated_count} curated titles, the most similar first."
+            )
+        else:
+            self.notify("Few-shot on: it starts with your first accepted, edited or own title.")
+
     def action_export(self) -> None:
         if self.store is None:
             self.notify_error("The store is not open, so there is nothing to export.")
@@ -715,6 +807,10 @@ class TitlecraftApp(App[None]):
         if self.last_run is not None:
             info.first_token_seconds = self.last_run.first_token_seconds
             info.tokens_per_second = self.last_run.tokens_per_second
+        counts = self._read(lambda store: store.counts())
+        self.curated_count = None if counts is None else counts["curated"]
+        info.few_shot, info.curated = self.few_shot, self.curated_count
+        info.few_shot_used = self.last_few_shot if self.few_shot else None
         for stats in self._read(lambda store: store.model_stats(), []):
             info.accepted += stats.accepted
             info.edited += stats.edited

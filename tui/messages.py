@@ -41,12 +41,24 @@ class CandidateStreamed(Message):
 
 
 class GenerationFinished(Message):
-    """Run ``run_id`` ended (completed or cancelled) with a core ``GenerationResult``."""
+    """Run ``run_id`` ended (completed or cancelled) with a core ``GenerationResult``.
 
-    def __init__(self, run_id: int, result: Any) -> None:
+    ``few_shot`` is how many curated examples its prompt held, None when few-shot was off.
+    """
+
+    def __init__(self, run_id: int, result: Any, few_shot: int | None = None) -> None:
         super().__init__()
         self.run_id = run_id
         self.result = result
+        self.few_shot = few_shot
+
+
+class FewShotUnavailable(Message):
+    """Curated examples could not be retrieved for a run, which went ahead without them."""
+
+    def __init__(self, error: str) -> None:
+        super().__init__()
+        self.error = error
 
 
 class GenerationFailed(Message):

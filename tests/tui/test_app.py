@@ -366,3 +366,97 @@ async def test_a_failed_export_is_a_notification(make_app, tmp_path):
         await pilot.press("enter")
         await settle(app, pilot)
         assert any(error.startswith("Export failed") and "folder" in error for error in app.errors())
+
+
+CURATED_ABSTRACT = (
+    "Small language models can title research papers when they see a few curated examples of abstracts "
+    "with the titles a researcher accepted."
+)
+CURATED_TITLE = "Few-Shot Titles from Curated Examples"
+
+
+def capturing(generate, seen: list):
+    """Wrap a generator's ``generate`` to record the few-shot examples each run was given."""
+
+    def wrapped(abstract, params, examples=(), **options):
+        seen.append(list(examples))
+        return generate(abstract, params, examples=examples, **options)
+
+    return wrapped
+
+
+def few_shot_params(db_path) -> list:
+    """``few_shot_examples`` of every recorded generation, oldest first."""
+    with Store(db_path) as store:
+        rows = store.db.execute("SELECT params FROM generations ORDER BY id").fetchall()
+    return [json.loads(params)["few_shot_examples"] for (params,) in rows]
+
+
+async def test_few_shot_from_curated_titles_toggles_and_is_remembered(make_app, db_path):
+    with Store(db_path) as store:
+        store.own_title(store.add_abstract(CURATED_ABSTRACT), CURATED_TITLE)
+    app = make_app()
+    async with app.run_test(size=(100, 40)) as pilot:
+        await ready(app, pilot)
+        status = app.query_one(StatusBar)
+        assert "few-shot: on (1 curated)" in status.text()
+        seen: list = []
+        app.generator.generate = capturing(app.generator.generate, seen)  # the real tiny model
+        app.sampling.update(FAST)
+        await pilot.press("ctrl+g")
+        await settle(app, pilot)
+        assert seen == [[(CURATED_ABSTRACT, CURATED_TITLE)]]
+        assert "few-shot: on (1 of 1 curated)" in status.text()
+
+        await pilot.press("f")
+        await settle(app, pilot)
+        assert "few-shot: off" in status.text()
+        await pilot.press("ctrl+g")
+        await settle(app, pilot)
+        assert seen[-1] == []
+        assert not app.errors()
+    assert few_shot_params(db_path) == [1, 0]
+
+    again = make_app()
+    async with again.run_test(size=(100, 40)) as pilot:
+        await settle(again, pilot)
+        assert not again.few_shot
+        assert "few-shot: off" in again.query_one(StatusBar).text()
+
+
+async def test_few_shot_starts_with_the_first_curated_title_but_never_shows_an_abstract_its_own(
+    make_app, db_path, monkeypatch
+):
+    from core.retrieve import Retriever
+
+    builds = []
+    real_from_store = Retriever.from_store.__func__
+
+    def counted_from_store(cls, store):
+        builds.append(store)
+        return real_from_store(cls, store)
+
+    monkeypatch.setattr(Retriever, "from_store", classmethod(counted_from_store))
+    app = make_app()
+    async with app.run_test(size=(100, 40)) as pilot:
+        await ready(app, pilot)
+        status = app.query_one(StatusBar)
+        assert "few-shot: no curated titles yet" in status.text()
+        seen: list = []
+        app.generator.generate = capturing(scripted_generate(["Alpha title", "Beta title"]), seen)
+        app.sampling.update(n=2)
+        await pilot.press("ctrl+g")
+        await settle(app, pilot)
+        await pilot.press("a")
+        await settle(app, pilot)
+        assert "1 curated" in status.text()
+
+        await pilot.press("ctrl+g")  # the same abstract again: its own curated title is no example
+        await settle(app, pilot)
+        app.editor.load(CURATED_ABSTRACT)
+        await pilot.press("ctrl+g")
+        await settle(app, pilot)
+        assert seen == [[], [], [(ABSTRACT, "Alpha title")]]
+        assert len(builds) == 1  # built when first needed, reused while the curated pairs are unchanged
+        assert "few-shot: on (1 of 1 curated)" in status.text()
+    assert few_shot_params(db_path) == [0, 0, 1]

@@ -1,4 +1,4 @@
-"""The status line: model and device, speed of the last run, store counts and queue position.
+"""The status line: model and device, speed of the last run, store counts, few-shot and queue position.
 
 The model part takes the room that is left and is cut with an ellipsis, so the counts on the right
 stay visible on a narrow terminal.
@@ -39,6 +39,20 @@ class StatusInfo:
     rejected: int = 0
     queue_position: int | None = None
     queue_length: int = 0
+    few_shot: bool = True  # the researcher's toggle (f)
+    curated: int | None = None  # curated pairs in the store; None until the store has been read
+    few_shot_used: int | None = None  # examples the last run's prompt held, None if it ran without
+
+
+def few_shot_label(info: StatusInfo) -> str:
+    """The few-shot toggle's state in words, e.g. "few-shot: on (4 of 37 curated)"."""
+    if not info.few_shot:
+        return "few-shot: off"
+    if not info.curated:
+        return "few-shot: no curated titles yet"
+    if info.few_shot_used is None:
+        return f"few-shot: on ({info.curated} curated)"
+    return f"few-shot: on ({info.few_shot_used} of {info.curated} curated)"
 
 
 class StatusBar(Horizontal):
@@ -93,6 +107,8 @@ class StatusBar(Horizontal):
     def _counts_text(self) -> Text:
         info = self.info
         text = Text(f"✓{info.accepted} ✎{info.edited} ✗{info.rejected}")
+        if info.curated is not None:
+            text.append(f" │ {few_shot_label(info)}")
         if info.queue_length:
             position = "–" if info.queue_position is None else str(info.queue_position + 1)
             text.append(f" │ queue {position}/{info.queue_length}")
