@@ -24,7 +24,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.models import random_embedded_shape_model  # noqa: E402
-from core.train import CUDA_PAD_MULTIPLE, IGNORE_INDEX, ExampleEncoder, TitleLoss, collate, length_grouped_batches  # noqa: E402
+from core.train import TitleLoss  # noqa: E402
+from core.train_data import CUDA_PAD_MULTIPLE, IGNORE_INDEX, ExampleEncoder, collate, length_grouped_batches  # noqa: E402
 
 SHARED_PAIRS = Path(__file__).resolve().parents[2] / "shared" / "data" / "arxiv-ai" / "pairs.parquet"
 

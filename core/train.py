@@ -7,7 +7,7 @@ through the output layer: the abstract is context, so computing its 49k-way logi
 
 from __future__ import annotations
 
-import hashlib
+import contextlib
 import json
 import math
 import os
@@ -22,15 +22,21 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from core.distributed import Ranks, all_reduce_sum, barrier, init_distributed
 from core.errors import TitlecraftError
-from core.models import ADAPTER_WEIGHTS, CHECKPOINT_META, load_model, resolve_device
-from core.prompts import COMPLETION, completion_target, normalise_whitespace, parse_completion_prompt, render
+from core.models import ADAPTER_WEIGHTS, CHECKPOINT_META, file_sha256, load_model, resolve_device
+from core.prompts import COMPLETION
+from core.train_data import (
+    CUDA_PAD_MULTIPLE,
+    Example,
+    ExampleEncoder,
+    collate,
+    length_grouped_batches,
+    read_pairs,
+)
 
-IGNORE_INDEX = -100
-SENTINEL = "\u2063ABSTRACT\u2063"
 STATE_DIR = "last"
-BUDGET_CLOCK_STEPS = (10, 50)
-CUDA_PAD_MULTIPLE = 32  # --max-minutes times the steps between these two to plan the rest
+BUDGET_CLOCK_STEPS = (10, 50)  # --max-minutes times the steps between these two to plan the rest
 
 
 @dataclass
@@ -65,152 +71,6 @@ class TrainConfig:
     @property
     def learning_rate(self) -> float:
         return self.lr if self.lr is not None else (1e-3 if self.lora else 1e-4)
-
-
-@dataclass
-class Example:
-    """One tokenised pair: the prompt's tokens come first, then the title's and the end marker."""
-
-    input_ids: list[int]
-    prompt_length: int
-    weight: float = 1.0
-
-    @property
-    def labels(self) -> list[int]:
-        """Prompt positions carry -100 so that only the title and its end marker are learned."""
-        return [IGNORE_INDEX] * self.prompt_length + self.input_ids[self.prompt_length :]
-
-    @property
-    def target_tokens(self) -> int:
-        return len(self.input_ids) - self.prompt_length
-
-
-# ---------------------------------------------------------------- data
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def read_pairs(path: str | Path) -> list[tuple[str, str]]:
-    """(abstract, title) pairs from a prepared parquet split or an SFT JSONL export."""
-    path = Path(path)
-    if not path.is_file():
-        raise TitlecraftError(f"training data {path} does not exist")
-    if path.suffix == ".parquet":
-        import pandas as pd
-
-        try:
-            frame = pd.read_parquet(path, columns=["abstract", "title"])
-        except Exception as error:  # noqa: BLE001 - pyarrow raises many types for a bad file
-            raise TitlecraftError(f"{path} is not a parquet file with 'abstract' and 'title' columns: {error}") from None
-        frame = frame.dropna()
-        return list(zip(frame["abstract"].astype(str), frame["title"].astype(str), strict=True))
-    pairs = []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                pairs.append((parse_completion_prompt(row["prompt"]), row["completion"].strip()))
-            except (ValueError, KeyError, TypeError) as error:
-                raise TitlecraftError(f"{path}:{number}: not an SFT row with 'prompt' and 'completion': {error}") from None
-    return pairs
-
-
-class ExampleEncoder:
-    """Tokenise (abstract, title) pairs in batches exactly as ``core.prompts.build_prompt`` would.
-
-    The template is rendered once around a sentinel and split into the text before and after the
-    abstract, so a batch of abstracts is tokenised in one fast call and the pieces are concatenated.
-    Spaces that open the abstract are moved onto it, because BPE attaches a space to the next word.
-    """
-
-    def __init__(self, tokenizer, template: str, max_abstract_tokens: int):
-        if tokenizer.eos_token_id is None:
-            raise TitlecraftError("the tokenizer has no end-of-sequence token to end titles with")
-        self.tokenizer = tokenizer
-        self.template = template
-        self.max_abstract_tokens = max_abstract_tokens
-        before, after = render(template, SENTINEL, (), tokenizer).split(SENTINEL)
-        self.lead = before[len(before.rstrip(" ")) :]
-        self.before_ids, self.after_ids = self._encode([before.rstrip(" "), after])
-
-    def _encode(self, texts: Sequence[str]) -> list[list[int]]:
-        return self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
-
-    def target_text(self, title: str) -> str:
-        return completion_target(title) if self.template == COMPLETION else title
-
-    def encode(self, pairs: Sequence[tuple[str, str]], weight: float = 1.0, batch: int = 2048) -> list[Example]:
-        examples = []
-        eos = self.tokenizer.eos_token_id
-        for start in range(0, len(pairs), batch):
-            chunk = pairs[start : start + batch]
-            abstracts = self._encode([self.lead + normalise_whitespace(a) for a, _ in chunk])
-            titles = self._encode([self.target_text(normalise_whitespace(t)) for _, t in chunk])
-            for abstract_ids, title_ids in zip(abstracts, titles, strict=True):
-                prompt = self.before_ids + abstract_ids[: self.max_abstract_tokens] + self.after_ids
-                target = title_ids + [eos]
-                examples.append(Example(prompt + target, len(prompt), weight))
-        return examples
-
-
-def length_grouped_batches(
-    lengths: Sequence[int], batch_size: int, seed: int, epoch: int, group_factor: int = 64
-) -> list[list[int]]:
-    """Shuffle, sort within large groups by length, cut into batches, shuffle the batches.
-
-    Examples in a batch have similar lengths, so dynamic padding wastes little, while the order
-    across batches stays random.
-    """
-    rng = random.Random(seed * 1_000_003 + epoch)
-    order = list(range(len(lengths)))
-    rng.shuffle(order)
-    group = batch_size * group_factor
-    batches = []
-    for start in range(0, len(order), group):
-        chunk = sorted(order[start : start + group], key=lambda i: lengths[i])
-        batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
-    rng.shuffle(batches)
-    return batches
-
-
-def collate(examples: Sequence[Example], pad_id: int, multiple: int = 1) -> dict[str, torch.Tensor]:
-    """Pad to the longest example in this batch (never to a fixed maximum), rounded up to ``multiple``.
-
-    On CUDA a small multiple bounds the number of distinct batch shapes, which the allocator and the
-    kernels' per-shape set-up otherwise pay for on almost every step.
-
-    Besides the padded tensors it lists, on the CPU, the flat positions whose next token is a title
-    token, with those tokens and their weights: the loss then gathers them without a GPU sync.
-    """
-    width = -(-max(len(e.input_ids) for e in examples) // multiple) * multiple
-    input_ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
-    attention = torch.zeros((len(examples), width), dtype=torch.long)
-    positions: list[int] = []
-    targets: list[int] = []
-    weights: list[float] = []
-    for row, example in enumerate(examples):
-        size = len(example.input_ids)
-        input_ids[row, :size] = torch.tensor(example.input_ids)
-        attention[row, :size] = 1
-        first = row * width + example.prompt_length - 1  # the position that predicts the first title token
-        positions.extend(range(first, first + example.target_tokens))
-        targets.extend(example.input_ids[example.prompt_length :])
-        weights.extend([example.weight] * example.target_tokens)
-    return {
-        "input_ids": input_ids,
-        "attention_mask": attention,
-        "target_positions": torch.tensor(positions, dtype=torch.long),
-        "target_ids": torch.tensor(targets, dtype=torch.long),
-        "target_weights": torch.tensor(weights, dtype=torch.float32),
-    }
 
 
 # ---------------------------------------------------------------- model
@@ -260,42 +120,6 @@ def lora_settings(peft_model) -> dict:
         "target_modules": sorted({name.rsplit(".", 1)[-1] for name in config.target_modules}),
         "bias": "none",
     }
-
-
-# ---------------------------------------------------------------- distributed
-
-
-@dataclass
-class Ranks:
-    rank: int = 0
-    world: int = 1
-    local: int = 0
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def init_distributed(device: str) -> Ranks:
-    """Join a torchrun/accelerate job when one launched us (NCCL on CUDA, gloo on CPU)."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return Ranks()
-    import torch.distributed as dist
-
-    ranks = Ranks(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", 0)))
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
-    return ranks
-
-
-def _all_reduce_sum(values: list[float], device) -> list[float]:
-    import torch.distributed as dist
-
-    if not dist.is_initialized():
-        return values
-    tensor = torch.tensor(values, dtype=torch.float64, device=device)
-    dist.all_reduce(tensor)
-    return tensor.tolist()
 
 
 # ---------------------------------------------------------------- training loop
@@ -507,7 +331,7 @@ def train(config: TrainConfig, on_progress: Callable[[dict], None] | None = None
         optimizer.zero_grad(set_to_none=True)
         batches = micro_batches(progress.step)
         targets = sum(target_counts[i] for indices in batches for i in indices)
-        targets = _all_reduce_sum([float(targets)], device)[0] / ranks.world
+        targets = all_reduce_sum([float(targets)], device)[0] / ranks.world
         step_tokens = 0
         step_loss = torch.zeros((), device=device)
         for micro, indices in enumerate(batches):
@@ -516,7 +340,7 @@ def train(config: TrainConfig, on_progress: Callable[[dict], None] | None = None
             step_tokens += int(cpu_batch["attention_mask"].sum())
             batch = {k: v.to(device, non_blocking=True) for k, v in cpu_batch.items()}
             sync = micro == len(batches) - 1 or ranks.world == 1
-            context = wrapped.no_sync() if (ranks.world > 1 and not sync) else _null_context()
+            context = wrapped.no_sync() if (ranks.world > 1 and not sync) else contextlib.nullcontext()
             with context, _autocast(device):
                 loss_sum, _ = wrapped(**batch)
                 loss = loss_sum / max(targets, 1.0)
@@ -526,7 +350,7 @@ def train(config: TrainConfig, on_progress: Callable[[dict], None] | None = None
         optimizer.step()
         scheduler.step()
         progress.step += 1
-        step_tokens = int(_all_reduce_sum([float(step_tokens)], device)[0])
+        step_tokens = int(all_reduce_sum([float(step_tokens)], device)[0])
         progress.tokens_seen += step_tokens
         window_tokens += step_tokens
         bar.update(1)
@@ -555,7 +379,7 @@ def train(config: TrainConfig, on_progress: Callable[[dict], None] | None = None
                     progress.best_step = progress.step
                     save_checkpoint(model, tokenizer, out / "best", _meta(config, info, progress, model, len(examples)), config.lora)
                 _save_state(state_dir, model, optimizer, scheduler, progress, config.lora)
-            _barrier()
+            barrier()
             if on_progress:
                 on_progress(record)
     bar.close()
@@ -564,7 +388,7 @@ def train(config: TrainConfig, on_progress: Callable[[dict], None] | None = None
         _publish(out, config, info, progress, model, len(examples))
         (out / "ranks").mkdir(exist_ok=True)
         shutil.rmtree(state_dir, ignore_errors=True)  # finished: the resume state is no longer needed
-    _barrier()
+    barrier()
     (out / "ranks" / f"rank{ranks.rank}.json").write_text(json.dumps({"rank": ranks.rank, "examples": seen_examples}))
     return out
 
@@ -584,19 +408,6 @@ def _replan_for_time_budget(
     if affordable < progress.planned_steps:
         _log(f"time budget: {affordable} of {progress.planned_steps} steps fit in {config.max_minutes} min", ranks)
         progress.planned_steps = max(progress.step + 1, affordable)
-
-
-def _null_context():
-    import contextlib
-
-    return contextlib.nullcontext()
-
-
-def _barrier() -> None:
-    import torch.distributed as dist
-
-    if dist.is_initialized():
-        dist.barrier()
 
 
 def _meta(config: TrainConfig, info, progress: Progress, model, example_count: int) -> dict:

@@ -17,19 +17,9 @@ from core.errors import TitlecraftError
 from core.generate import SamplingParams, TitleGenerator
 from core.models import ADAPTER_WEIGHTS, load_model
 from core.prompts import COMPLETION, build_prompt, completion_prompt, completion_target
-from core.train import (
-    IGNORE_INDEX,
-    ExampleEncoder,
-    Progress,
-    TitleLoss,
-    TrainConfig,
-    _replan_for_time_budget,
-    Ranks,
-    collate,
-    length_grouped_batches,
-    read_pairs,
-    train,
-)
+from core.distributed import Ranks
+from core.train import Progress, TitleLoss, TrainConfig, _replan_for_time_budget, train
+from core.train_data import IGNORE_INDEX, ExampleEncoder, collate, length_grouped_batches, read_pairs
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_PAIRS = REPO.parent / "shared" / "data" / "arxiv-ai" / "pairs.parquet"

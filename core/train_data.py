@@ -1,0 +1,158 @@
+"""Training data: (abstract, title) pairs tokenised as generation formats them, batched by length.
+
+Examples are tokenised in large batches (the template is split around the abstract once), grouped by
+length so that each batch pads only to its own longest member, and collated with the positions of the
+title tokens precomputed on the CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from core.errors import TitlecraftError
+from core.prompts import COMPLETION, completion_target, normalise_whitespace, parse_completion_prompt, render
+
+IGNORE_INDEX = -100
+SENTINEL = "\u2063ABSTRACT\u2063"
+CUDA_PAD_MULTIPLE = 32
+
+
+@dataclass
+class Example:
+    """One tokenised pair: the prompt's tokens come first, then the title's and the end marker."""
+
+    input_ids: list[int]
+    prompt_length: int
+    weight: float = 1.0
+
+    @property
+    def labels(self) -> list[int]:
+        """Prompt positions carry -100 so that only the title and its end marker are learned."""
+        return [IGNORE_INDEX] * self.prompt_length + self.input_ids[self.prompt_length :]
+
+    @property
+    def target_tokens(self) -> int:
+        return len(self.input_ids) - self.prompt_length
+
+
+def read_pairs(path: str | Path) -> list[tuple[str, str]]:
+    """(abstract, title) pairs from a prepared parquet split or an SFT JSONL export."""
+    path = Path(path)
+    if not path.is_file():
+        raise TitlecraftError(f"training data {path} does not exist")
+    if path.suffix == ".parquet":
+        import pandas as pd
+
+        try:
+            frame = pd.read_parquet(path, columns=["abstract", "title"])
+        except Exception as error:  # noqa: BLE001 - pyarrow raises many types for a bad file
+            raise TitlecraftError(f"{path} is not a parquet file with 'abstract' and 'title' columns: {error}") from None
+        frame = frame.dropna()
+        return list(zip(frame["abstract"].astype(str), frame["title"].astype(str), strict=True))
+    pairs = []
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                pairs.append((parse_completion_prompt(row["prompt"]), row["completion"].strip()))
+            except (ValueError, KeyError, TypeError) as error:
+                raise TitlecraftError(f"{path}:{number}: not an SFT row with 'prompt' and 'completion': {error}") from None
+    return pairs
+
+
+class ExampleEncoder:
+    """Tokenise (abstract, title) pairs in batches exactly as ``core.prompts.build_prompt`` would.
+
+    The template is rendered once around a sentinel and split into the text before and after the
+    abstract, so a batch of abstracts is tokenised in one fast call and the pieces are concatenated.
+    Spaces that open the abstract are moved onto it, because BPE attaches a space to the next word.
+    """
+
+    def __init__(self, tokenizer, template: str, max_abstract_tokens: int):
+        if tokenizer.eos_token_id is None:
+            raise TitlecraftError("the tokenizer has no end-of-sequence token to end titles with")
+        self.tokenizer = tokenizer
+        self.template = template
+        self.max_abstract_tokens = max_abstract_tokens
+        before, after = render(template, SENTINEL, (), tokenizer).split(SENTINEL)
+        self.lead = before[len(before.rstrip(" ")) :]
+        self.before_ids, self.after_ids = self._encode([before.rstrip(" "), after])
+
+    def _encode(self, texts: Sequence[str]) -> list[list[int]]:
+        return self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+
+    def target_text(self, title: str) -> str:
+        return completion_target(title) if self.template == COMPLETION else title
+
+    def encode(self, pairs: Sequence[tuple[str, str]], weight: float = 1.0, batch: int = 2048) -> list[Example]:
+        examples = []
+        eos = self.tokenizer.eos_token_id
+        for start in range(0, len(pairs), batch):
+            chunk = pairs[start : start + batch]
+            abstracts = self._encode([self.lead + normalise_whitespace(a) for a, _ in chunk])
+            titles = self._encode([self.target_text(normalise_whitespace(t)) for _, t in chunk])
+            for abstract_ids, title_ids in zip(abstracts, titles, strict=True):
+                prompt = self.before_ids + abstract_ids[: self.max_abstract_tokens] + self.after_ids
+                target = title_ids + [eos]
+                examples.append(Example(prompt + target, len(prompt), weight))
+        return examples
+
+
+def length_grouped_batches(
+    lengths: Sequence[int], batch_size: int, seed: int, epoch: int, group_factor: int = 64
+) -> list[list[int]]:
+    """Shuffle, sort within large groups by length, cut into batches, shuffle the batches.
+
+    Examples in a batch have similar lengths, so dynamic padding wastes little, while the order
+    across batches stays random.
+    """
+    rng = random.Random(seed * 1_000_003 + epoch)
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    group = batch_size * group_factor
+    batches = []
+    for start in range(0, len(order), group):
+        chunk = sorted(order[start : start + group], key=lambda i: lengths[i])
+        batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
+    rng.shuffle(batches)
+    return batches
+
+
+def collate(examples: Sequence[Example], pad_id: int, multiple: int = 1) -> dict[str, torch.Tensor]:
+    """Pad to the longest example in this batch (never to a fixed maximum), rounded up to ``multiple``.
+
+    On CUDA a small multiple bounds the number of distinct batch shapes, which the allocator and the
+    kernels' per-shape set-up otherwise pay for on almost every step.
+
+    Besides the padded tensors it lists, on the CPU, the flat positions whose next token is a title
+    token, with those tokens and their weights: the loss then gathers them without a GPU sync.
+    """
+    width = -(-max(len(e.input_ids) for e in examples) // multiple) * multiple
+    input_ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
+    attention = torch.zeros((len(examples), width), dtype=torch.long)
+    positions: list[int] = []
+    targets: list[int] = []
+    weights: list[float] = []
+    for row, example in enumerate(examples):
+        size = len(example.input_ids)
+        input_ids[row, :size] = torch.tensor(example.input_ids)
+        attention[row, :size] = 1
+        first = row * width + example.prompt_length - 1  # the position that predicts the first title token
+        positions.extend(range(first, first + example.target_tokens))
+        targets.extend(example.input_ids[example.prompt_length :])
+        weights.extend([example.weight] * example.target_tokens)
+    return {
+        "input_ids": input_ids,
+        "attention_mask": attention,
+        "target_positions": torch.tensor(positions, dtype=torch.long),
+        "target_ids": torch.tensor(targets, dtype=torch.long),
+        "target_weights": torch.tensor(weights, dtype=torch.float32),
+    }
