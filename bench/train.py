@@ -7,6 +7,7 @@ initialised: speed does not depend on weight values) with bf16 autocast on CUDA,
 
     python bench/train.py                      # CPU: a few small steps
     python bench/train.py --batch-size 32 --steps 30   # on a GPU
+    python bench/train.py --batch-size 32 --our-batch-size 64 --lora   # ours at the same tokens per step
 Prints real (non-padding) tokens per second for each, their ratio, and each one's padding fraction.
 """
 
@@ -83,6 +84,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pairs", type=Path, default=SHARED_PAIRS)
     parser.add_argument("--batch-size", type=int, default=None, help="default: 32 on CUDA, 4 on CPU")
+    parser.add_argument(
+        "--our-batch-size", type=int, default=None,
+        help="examples per step for our pipeline (default: --batch-size); padding less, it fits more per step",
+    )
     parser.add_argument("--steps", type=int, default=None, help="timed steps (default: 30 on CUDA, 3 on CPU)")
     parser.add_argument("--max-length", type=int, default=512, help="the original recipe's fixed padded length")
     parser.add_argument("--lora", action="store_true", help="also time our pipeline with a LoRA adapter")
@@ -91,6 +96,7 @@ def main() -> None:
     args = parser.parse_args()
     cuda = args.device.startswith("cuda")
     batch_size = args.batch_size or (32 if cuda else 4)
+    our_batch_size = args.our_batch_size or batch_size
     steps = args.steps or (30 if cuda else 3)
     warmup = 3 if cuda else 1
     torch.manual_seed(0)
@@ -99,7 +105,7 @@ def main() -> None:
 
     tokenizer = load_tokenizer(args.tokenizer)
     encoder = ExampleEncoder(tokenizer, "completion", max_abstract_tokens=384)
-    examples = encoder.encode(load_pairs(args.pairs, batch_size * (warmup + steps) * 3, seed=0))
+    examples = encoder.encode(load_pairs(args.pairs, max(batch_size, our_batch_size) * (warmup + steps) * 3, seed=0))
     random.Random(0).shuffle(examples)
     pad_id = tokenizer.pad_token_id
     multiple = CUDA_PAD_MULTIPLE if cuda else 1
@@ -132,7 +138,7 @@ def main() -> None:
 
     ours = make_step(ours_forward, list(model.parameters()))
     results["titlecraft (dynamic pad, title loss)"] = time_steps(
-        ours, our_batches(examples, batch_size, pad_id, seed=0, multiple=multiple), args.device, warmup, steps
+        ours, our_batches(examples, our_batch_size, pad_id, seed=0, multiple=multiple), args.device, warmup, steps
     )
     if args.lora:
         from peft import LoraConfig, get_peft_model
@@ -145,11 +151,13 @@ def main() -> None:
             lambda b: (lambda s, c: s / c)(*lora_loss(**b)), [p for p in peft_model.parameters() if p.requires_grad]
         )
         results["titlecraft LoRA r=16 (dynamic pad, title loss)"] = time_steps(
-            lora_step, our_batches(examples, batch_size, pad_id, seed=1, multiple=multiple), args.device, warmup, steps
+            lora_step, our_batches(examples, our_batch_size, pad_id, seed=1, multiple=multiple), args.device, warmup, steps
         )
 
     device_name = torch.cuda.get_device_name() if cuda else "cpu"
-    print(f"device: {device_name}; batch {batch_size}; {steps} timed steps after {warmup} warm-up")
+    print(
+        f"device: {device_name}; batch {batch_size} (ours {our_batch_size}); {steps} timed steps after {warmup} warm-up"
+    )
     baseline = next(iter(results.values()))[0]
     print(f"{'pipeline':50s} {'real tok/s':>12s} {'padding':>8s} {'ratio':>7s}")
     for name, (rate, padding) in results.items():
