@@ -1,0 +1,167 @@
+"""Compare evaluation runs (folders written by ``titlecraft eval``) in one table and one chart.
+
+Numbers are only comparable on the same abstracts, so runs that scored different selections (another
+data file, seed or limit) or a different N are named in a warning above the table.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from core.errors import TitlecraftError, TitlecraftWarning
+from core.evaluate import METRICS_FILE
+
+# (metric key, column header); keys starting with "top1." follow each row's ranking.
+COLUMNS = (
+    ("top1.rouge1", "R-1"),
+    ("top1.rouge2", "R-2"),
+    ("top1.rougeL", "R-L"),
+    ("top1.bleu", "BLEU"),
+    ("best_of_n.rougeL", "best-of-N R-L"),
+    ("usable_rate", "usable %"),
+    ("copy_rate", "copy %"),
+    ("distinct2", "distinct-2 %"),
+    ("distinct_candidates", "distinct of N"),
+    ("top1.length_ratio", "length ratio"),
+    ("seconds_per_abstract", "s / abstract"),
+)
+CHART_METRICS = (
+    ("top1.rouge1", "top-1 ROUGE-1"),
+    ("top1.rouge2", "top-1 ROUGE-2"),
+    ("top1.rougeL", "top-1 ROUGE-L"),
+    ("best_of_n.rougeL", "best-of-N ROUGE-L"),
+)
+# Settings that must agree for two runs to have scored the same abstracts the same way.
+SHARED_SETTINGS = ("data", "limit", "seed", "n", "selection")
+
+
+@dataclass(frozen=True)
+class ComparedRow:
+    """One run under one ranking."""
+
+    label: str
+    run: str
+    model: str
+    mode: str
+    ranking: str
+    values: dict[str, float]
+
+
+def load_run(folder: str | os.PathLike) -> dict:
+    path = Path(folder) / METRICS_FILE
+    if not path.is_file():
+        raise TitlecraftError(f"{folder} holds no {METRICS_FILE}; run `titlecraft eval --out {folder}` first")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise TitlecraftError(f"{path} is not valid JSON: {error}") from None
+
+
+def comparability_warnings(runs: dict[str, dict]) -> list[str]:
+    """One message per setting on which the runs disagree."""
+    messages = []
+    for setting in SHARED_SETTINGS:
+        values = {name: metrics.get(setting) for name, metrics in runs.items()}
+        if len(set(map(str, values.values()))) > 1:
+            listed = ", ".join(f"{name}: {value}" for name, value in values.items())
+            messages.append(f"the runs differ in {setting} ({listed}), so they did not score the same abstracts alike")
+    return messages
+
+
+def comparison_rows(runs: dict[str, dict]) -> list[ComparedRow]:
+    """A row per run and ranking: runs scored with ``--ranking both`` give a score and a consensus row."""
+    rows = []
+    for name, metrics in runs.items():
+        rankings = metrics.get("rankings") or [metrics.get("ranking", "score")]
+        for ranking in rankings:
+            prefix = f"{ranking}." if len(rankings) > 1 else ""
+            values = {
+                key: metrics.get(prefix + key if key.startswith("top1.") else key, float("nan")) for key, _ in COLUMNS
+            }
+            label = f"{name} ({ranking})" if len(rankings) > 1 else name
+            rows.append(ComparedRow(label, name, metrics.get("model", "?"), metrics.get("mode", "?"), ranking, values))
+    return rows
+
+
+# Ratios and counts near 1-5 need two decimals; percentages read fine with one.
+TWO_DECIMALS = {"distinct_candidates", "top1.length_ratio"}
+
+
+def _format(key: str, value: float) -> str:
+    if value != value:  # NaN: the run lacks this metric
+        return "–"
+    return f"{value:.2f}" if key in TWO_DECIMALS else f"{value:.1f}"
+
+
+def render_markdown(rows: Sequence[ComparedRow], runs: dict[str, dict], problems: Sequence[str], chart: str) -> str:
+    first = next(iter(runs.values()))
+    lines = ["# Model comparison", ""]
+    if problems:
+        lines += [f"> **Warning:** {problem}." for problem in problems] + [""]
+    else:
+        lines += [
+            f"All runs scored the same {first.get('abstracts')} abstracts of `{first.get('data')}` "
+            f"(seed {first.get('seed')}, limit {first.get('limit')}, selection {first.get('selection')}) "
+            f"with N = {first.get('n')} candidates.",
+            "",
+        ]
+    header = ["Run", "Model", "Mode", "Ranking", *(title for _, title in COLUMNS)]
+    lines += ["| " + " | ".join(header) + " |", "|---|---|---|---|" + "---:|" * len(COLUMNS)]
+    for row in rows:
+        cells = [row.run, row.model, row.mode, row.ranking, *(_format(key, row.values[key]) for key, _ in COLUMNS)]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "ROUGE F1, BLEU and rates are percentages; best-of-N is the candidate closest to the reference "
+        "(an oracle: the most a researcher picking from the list could get).",
+        "",
+        f"![comparison chart]({chart})",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def plot_comparison(rows: Sequence[ComparedRow], path: Path) -> None:
+    """Grouped bars: the overlap metrics of every run and ranking side by side."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    positions = np.arange(len(CHART_METRICS))
+    width = 0.8 / max(len(rows), 1)
+    figure, axes = plt.subplots(figsize=(max(7.0, 0.45 * len(CHART_METRICS) * len(rows)), 4.5))
+    for index, row in enumerate(rows):
+        heights = [row.values.get(key, float("nan")) for key, _ in CHART_METRICS]
+        bars = axes.bar(positions + (index - (len(rows) - 1) / 2) * width, heights, width, label=row.label)
+        axes.bar_label(bars, fmt="%.0f", fontsize=7)
+    axes.set_xticks(positions, [title for _, title in CHART_METRICS])
+    axes.set_ylabel("F1 (%)")
+    axes.set_title("Generated titles against the real ones")
+    axes.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    figure.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(figure)
+
+
+def compare(folders: Sequence[str | os.PathLike], out: str | os.PathLike) -> tuple[Path, Path, list[str]]:
+    """Write the comparison markdown to ``out`` and its chart beside it (same name, .png)."""
+    if not folders:
+        raise TitlecraftError("name at least one evaluation folder to compare")
+    runs = {Path(folder).name: load_run(folder) for folder in folders}
+    if len(runs) < len(folders):
+        raise TitlecraftError("the evaluation folders must have different names (the names label the runs)")
+    problems = comparability_warnings(runs)
+    for problem in problems:
+        warnings.warn(problem, TitlecraftWarning, stacklevel=2)
+    rows = comparison_rows(runs)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    chart = out.with_suffix(".png")
+    plot_comparison(rows, chart)
+    out.write_text(render_markdown(rows, runs, problems, chart.name), encoding="utf-8")
+    return out, chart, problems

@@ -1,0 +1,342 @@
+"""Evaluate a model's titles against the real ones on a fixed, seeded sample of abstracts.
+
+Each abstract gets N candidates from the real generator (so evaluation measures what the researcher
+sees), written to ``samples.jsonl`` as soon as it is done: an interrupted run resumes where it stopped.
+Metrics are then computed from the samples (core.metrics) for every requested ranking, so one
+generation pass scores both score and consensus ranking. Outputs: samples.jsonl, metrics.json,
+report.md and run.json (the settings a resumed run must share).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from statistics import fmean
+
+import numpy as np
+
+from core.errors import TitlecraftError
+
+MODES = ("zero-shot", "few-shot", "finetuned")
+RANKING_CHOICES = {"score": ("score",), "consensus": ("consensus",), "both": ("score", "consensus")}
+DEFAULT_RETRIEVAL_POOL = "data/prepared/train.parquet"
+SAMPLES_FILE = "samples.jsonl"
+METRICS_FILE = "metrics.json"
+REPORT_FILE = "report.md"
+RUN_FILE = "run.json"
+REPORT_EXAMPLES = 10
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """One evaluation's settings; sampling values left as None take the generator's defaults."""
+
+    model: str
+    data: str
+    mode: str = "zero-shot"
+    limit: int = 500
+    n: int = 5
+    seed: int = 0
+    k: int = 4
+    retrieval_pool: str = DEFAULT_RETRIEVAL_POOL
+    ranking: str = "score"
+    temperature: float | None = None
+    top_p: float | None = None
+    max_new_tokens: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise TitlecraftError(f"unknown mode {self.mode!r}; expected one of {', '.join(MODES)}")
+        if self.ranking not in RANKING_CHOICES:
+            raise TitlecraftError(f"unknown ranking {self.ranking!r}; expected one of {', '.join(RANKING_CHOICES)}")
+        if self.limit < 1:
+            raise TitlecraftError("--limit must be at least 1")
+        if self.mode == "few-shot" and self.k < 1:
+            raise TitlecraftError("few-shot evaluation needs --k of at least 1")
+
+    @property
+    def rankings(self) -> tuple[str, ...]:
+        return RANKING_CHOICES[self.ranking]
+
+    @property
+    def examples_per_prompt(self) -> int:
+        return self.k if self.mode == "few-shot" else 0
+
+    def sampling(self):
+        """The generator's SamplingParams with this run's overrides (seed is set per abstract)."""
+        from core.generate import SamplingParams
+
+        given = {"temperature": self.temperature, "top_p": self.top_p, "max_new_tokens": self.max_new_tokens}
+        return SamplingParams(
+            n=self.n, ranking=self.rankings[0], **{name: value for name, value in given.items() if value is not None}
+        )
+
+    def identity(self) -> dict:
+        """What must match for samples to be reused: everything but the limit (a larger limit with the
+        same seed extends the same shuffled order)."""
+        sampling = self.sampling()
+        return {
+            "model": self.model,
+            "data": str(Path(self.data).resolve()),
+            "mode": self.mode,
+            "n": self.n,
+            "seed": self.seed,
+            "k": self.examples_per_prompt,
+            "retrieval_pool": str(Path(self.retrieval_pool).resolve()) if self.examples_per_prompt else None,
+            "temperature": sampling.temperature,
+            "top_p": sampling.top_p,
+            "max_new_tokens": sampling.max_new_tokens,
+        }
+
+
+def row_id(arxiv_id, abstract: str) -> str:
+    """A stable id for an evaluated abstract: its arXiv id, else a hash of its text."""
+    if isinstance(arxiv_id, str) and arxiv_id:
+        return arxiv_id
+    return "sha256:" + hashlib.sha256(abstract.encode()).hexdigest()[:16]
+
+
+def select_rows(data: str | os.PathLike, limit: int, seed: int) -> list[dict]:
+    """The first ``limit`` pairs after a seeded shuffle: every run with the same seed and data scores
+    the same abstracts, and a smaller limit is a prefix of a larger one."""
+    from core.dataset import read_pairs
+
+    frame = read_pairs(data)
+    order = np.random.default_rng(seed).permutation(len(frame))[:limit]
+    return [
+        {"id": row_id(frame.at[i, "arxiv_id"], frame.at[i, "abstract"]), "abstract": frame.at[i, "abstract"],
+         "reference": frame.at[i, "title"]}
+        for i in (int(position) for position in order)
+    ]
+
+
+def selection_digest(ids: Sequence[str]) -> str:
+    """A short fingerprint of which abstracts were scored, so comparisons can check they match."""
+    return hashlib.sha256("\n".join(ids).encode()).hexdigest()[:16]
+
+
+def abstract_seed(seed: int, sample_id: str) -> int:
+    """Each abstract's sampling seed depends only on the run seed and the abstract, not on the order
+    it was reached in, so a resumed run samples what an uninterrupted one would have."""
+    return int(hashlib.sha256(f"{seed}:{sample_id}".encode()).hexdigest()[:8], 16)
+
+
+def read_samples(path: Path) -> dict[str, dict]:
+    """Samples already written, by id. A torn last line (the run was killed mid-write) is dropped and
+    the file rewritten without it, so appending continues on a clean line."""
+    if not path.is_file():
+        return {}
+    lines = path.read_text(encoding="utf-8").splitlines()
+    samples: dict[str, dict] = {}
+    for number, line in enumerate(lines, start=1):
+        try:
+            sample = json.loads(line)
+        except json.JSONDecodeError:
+            if number < len(lines):
+                raise TitlecraftError(f"{path} line {number} is not valid JSON; delete the file to start over") from None
+            path.write_text("".join(f"{kept}\n" for kept in lines[:-1]), encoding="utf-8")
+            break
+        samples[sample["id"]] = sample
+    return samples
+
+
+def check_resumable(out_dir: Path, config: EvalConfig) -> None:
+    """Refuse to mix samples of a different run into this one; record this run's identity."""
+    run_file = out_dir / RUN_FILE
+    identity = config.identity()
+    if run_file.is_file():
+        previous = json.loads(run_file.read_text())
+        changed = sorted(key for key in identity if previous.get(key) != identity[key])
+        if changed:
+            raise TitlecraftError(
+                f"{out_dir} holds an evaluation with different settings ({', '.join(changed)}); "
+                "choose another --out or delete that folder"
+            )
+    run_file.write_text(json.dumps(identity, indent=2) + "\n")
+
+
+def candidate_record(candidate) -> dict:
+    return {"text": candidate.text, "score": candidate.score, "flags": candidate.flags, "rank": candidate.rank}
+
+
+class SampleWriter:
+    """Generates and appends one sample per abstract, with the retrieval examples its mode asks for."""
+
+    def __init__(self, config: EvalConfig, generator, retriever, path: Path):
+        self.config = config
+        self.generator = generator
+        self.retriever = retriever
+        self.path = path
+        self.params = config.sampling()
+
+    def write(self, row: dict) -> dict:
+        import torch
+
+        from core.metrics import ranked_top
+
+        examples = self.retriever.examples(row["abstract"], self.config.k) if self.retriever else []
+        used = self.generator.build_prompt(row["abstract"], self.params.max_new_tokens, examples).examples_used
+        params = replace(self.params, seed=abstract_seed(self.config.seed, row["id"]))
+        result = self.generator.generate(row["abstract"], params, examples)
+        sample = {
+            **row,
+            "candidates": [candidate_record(candidate) for candidate in result.candidates],
+            "top1": result.candidates[0].text if result.candidates else "",
+            "seconds": result.seconds,
+            "model_name": result.model,
+            "device": result.device,
+            "threads": torch.get_num_threads(),
+            "seed": params.seed,
+            "examples": [title for _, title in examples[:used]],
+            "notice": result.notice,
+        }
+        for ranking in self.config.rankings[1:]:
+            top = ranked_top(sample, ranking)
+            sample[f"top1_{ranking}"] = top.text if top else ""
+        with self.path.open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(sample, ensure_ascii=False) + "\n")
+        return sample
+
+
+def load_generator(spec: str, device: str):
+    from core.generate import TitleGenerator
+    from core.models import load_model
+
+    return TitleGenerator(*load_model(spec, device=device))
+
+
+def generate_samples(
+    config: EvalConfig, rows: Sequence[dict], out_dir: Path, generator=None, retriever=None,
+    device: str = "auto", progress: bool = True,
+) -> dict[str, dict]:
+    """Samples for every row, generating only those not already in samples.jsonl."""
+    from tqdm import tqdm
+
+    from core.metrics import rouge
+
+    path = out_dir / SAMPLES_FILE
+    done = read_samples(path)
+    todo = [row for row in rows if row["id"] not in done]
+    if not todo:
+        return done
+    generator = generator or load_generator(config.model, device)
+    if config.examples_per_prompt and retriever is None:
+        from core.retrieve import Retriever
+
+        print(f"indexing the retrieval pool {config.retrieval_pool} …", flush=True)
+        retriever = Retriever.from_parquet(config.retrieval_pool)
+    writer = SampleWriter(config, generator, retriever if config.examples_per_prompt else None, path)
+    rouge_l: list[float] = []
+    with tqdm(total=len(rows), initial=len(rows) - len(todo), desc="evaluating", unit="abstract", disable=not progress) as bar:
+        for row in todo:
+            sample = writer.write(row)
+            done[row["id"]] = sample
+            rouge_l.append(rouge(sample["top1"], sample["reference"])["rougeL"])
+            bar.set_postfix_str(f"top-1 ROUGE-L {fmean(rouge_l):.1f}, {sample['seconds']:.1f} s")
+            bar.update()
+    return done
+
+
+def evaluate(
+    config: EvalConfig, out_dir: str | os.PathLike, generator=None, retriever=None, device: str = "auto",
+    progress: bool = True,
+) -> dict:
+    """Run (or resume) an evaluation and write samples.jsonl, metrics.json and report.md into out_dir."""
+    from core.metrics import score_samples
+
+    out_dir = Path(out_dir)
+    rows = select_rows(config.data, config.limit, config.seed)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    check_resumable(out_dir, config)
+    done = generate_samples(config, rows, out_dir, generator, retriever, device, progress)
+    samples = [done[row["id"]] for row in rows]
+    metrics = {
+        **score_samples(samples, config.n, config.rankings),
+        **run_description(config, samples),
+    }
+    (out_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
+    (out_dir / REPORT_FILE).write_text(render_report(metrics, samples), encoding="utf-8")
+    return metrics
+
+
+def run_description(config: EvalConfig, samples: Sequence[dict]) -> dict:
+    """The settings recorded beside the metrics, so a number can always be traced to how it was made."""
+    settings = asdict(config)
+    sampling = config.sampling()
+    settings.update(
+        temperature=sampling.temperature,
+        top_p=sampling.top_p,
+        max_new_tokens=sampling.max_new_tokens,
+        k=config.examples_per_prompt,
+        retrieval_pool=config.retrieval_pool if config.examples_per_prompt else None,
+        rankings=list(config.rankings),
+        abstracts=len(samples),
+        selection=selection_digest([sample["id"] for sample in samples]),
+        examples_used=fmean(len(sample["examples"]) for sample in samples),
+        model_name=samples[-1]["model_name"],
+        device=samples[-1]["device"],
+        threads=samples[-1]["threads"],
+        created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    )
+    return settings
+
+
+def _cell(text: str) -> str:
+    """Titles shown in a markdown table: pipes escaped, never empty."""
+    return text.replace("|", "\\|") if text else "(none)"
+
+
+METRIC_LABELS = {
+    "top1.rouge1": "Top-1 ROUGE-1",
+    "top1.rouge2": "Top-1 ROUGE-2",
+    "top1.rougeL": "Top-1 ROUGE-L",
+    "top1.bleu": "Top-1 BLEU (corpus)",
+    "top1.sentence_bleu": "Top-1 BLEU (mean sentence)",
+    "top1.length_ratio": "Top-1 length / reference (words)",
+    "top1.usable_rate": "Top-1 usable %",
+}
+SET_LABELS = {
+    "best_of_n.rouge1": "Best of N ROUGE-1",
+    "best_of_n.rouge2": "Best of N ROUGE-2",
+    "best_of_n.rougeL": "Best of N ROUGE-L",
+    "best_of_n.bleu": "Best of N BLEU (corpus)",
+    "usable_rate": "Usable candidates %",
+    "copy_rate": "Copies of an abstract sentence %",
+    "distinct2": "Distinct-2 within a set %",
+    "distinct_candidates": "Distinct candidates (of N)",
+    "full_set_rate": "Sets with N distinct %",
+    "seconds_per_abstract": "Seconds per abstract",
+}
+
+
+def render_report(metrics: dict, samples: Sequence[dict]) -> str:
+    """report.md: settings, the metrics per ranking, and the first few abstracts' titles."""
+    rankings = metrics["rankings"]
+    prefixes = [f"{r}." for r in rankings] if len(rankings) > 1 else [""]
+    lines = [
+        f"# Evaluation: {metrics['model']} ({metrics['mode']})",
+        "",
+        f"{metrics['n']} candidates for each of {metrics['abstracts']} abstracts of `{metrics['data']}` "
+        f"(seeded shuffle, seed {metrics['seed']}, limit {metrics['limit']}, selection {metrics['selection']}).",
+        f"Model: {metrics['model_name']} on {metrics['device']} (torch threads: {metrics['threads']}); "
+        f"temperature {metrics['temperature']}, top-p {metrics['top_p']}, max new tokens {metrics['max_new_tokens']}.",
+    ]
+    if metrics["k"]:
+        lines.append(
+            f"Few-shot: {metrics['k']} retrieved examples from `{metrics['retrieval_pool']}`, "
+            f"{metrics['examples_used']:.2f} fitted the prompt on average."
+        )
+    lines += ["", "ROUGE and BLEU are F1 / BLEU scores in percent; rates are percentages.", ""]
+    lines += ["| Top candidate | " + " | ".join(rankings) + " |", "|---|" + "---:|" * len(rankings)]
+    for key, label in METRIC_LABELS.items():
+        lines.append(f"| {label} | " + " | ".join(f"{metrics[prefix + key]:.2f}" for prefix in prefixes) + " |")
+    lines += ["", "| Candidate set | value |", "|---|---:|"]
+    lines += [f"| {label} | {metrics[key]:.2f} |" for key, label in SET_LABELS.items()]
+    lines += ["", f"## First {min(REPORT_EXAMPLES, len(samples))} abstracts", "", "| Reference | Top candidate |", "|---|---|"]
+    lines += [f"| {_cell(s['reference'])} | {_cell(s['top1'])} |" for s in samples[:REPORT_EXAMPLES]]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,62 @@
+"""Comparison of evaluation runs: the table, the chart, and warnings when runs scored other abstracts."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from core.cli import main
+from core.compare import compare, comparison_rows
+from core.errors import TitlecraftError, TitlecraftWarning
+
+TOP1 = {"top1.rouge1": 40.0, "top1.rouge2": 20.0, "top1.rougeL": 35.0, "top1.bleu": 10.0, "top1.length_ratio": 0.9}
+SET = {"best_of_n.rougeL": 50.0, "usable_rate": 99.0, "copy_rate": 1.0, "distinct2": 70.0,
+       "distinct_candidates": 4.8, "seconds_per_abstract": 2.5}
+CONFIG = {"data": "test.parquet", "limit": 300, "seed": 0, "n": 5, "selection": "abc", "abstracts": 300}
+
+
+def write_run(folder, model: str, mode: str, rankings: list[str], **overrides):
+    metrics = {**TOP1, **SET, **CONFIG, "model": model, "mode": mode, "rankings": rankings}
+    if len(rankings) > 1:
+        metrics.update({f"{r}.{k}": v + index for index, r in enumerate(rankings) for k, v in TOP1.items()})
+    metrics.update(overrides)
+    folder.mkdir(parents=True)
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    return folder
+
+
+def test_a_row_per_run_and_ranking_with_its_own_top_candidate_metrics(tmp_path):
+    base = write_run(tmp_path / "base", "embedded-base", "zero-shot", ["score"])
+    tuned = write_run(tmp_path / "tuned", "embedded", "finetuned", ["score", "consensus"])
+    table, chart, problems = compare([base, tuned], tmp_path / "out" / "compare.md")
+    assert problems == [] and chart == tmp_path / "out" / "compare.png"
+    assert chart.read_bytes().startswith(b"\x89PNG")
+    text = table.read_text()
+    assert "All runs scored the same 300 abstracts" in text and "![comparison chart](compare.png)" in text
+    assert "| base | embedded-base | zero-shot | score | 40.0 | 20.0 | 35.0 | 10.0 | 50.0 |" in text
+    assert "| tuned | embedded | finetuned | consensus | 41.0 | 21.0 | 36.0 | 11.0 | 50.0 |" in text
+    rows = comparison_rows({"tuned": json.loads((tuned / "metrics.json").read_text())})
+    assert [(row.ranking, row.values["top1.rougeL"]) for row in rows] == [("score", 35.0), ("consensus", 36.0)]
+
+
+def test_runs_on_different_abstracts_are_warned_about(tmp_path):
+    first = write_run(tmp_path / "a", "embedded", "finetuned", ["score"])
+    second = write_run(tmp_path / "b", "embedded-base", "zero-shot", ["score"], limit=100, selection="other")
+    with pytest.warns(TitlecraftWarning, match="the runs differ in"):
+        table, _, problems = compare([first, second], tmp_path / "compare.md")
+    assert len(problems) == 2
+    assert "**Warning:** the runs differ in selection" in table.read_text()
+
+
+def test_missing_runs_are_user_errors(tmp_path, capsys):
+    with pytest.raises(TitlecraftError, match="no metrics.json"):
+        compare([tmp_path / "nothing"], tmp_path / "compare.md")
+    assert main(["compare", str(tmp_path / "nothing"), "--out", str(tmp_path / "c.md")]) == 2
+    assert "titlecraft eval" in capsys.readouterr().err
+
+
+def test_compare_command(tmp_path, capsys):
+    runs = [str(write_run(tmp_path / name, "embedded", "finetuned", ["score"])) for name in ("x", "y")]
+    assert main(["compare", *runs, "--out", str(tmp_path / "compare.md")]) == 0
+    assert "compare.png" in capsys.readouterr().out

@@ -1,0 +1,183 @@
+"""Evaluation: hand-checked metrics, the seeded selection, resumable samples and the written report."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+from shared_pairs import shared_pairs
+
+from core.candidates import candidate_flags
+from core.cli import main
+from core.errors import TitlecraftError
+from core.evaluate import EvalConfig, evaluate, read_samples, select_rows
+from core.generate import TitleGenerator
+from core.metrics import (
+    best_of_n,
+    corpus_bleu,
+    distinct_n,
+    length_ratio,
+    ranked_top,
+    rouge,
+    score_samples,
+    sentence_bleu,
+)
+from core.models import load_model
+from core.retrieve import Retriever
+
+
+def sample(reference: str, drafts: list[tuple[str, float]], abstract: str = "An unrelated abstract.") -> dict:
+    candidates = [{"text": text, "score": score, "flags": candidate_flags(text, abstract)} for text, score in drafts]
+    return {"id": reference, "abstract": abstract, "reference": reference, "candidates": candidates, "seconds": 2.0}
+
+
+def test_rouge_exact_disjoint_and_a_hand_checked_partial_overlap():
+    assert rouge("Graph Networks for Molecules", "graph networks for molecules") == pytest.approx(
+        {"rouge1": 100, "rouge2": 100, "rougeL": 100}
+    )
+    assert rouge("Speech in noisy rooms", "graph networks for molecules") == {"rouge1": 0, "rouge2": 0, "rougeL": 0}
+    # Shared: neural, networks, for (P 3/4, R 3/5); bigrams "neural networks", "networks for" (P 2/3, R 2/4).
+    partial = rouge("neural networks for proteins", "graph neural networks for molecules")
+    assert partial == pytest.approx({"rouge1": 200 / 3, "rouge2": 400 / 7, "rougeL": 200 / 3})
+    # Stemming: plural and singular count as the same word.
+    assert rouge("graph network", "graph networks")["rouge1"] == pytest.approx(100)
+
+
+def test_bleu_distinct_and_length_ratio():
+    title = "Sparse attention for long documents in legal retrieval"
+    assert sentence_bleu(title, title) == pytest.approx(100)
+    assert sentence_bleu("completely other words here", title) == 0
+    assert corpus_bleu([title, "speech"], [title, "molecules"]) < 100
+    assert corpus_bleu([title], [title]) == pytest.approx(100)
+    assert distinct_n(["a b c", "a b d"]) == pytest.approx(75)  # bigrams ab, bc, ab, bd: 3 unique of 4
+    assert distinct_n(["one", "two"]) is None
+    assert length_ratio("three word title", "a six word reference title here") == 0.5
+
+
+CANDIDATES = [
+    ("Graph Networks for Molecules", -0.1),
+    ("Neural Networks for Protein Design", -0.5),
+    ("Neural Networks for Protein Folding", -0.6),
+    ("Neural Networks for Protein Structure", -0.7),
+]
+
+
+def test_score_and_consensus_rankings_are_computed_from_the_same_candidates():
+    record = sample("Neural networks for protein design", CANDIDATES)
+    assert ranked_top(record, "score").text == "Graph Networks for Molecules"
+    # The three protein titles agree with each other; the tie among them is broken by score.
+    assert ranked_top(record, "consensus").text == "Neural Networks for Protein Design"
+    assert best_of_n(record) == "Neural Networks for Protein Design"
+    metrics = score_samples([record], n=4, rankings=("score", "consensus"))
+    assert metrics["top1.rougeL"] == metrics["score.top1.rougeL"] == pytest.approx(400 / 9)  # LCS 2: P 2/4, R 2/5
+    assert metrics["consensus.top1.rougeL"] == pytest.approx(100)
+    assert metrics["best_of_n.rougeL"] == pytest.approx(100)
+    assert metrics["distinct_candidates"] == 4 and metrics["full_set_rate"] == 100
+
+
+def test_usable_and_copy_rates_count_flagged_candidates():
+    abstract = "We train graph networks for molecules at scale. It works."
+    copied = sample("Molecular graphs", [("Graph Networks for Molecules", -0.1), ("Molecular Graph Learning", -0.9)], abstract)
+    short = sample("Short titles", [("Short", -0.2), ("Short Titles Considered Harmful", -0.4)])
+    metrics = score_samples([copied, short], n=2, rankings=("score",))
+    assert metrics["usable_rate"] == 50
+    assert metrics["copy_rate"] == 25
+    # Flagged candidates rank after usable ones, so both top candidates are usable.
+    assert metrics["top1.usable_rate"] == 100
+    assert "score.top1.rougeL" not in metrics and metrics["seconds_per_abstract"] == 2.0
+
+
+@pytest.fixture(scope="module")
+def pairs_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("pairs") / "test.parquet"
+    shared_pairs(12).to_parquet(path)
+    return path
+
+
+def test_selection_is_seeded_and_a_smaller_limit_is_a_prefix(pairs_file):
+    five, ten = select_rows(pairs_file, 5, seed=0), select_rows(pairs_file, 10, seed=0)
+    assert five == ten[:5]
+    assert [row["id"] for row in select_rows(pairs_file, 5, seed=1)] != [row["id"] for row in five]
+    assert {"id", "abstract", "reference"} <= set(five[0]) and five[0]["id"].count(".") == 1
+
+
+def test_a_torn_last_sample_line_is_dropped_and_a_corrupt_middle_one_refused(tmp_path):
+    path = tmp_path / "samples.jsonl"
+    path.write_text('{"id": "a"}\n{"id": "b"}\n{"id": "c", "cand')
+    assert list(read_samples(path)) == ["a", "b"]
+    assert path.read_text() == '{"id": "a"}\n{"id": "b"}\n'
+    path.write_text('{"id": "a"}\nnot json\n{"id": "b"}\n')
+    with pytest.raises(TitlecraftError, match="line 2"):
+        read_samples(path)
+
+
+class CountingGenerator(TitleGenerator):
+    calls = 0
+
+    def generate(self, *args, **kwargs):
+        CountingGenerator.calls += 1
+        return super().generate(*args, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def tiny_generator(tiny_llama_dir):
+    return CountingGenerator(*load_model(str(tiny_llama_dir), device="cpu"))
+
+
+def test_evaluation_writes_samples_metrics_and_report_and_resumes(tiny_generator, pairs_file, tmp_path):
+    config = EvalConfig(model="tiny", data=str(pairs_file), limit=2, n=2, max_new_tokens=4, ranking="both")
+    metrics = evaluate(config, tmp_path, generator=tiny_generator, progress=False)
+    for key in ("top1.rouge1", "top1.rouge2", "top1.rougeL", "top1.bleu", "best_of_n.rougeL", "usable_rate",
+                "copy_rate", "distinct2", "distinct_candidates", "length_ratio", "seconds_per_abstract",
+                "score.top1.rougeL", "consensus.top1.rougeL"):
+        assert 0 <= metrics[key] <= 100, key
+    assert {k: metrics[k] for k in ("model", "mode", "limit", "n", "seed", "k")} == {
+        "model": "tiny", "mode": "zero-shot", "limit": 2, "n": 2, "seed": 0, "k": 0}
+    assert json.loads((tmp_path / "metrics.json").read_text()) == metrics
+    samples = [json.loads(line) for line in (tmp_path / "samples.jsonl").read_text().splitlines()]
+    assert len(samples) == 2 and {"abstract", "reference", "candidates", "top1", "top1_consensus"} <= set(samples[0])
+    assert {"text", "score", "flags"} <= set(samples[0]["candidates"][0])
+    report = (tmp_path / "report.md").read_text()
+    assert "| Top-1 ROUGE-L |" in report and "| score | consensus |" in report
+
+    CountingGenerator.calls = 0
+    grown = evaluate(replace(config, limit=3), tmp_path, generator=tiny_generator, progress=False)
+    assert CountingGenerator.calls == 1 and grown["abstracts"] == 3
+    again = evaluate(config, tmp_path, generator=tiny_generator, progress=False)
+    assert CountingGenerator.calls == 1
+    assert {k: v for k, v in again.items() if k != "created"} == {k: v for k, v in metrics.items() if k != "created"}
+    with pytest.raises(TitlecraftError, match="different settings \\(n\\)"):
+        evaluate(replace(config, n=3), tmp_path, generator=tiny_generator, progress=False)
+
+
+def test_few_shot_prompts_get_retrieved_examples_but_never_their_own_title(tiny_generator, tmp_path):
+    rows = shared_pairs(8)
+    rows["abstract"] = rows["abstract"].str.slice(0, 240)  # short enough for examples to fit the tiny context
+    data = tmp_path / "data.parquet"
+    rows.to_parquet(data)
+    retriever = Retriever.from_parquet(data)  # the pool holds the evaluated pairs themselves
+    config = EvalConfig(model="tiny", data=str(data), mode="few-shot", limit=4, n=2, k=2, max_new_tokens=3,
+                        retrieval_pool=str(data))
+    metrics = evaluate(config, tmp_path / "run", generator=tiny_generator, retriever=retriever, progress=False)
+    assert metrics["k"] == 2 and metrics["examples_used"] >= 1
+    for line in (tmp_path / "run" / "samples.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        assert record["examples"] and record["reference"] not in record["examples"]
+
+
+def test_bad_settings_are_user_errors():
+    with pytest.raises(TitlecraftError, match="unknown mode"):
+        EvalConfig(model="m", data="d", mode="two-shot")
+    with pytest.raises(TitlecraftError, match="--limit"):
+        EvalConfig(model="m", data="d", limit=0)
+
+
+def test_eval_command_end_to_end(tiny_llama_dir, pairs_file, tmp_path, capsys):
+    out = tmp_path / "reports" / "tiny"
+    code = main(["eval", "--model", str(tiny_llama_dir), "--data", str(pairs_file), "--limit", "2", "-n", "2",
+                 "--max-new-tokens", "3", "--ranking", "consensus", "--device", "cpu", "--out", str(out)])
+    assert code == 0
+    assert {path.name for path in out.iterdir()} == {"samples.jsonl", "metrics.json", "report.md", "run.json"}
+    assert json.loads((out / "metrics.json").read_text())["rankings"] == ["consensus"]
+    assert "2 abstracts: top-1 ROUGE-1/2/L" in capsys.readouterr().out

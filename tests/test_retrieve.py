@@ -1,0 +1,90 @@
+"""Retrieval of few-shot examples: BM25 ranking, self-exclusion, sources (pairs, parquet, store)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from shared_pairs import shared_pairs
+
+from core.errors import TitlecraftError
+from core.retrieve import B, K1, Retriever, tokenize
+from core.store import Store
+
+PAIRS = [
+    ("Graph neural networks predict properties of molecules from their bonds.", "Molecular Graph Networks"),
+    ("Reinforcement learning agents plan with learned world models.", "Planning With World Models"),
+    ("Speech recognition with transformers in noisy rooms.", "Robust Speech Transformers"),
+    ("Graph neural networks for traffic forecasting on road graphs.", "Traffic Graph Networks"),
+]
+
+
+def test_tokenize_keeps_lowercase_alphanumeric_words():
+    assert tokenize("GNNs (2024): fast, O(n)-time!") == ["gnns", "2024", "fast", "o", "n", "time"]
+
+
+def test_the_most_similar_abstracts_come_first():
+    retriever = Retriever.from_pairs(PAIRS)
+    titles = [n.title for n in retriever.search("Graph neural networks that predict molecules", 2)]
+    assert titles == ["Molecular Graph Networks", "Traffic Graph Networks"]
+    assert retriever.examples("world models for planning agents", 1) == [PAIRS[1]]
+
+
+def test_scores_follow_the_bm25_formula():
+    retriever = Retriever.from_pairs(PAIRS)
+    lengths = [len(tokenize(abstract)) for abstract, _ in PAIRS]
+    mean_length = sum(lengths) / len(lengths)
+    # "graph" occurs once in documents 0 and 3 ("graphs" is another word).
+    idf_graph = math.log1p((4 - 2 + 0.5) / (2 + 0.5))
+    expected_3 = idf_graph * 1 * (K1 + 1) / (1 + K1 * (1 - B + B * lengths[3] / mean_length))
+    scores = retriever.scores("graph")
+    assert scores[3] == pytest.approx(expected_3, rel=1e-6)
+    assert scores[1] == scores[2] == 0
+    assert retriever.scores("unknown words only").sum() == 0
+
+
+def test_a_query_never_retrieves_its_own_abstract_nor_duplicates():
+    pairs = [*PAIRS, (PAIRS[3][0].upper() + "  ", "A Re-posted Copy")]
+    retriever = Retriever.from_pairs(pairs)
+    titles = [n.title for n in retriever.search("graph neural networks for traffic forecasting on road graphs", 4)]
+    assert "Traffic Graph Networks" not in titles and "A Re-posted Copy" not in titles
+    assert titles[0] == "Molecular Graph Networks"
+    again = Retriever.from_pairs([*PAIRS, (PAIRS[0][0], "Same Abstract, Other Title")])
+    found = [n.abstract for n in again.search("graph networks molecules", 5)]
+    assert len(found) == len(set(found))
+
+
+def test_real_test_pairs_are_never_their_own_example(tmp_path):
+    rows = shared_pairs(30)
+    path = tmp_path / "train.parquet"
+    rows.to_parquet(path)
+    retriever = Retriever.from_parquet(path)
+    assert len(retriever) == 30
+    for abstract, title in zip(rows["abstract"], rows["title"]):
+        examples = retriever.examples(abstract, 4)
+        assert len(examples) == 4
+        assert all(example_abstract != abstract for example_abstract, _ in examples)
+        # The same abstract with other spacing and case is still the query itself.
+        assert title not in [t for _, t in retriever.examples("  " + abstract.lower(), 4)]
+
+
+def test_small_or_empty_pools_return_what_they_have():
+    assert Retriever.from_pairs([]).search("anything", 3) == []
+    assert len(Retriever.from_pairs(PAIRS[:2]).search("graph learned world models molecules", 5)) == 2
+    assert Retriever.from_pairs(PAIRS).search("graph", 0) == []
+
+
+def test_curated_pairs_from_the_store(tmp_path):
+    with Store(tmp_path / "titlecraft.db") as store:
+        assert len(Retriever.from_store(store)) == 0
+        for abstract, title in PAIRS[:2]:
+            store.own_title(store.add_abstract(abstract), title)
+        store.add_abstract(PAIRS[2][0])  # not curated: no title chosen yet
+        retriever = Retriever.from_store(store)
+    assert len(retriever) == 2
+    assert retriever.examples("planning agents with world models", 1) == [PAIRS[1]]
+
+
+def test_a_missing_pool_is_a_clear_error(tmp_path):
+    with pytest.raises(TitlecraftError, match="no such retrieval pool"):
+        Retriever.from_parquet(tmp_path / "train.parquet")
