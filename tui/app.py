@@ -29,7 +29,7 @@ from textual.reactive import var
 from textual.widgets import Footer, Static, TextArea
 
 from core.errors import TitlecraftError
-from core.prompts import normalise_whitespace
+from core.prompts import CHAT, normalise_whitespace
 from tui.curation import PendingWrite, Session, apply_history, views_from_store
 from tui.messages import (
     CandidateStreamed,
@@ -124,7 +124,7 @@ class TitlecraftApp(App[None]):
         self.last_run: Any = None
         self.quit_requested = False
         self._token_timer = None
-        self.few_shot = True  # on by default; it acts once the store has curated pairs
+        self.few_shot_choice: bool | None = None  # the user's saved choice; None: the model's default
         self.curated_count: int | None = None
         self.last_few_shot: int | None = None  # examples in the last run's prompt; None: it ran without
         self._retrieval: tuple[tuple, Any] | None = None  # (store state it was built from, Retriever)
@@ -250,7 +250,7 @@ class TitlecraftApp(App[None]):
                     continue
         few_shot = self._read(lambda store: store.get_setting(FEW_SHOT_SETTING, {}), {})
         if isinstance(few_shot, dict) and isinstance(few_shot.get("enabled"), bool):
-            self.few_shot = few_shot["enabled"]
+            self.few_shot_choice = few_shot["enabled"]
 
     def submit(self, write: PendingWrite) -> None:
         """Queue a store write behind any earlier ones and start the writer if it is idle."""
@@ -745,9 +745,20 @@ class TitlecraftApp(App[None]):
 
         self.push_screen(SettingsScreen(dict(self.sampling)), saved)
 
+    @property
+    def few_shot(self) -> bool:
+        """Few-shot from my titles: the user's choice, else on for instruct (chat-template) models only.
+
+        Measured on the test split (docs/evaluation.md), retrieved examples lift the instruct model but
+        lower the fine-tuned default, which learned to title an abstract without examples.
+        """
+        if self.few_shot_choice is not None:
+            return self.few_shot_choice
+        return self.model_info is not None and self.model_info.template == CHAT
+
     def action_few_shot(self) -> None:
         """Toggle few-shot from my titles; the choice is remembered in the store."""
-        self.few_shot = enabled = not self.few_shot
+        self.few_shot_choice = enabled = not self.few_shot
         self.last_few_shot = None
         self.submit(
             PendingWrite(

@@ -460,3 +460,26 @@ async def test_few_shot_starts_with_the_first_curated_title_but_never_shows_an_a
         assert len(builds) == 1  # built when first needed, reused while the curated pairs are unchanged
         assert "few-shot: on (1 of 1 curated)" in status.text()
     assert few_shot_params(db_path) == [0, 0, 1]
+
+
+async def test_few_shot_defaults_off_for_fine_tuned_models_until_the_user_turns_it_on(
+    make_app, db_path, tiny_gptneo_dir
+):
+    with Store(db_path) as store:
+        store.own_title(store.add_abstract(CURATED_ABSTRACT), CURATED_TITLE)
+    app = make_app(model_spec=str(tiny_gptneo_dir))  # a completion-template (fine-tuned style) checkpoint
+    async with app.run_test(size=(100, 40)) as pilot:
+        await ready(app, pilot)
+        status = app.query_one(StatusBar)
+        assert not app.few_shot and "few-shot: off" in status.text()
+        app.candidates.focus()  # single-letter keys act outside the editor
+        await pilot.pause()
+        await pilot.press("f")
+        await settle(app, pilot)
+        assert app.few_shot and "few-shot: on (1 curated)" in status.text()
+        while app.pending or app.writing:  # the choice is written by the store worker
+            await pilot.pause(0.05)
+    again = make_app(model_spec=str(tiny_gptneo_dir))
+    async with again.run_test(size=(100, 40)) as pilot:
+        await ready(again, pilot)
+        assert again.few_shot  # the explicit choice is remembered and wins over the model's default
