@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from functools import lru_cache
 from statistics import fmean
 
-from core.candidates import COPIES_ABSTRACT, Candidate, rank_candidates, title_key, title_words
+from core.candidates import COPIES_ABSTRACT, Candidate, candidate_flags, rank_candidates, title_key, title_words
 
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
 
@@ -78,13 +78,14 @@ def overlap_metrics(predictions: Sequence[str], references: Sequence[str], prefi
 
 
 def set_metrics(samples: Sequence[dict], n: int) -> dict[str, float]:
-    """Metrics of the candidate sets that do not depend on a ranking."""
-    candidates = [candidate for sample in samples for candidate in sample["candidates"]]
+    """Metrics of the candidate sets that do not depend on a ranking; flags are recomputed, as
+    rankings are, so stored samples are always judged by the current rules."""
+    flags = [candidate_flags(c["text"], sample["abstract"]) for sample in samples for c in sample["candidates"]]
     distinct_counts = [len({title_key(c["text"]) for c in sample["candidates"]}) for sample in samples]
     diversities = [d for sample in samples if (d := distinct_n([c["text"] for c in sample["candidates"]])) is not None]
     return {
-        "usable_rate": 100 * fmean(not c["flags"] for c in candidates) if candidates else 0.0,
-        "copy_rate": 100 * fmean(COPIES_ABSTRACT in c["flags"] for c in candidates) if candidates else 0.0,
+        "usable_rate": 100 * fmean(not found for found in flags) if flags else 0.0,
+        "copy_rate": 100 * fmean(COPIES_ABSTRACT in found for found in flags) if flags else 0.0,
         "distinct2": fmean(diversities) if diversities else 0.0,
         "distinct_candidates": fmean(distinct_counts),
         "full_set_rate": 100 * fmean(count >= n for count in distinct_counts),

@@ -78,8 +78,9 @@ def test_score_and_consensus_rankings_are_computed_from_the_same_candidates():
 
 def test_usable_and_copy_rates_count_flagged_candidates():
     abstract = "We train graph networks for molecules at scale. It works."
-    copied = sample("Molecular graphs", [("Graph Networks for Molecules", -0.1), ("Molecular Graph Learning", -0.9)], abstract)
+    copied = sample("Molecular graphs", [("Train Graph Networks for Molecules at Scale", -0.1), ("Molecular Graph Learning", -0.9)], abstract)
     short = sample("Short titles", [("Short", -0.2), ("Short Titles Considered Harmful", -0.4)])
+    short["candidates"][1]["flags"] = ["too_long"]  # a stale stored flag: samples are judged by today's rules
     metrics = score_samples([copied, short], n=2, rankings=("score",))
     assert metrics["usable_rate"] == 50
     assert metrics["copy_rate"] == 25
