@@ -48,6 +48,7 @@ class EvalConfig:
     temperature: float | None = None
     top_p: float | None = None
     max_new_tokens: int | None = None
+    greedy_first: bool | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -71,7 +72,12 @@ class EvalConfig:
         """The generator's SamplingParams with this run's overrides (seed is set per abstract)."""
         from core.generate import SamplingParams
 
-        given = {"temperature": self.temperature, "top_p": self.top_p, "max_new_tokens": self.max_new_tokens}
+        given = {
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "max_new_tokens": self.max_new_tokens,
+            "greedy_first": self.greedy_first,
+        }
         return SamplingParams(
             n=self.n, ranking=self.rankings[0], **{name: value for name, value in given.items() if value is not None}
         )
@@ -91,6 +97,7 @@ class EvalConfig:
             "temperature": sampling.temperature,
             "top_p": sampling.top_p,
             "max_new_tokens": sampling.max_new_tokens,
+            "greedy_first": sampling.greedy_first,
         }
 
 
@@ -272,6 +279,7 @@ def run_description(config: EvalConfig, samples: Sequence[dict]) -> dict:
         temperature=sampling.temperature,
         top_p=sampling.top_p,
         max_new_tokens=sampling.max_new_tokens,
+        greedy_first=sampling.greedy_first,
         k=config.examples_per_prompt,
         retrieval_pool=config.retrieval_pool if config.examples_per_prompt else None,
         rankings=list(config.rankings),

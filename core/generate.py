@@ -40,13 +40,18 @@ __all__ = [
 
 # Passes after the first that may sample again to replace repeated candidates.
 MAX_REFILL_PASSES = 3
+# Each refill pass samples this much hotter: a model that keeps repeating a title is sure of it, and
+# the same temperature mostly repeats it again.
+REFILL_TEMPERATURE_RISE = 0.2
 # Prompts never use more of a long context than this: titles need the abstract, not 8k tokens.
 PROMPT_CONTEXT_CAP = 1024
 
 
 @dataclass
 class SamplingParams:
-    """How candidates are sampled. ``temperature == 0`` is greedy (deterministic: one candidate)."""
+    """How candidates are sampled. ``temperature == 0`` is greedy (deterministic: one candidate).
+    ``greedy_first`` decodes the first candidate of a fresh set greedily: the model's most likely
+    title is always on offer, and the others are sampled around it."""
 
     n: int = 5
     temperature: float = 0.8
@@ -54,6 +59,7 @@ class SamplingParams:
     max_new_tokens: int = 40
     seed: int | None = None
     ranking: str = "score"
+    greedy_first: bool = True
 
     def __post_init__(self) -> None:
         problems = []
@@ -278,10 +284,14 @@ class TitleGenerator:
         kept: dict[int, tuple[str, float]] = {}
         # Greedy decoding repeats itself exactly: one row, and nothing to refill.
         open_slots = list(range(1 if sampler.greedy else params.n))
+        # "More titles" (something to avoid) wants new ones: the greedy title was already shown.
+        sampler.greedy_rows = 1 if params.greedy_first and not avoid else 0
         for _ in range(1 + MAX_REFILL_PASSES):
             rows = yield from self._sample_pass(
                 prompt, open_slots, params, sampler, cancel, start_index, force_length, progress
             )
+            sampler.greedy_rows = 0  # a refill replaces repeats of it
+            sampler.temperature += REFILL_TEMPERATURE_RISE
             for row in rows:
                 title = clean_title(row.text)
                 key = title_key(title)

@@ -67,7 +67,9 @@ class TokenSampler:
     """The sampling settings of one generation and its random stream.
 
     One generator serves every pass of a generation, so a refill pass continues the stream (new
-    candidates) while a fixed seed reproduces the whole generation.
+    candidates) while a fixed seed reproduces the whole generation. The first ``greedy_rows`` rows
+    draw 0, which picks each step's most likely token: those rows decode greedily inside a sampled
+    batch, on both decoding paths, without a separate pass.
     """
 
     def __init__(self, temperature: float, top_p: float, seed: int | None, device: torch.device | str):
@@ -75,11 +77,14 @@ class TokenSampler:
         self.top_p = float(top_p)
         self.seed = seed if seed is not None else secrets.randbits(63)
         self.greedy = self.temperature == 0.0
+        self.greedy_rows = 0
         self.generator = torch.Generator(device=torch.device(device)).manual_seed(self.seed)
 
     def fill_uniforms(self, buffer: torch.Tensor) -> torch.Tensor:
-        """Fill ``buffer`` with the next uniform draws in [0, 1) and return it."""
-        return buffer.uniform_(generator=self.generator)
+        """Fill ``buffer`` with the next uniform draws in [0, 1) (0 for greedy rows) and return it."""
+        buffer.uniform_(generator=self.generator)
+        buffer[: self.greedy_rows] = 0.0
+        return buffer
 
     def uniforms(self, rows: int, device: torch.device) -> torch.Tensor | None:
         """Fresh draws for one decoding step, or None when greedy."""

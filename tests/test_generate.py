@@ -11,7 +11,7 @@ from core.cli import main
 from core.commands.generate import LiveView
 from core.decoding import EagerDecoder
 from core.errors import TitlecraftError
-from core.generate import MAX_REFILL_PASSES, CandidateEvent, SamplingParams, TitleGenerator, default_decoder
+from core.generate import MAX_REFILL_PASSES, REFILL_TEMPERATURE_RISE, CandidateEvent, SamplingParams, TitleGenerator, default_decoder
 from core.models import load_model
 
 ABSTRACT = (
@@ -30,6 +30,8 @@ class ScriptedDecoder:
         self.passes = list(passes)
         self.log_probs = log_probs
         self.rows_asked = []
+        self.greedy_rows = []
+        self.temperatures = []
         self.steps_taken = 0
         self.released = False
 
@@ -37,6 +39,8 @@ class ScriptedDecoder:
         texts = self.passes[len(self.rows_asked)]
         assert len(texts) == rows
         self.rows_asked.append(rows)
+        self.greedy_rows.append(sampler.greedy_rows)
+        self.temperatures.append(sampler.temperature)
         end = self.tokenizer.eos_token_id
         sequences = [self.tokenizer(text, add_special_tokens=False)["input_ids"] + [end] for text in texts]
         log_probs = self.log_probs or [-1.0] * rows
@@ -87,7 +91,11 @@ def test_events_stream_each_candidate_until_its_own_stop(tiny_llama):
 
 
 def test_final_candidates_are_cleaned_scored_and_flagged(tiny_llama):
-    texts = ['Title: "Sparse Graph Learning Works."', "Sparse", "We propose a simple method for learning"]
+    texts = [
+        'Title: "Sparse Graph Learning Works."',
+        "Sparse",
+        "A simple method for learning sparse representations of graphs with neural networks",
+    ]
     generator, _ = scripted(tiny_llama, [texts], log_probs=[-0.5, -0.3, -0.2])
     events, result = collect(generator)
     assert [c.text for c in result.candidates] == ["Sparse Graph Learning Works", texts[2], "Sparse"]
@@ -115,13 +123,34 @@ def test_refills_stop_after_the_bound(tiny_llama):
     generator, decoder = scripted(tiny_llama, passes)
     _, result = collect(generator, params=SamplingParams(n=2))
     assert decoder.rows_asked == [2] + [1] * MAX_REFILL_PASSES
+    rises = [0.8 + REFILL_TEMPERATURE_RISE * k for k in range(1 + MAX_REFILL_PASSES)]
+    assert decoder.temperatures == pytest.approx(rises)  # each refill samples hotter
     assert [c.text for c in result.candidates] == ["Same Old Title"]
+
+
+def test_only_the_first_pass_decodes_its_first_row_greedily(tiny_llama):
+    first = ["Sparse Graph Learning", "sparse graph-learning.", "Dense Graph Learning"]
+    generator, decoder = scripted(tiny_llama, [first, ["A Third Distinct Title"]] * 2)
+    collect(generator)
+    collect(generator, params=SamplingParams(n=3, greedy_first=False))
+    assert decoder.greedy_rows == [1, 0, 0, 0]
+
+
+def test_greedy_first_offers_the_greedy_title(tiny_llama):
+    model, tokenizer, info = tiny_llama
+    generator = TitleGenerator(model, tokenizer, info)
+    greedy = generator.generate(ABSTRACT, SamplingParams(n=1, temperature=0, max_new_tokens=10)).candidates[0]
+    sampled = generator.generate(ABSTRACT, SamplingParams(n=3, seed=4, max_new_tokens=10))
+    assert greedy.text in [c.text for c in sampled.candidates]
+    unpinned = generator.generate(ABSTRACT, SamplingParams(n=3, seed=4, max_new_tokens=10, greedy_first=False))
+    assert greedy.text not in [c.text for c in unpinned.candidates]
 
 
 def test_avoided_titles_count_as_repeats(tiny_llama):
     generator, decoder = scripted(tiny_llama, [["Shown Before Title", "New Title Here"], ["Another New Title"]])
     _, result = collect(generator, params=SamplingParams(n=2), avoid=["shown before title."])
     assert decoder.rows_asked == [2, 1]
+    assert decoder.greedy_rows == [0, 0]  # "more titles": the greedy one was shown already
     assert {c.text for c in result.candidates} == {"New Title Here", "Another New Title"}
 
 

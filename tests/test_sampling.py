@@ -43,3 +43,10 @@ def test_sampler_streams_are_reproducible():
     first, second = TokenSampler(0.8, 0.9, 3, "cpu"), TokenSampler(0.8, 0.9, 3, "cpu")
     assert torch.equal(first.uniforms(4, torch.device("cpu")), second.uniforms(4, torch.device("cpu")))
     assert TokenSampler(0.0, 0.9, 3, "cpu").uniforms(4, torch.device("cpu")) is None
+
+
+def test_greedy_rows_draw_zero_and_leave_the_other_rows_stream_unchanged():
+    plain, pinned = TokenSampler(0.8, 0.9, 3, "cpu"), TokenSampler(0.8, 0.9, 3, "cpu")
+    pinned.greedy_rows = 1
+    expected, draws = plain.uniforms(4, torch.device("cpu")), pinned.uniforms(4, torch.device("cpu"))
+    assert draws[0].item() == 0.0 and torch.equal(draws[1:], expected[1:])

@@ -32,6 +32,8 @@ def register(subparsers) -> None:
     parser.add_argument("--temperature", type=float, default=None, help="override the generator's temperature")
     parser.add_argument("--top-p", type=float, default=None, help="override the generator's top-p")
     parser.add_argument("--max-new-tokens", type=int, default=None, help="override the generator's token limit")
+    parser.add_argument("--greedy-first", action=argparse.BooleanOptionalAction, default=None,
+                        help="decode the first candidate greedily (the generator's default: on)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads for torch (default: torch's choice); 1 is fastest on a busy machine")
@@ -59,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
         temperature=args.temperature,
         top_p=args.top_p,
         max_new_tokens=args.max_new_tokens,
+        greedy_first=args.greedy_first,
     )
     metrics = evaluate(config, args.out, device=args.device)
     print(

@@ -36,6 +36,8 @@ def register(subparsers) -> None:
     parser.add_argument("--top-p", type=float, default=None, help="nucleus sampling mass (default: 0.95)")
     parser.add_argument("--max-new-tokens", type=int, default=None, help="token limit per title (default: 40)")
     parser.add_argument("--seed", type=int, default=None, help="fix the random stream to repeat a run")
+    parser.add_argument("--greedy-first", action=argparse.BooleanOptionalAction, default=None,
+                        help="decode the first candidate greedily, the others sampled (default: on)")
     parser.add_argument("--ranking", choices=("score", "consensus"), default=None, help="order by mean "
                         "log-probability (default) or by agreement with the other candidates")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
@@ -66,6 +68,7 @@ def sampling_params(args: argparse.Namespace):
         "max_new_tokens": args.max_new_tokens,
         "seed": args.seed,
         "ranking": args.ranking,
+        "greedy_first": args.greedy_first,
     }
     return SamplingParams(**{name: value for name, value in given.items() if value is not None})
 
