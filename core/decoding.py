@@ -31,6 +31,9 @@ class Decoder(Protocol):
         self, prompt_ids: Sequence[int], rows: int, max_new_tokens: int, sampler: TokenSampler
     ) -> Iterator[StepTokens]: ...
 
+    def prefill(self, prompt_ids: Sequence[int]) -> None:
+        """Run the prompt now and keep its cache, so that sampling from it starts decoding at once."""
+
     def release(self) -> None:
         """Drop cached tensors (after an out-of-memory error, before the allocator's cache is emptied)."""
 
@@ -136,6 +139,9 @@ class EagerDecoder:
             yield tokens.tolist(), log_probs.tolist()
             if step + 1 < max_new_tokens:
                 logits = self._step(tokens, cache)
+
+    def prefill(self, prompt_ids: Sequence[int]) -> None:
+        self.prefills.get(prompt_ids)
 
     @torch.inference_mode()
     def _step(self, tokens: torch.Tensor, cache) -> torch.Tensor:

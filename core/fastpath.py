@@ -301,6 +301,10 @@ class StaticDecoder:
         while queued:
             yield queued.popleft()()
 
+    def prefill(self, prompt_ids: Sequence[int]) -> None:
+        with torch.inference_mode():
+            self._prefill(prompt_ids)
+
     def _prefill(self, prompt_ids: Sequence[int]) -> Prefill:
         """The last prefill when the prompt is the same (refills, "more"), else a run of its bucket's graph."""
         if self.last_prefill is None or self.last_prefill.prompt_ids != tuple(prompt_ids):

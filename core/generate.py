@@ -188,6 +188,26 @@ class TitleGenerator:
         prompt = self.build_prompt(abstract, max_new_tokens)
         return prompt.abstract_tokens, prompt.dropped_tokens
 
+    def prefill(
+        self, abstract: str, max_new_tokens: int = SamplingParams.max_new_tokens, examples: Sequence[Example] = ()
+    ) -> bool:
+        """Run the prompt of a generation that may follow and keep its cache, so that the generation
+        starts decoding at once (the app calls this while the researcher edits). Skipped, returning
+        False, for an empty abstract or while a pass runs: it never delays a generation."""
+        if not normalise_whitespace(abstract):
+            return False
+        prompt = self.build_prompt(abstract, max_new_tokens, examples)
+        if not self._pass_lock.acquire(blocking=False):
+            return False
+        try:
+            self.decoder.prefill(prompt.input_ids)
+        except torch.OutOfMemoryError:
+            self._free_memory()
+            return False
+        finally:
+            self._pass_lock.release()
+        return True
+
     def generate(
         self,
         abstract: str,

@@ -11,7 +11,15 @@ from core.cli import main
 from core.commands.generate import LiveView
 from core.decoding import EagerDecoder
 from core.errors import TitlecraftError
-from core.generate import MAX_REFILL_PASSES, REFILL_TEMPERATURE_RISE, CandidateEvent, SamplingParams, TitleGenerator, default_decoder
+from core.fastpath import StaticDecoder
+from core.generate import (
+    MAX_REFILL_PASSES,
+    REFILL_TEMPERATURE_RISE,
+    CandidateEvent,
+    SamplingParams,
+    TitleGenerator,
+    default_decoder,
+)
 from core.models import load_model
 
 ABSTRACT = (
@@ -244,6 +252,30 @@ def test_real_tiny_models_stream_through_the_same_path(which, request):
     assert result.device == "cpu" and result.model == info.name and not result.cancelled
     assert 0 < result.first_token_seconds <= result.seconds
     assert 0 < result.new_tokens <= 3 * 8 * (1 + MAX_REFILL_PASSES)
+
+
+@pytest.mark.parametrize("fast", [False, True])
+def test_a_prefilled_prompt_is_not_run_again_by_the_generation(tiny_llama, fast):
+    model, tokenizer, info = tiny_llama
+    decoder = StaticDecoder(model, use_graphs=False) if fast else EagerDecoder(model)
+    generator = TitleGenerator(model, tokenizer, info, decoder=decoder)
+    params = SamplingParams(n=2, seed=3, max_new_tokens=6)
+    cold = generator.generate(ABSTRACT, params)
+    assert generator.prefill("Another abstract about sparse graphs.", params.max_new_tokens)
+    prompt_runs = []
+    hook = model.register_forward_pre_hook(
+        lambda _, args, kwargs: prompt_runs.append(kwargs["input_ids"].shape[-1]), with_kwargs=True
+    )
+    try:
+        assert generator.prefill(ABSTRACT, params.max_new_tokens)
+        runs_for_prefill = len(prompt_runs)
+        warm = generator.generate(ABSTRACT, params)
+    finally:
+        hook.remove()
+    assert runs_for_prefill == 1 and prompt_runs[0] > 1
+    assert all(length == 1 for length in prompt_runs[1:])  # the generation only decoded
+    assert [(c.text, c.score) for c in warm.candidates] == [(c.text, c.score) for c in cold.candidates]
+    assert not generator.prefill("   ")
 
 
 def test_default_decoder_on_cpu_is_the_eager_one(tiny_llama):

@@ -316,6 +316,18 @@ class TitlecraftApp(App[None]):
             self.editor.show_token_note(f"tokens: could not count ({_error_text(error)})")
             return
         self.editor.show_token_count(tokens, dropped)
+        few_shot_store = self.store if self.few_shot else None
+        self._prefill(text, self.sampling["max_new_tokens"], few_shot_store)
+
+    @work(thread=True, exclusive=True, group="prefill")
+    def _prefill(self, abstract: str, max_new_tokens: int, few_shot_store: Any = None) -> None:
+        """Run the edited abstract's prompt while the researcher reads it, so that Generate starts
+        decoding at once; skipped while candidates are coming."""
+        try:
+            examples = self._few_shot_examples(few_shot_store, abstract, max_new_tokens) if few_shot_store else []
+            self.generator.prefill(abstract, max_new_tokens, examples)
+        except Exception:  # noqa: BLE001, S110 - only a head start: Generate runs the prompt and reports errors
+            pass
 
     def _session_for_editor(self) -> Session | None:
         """The session for the editor's text: the current one if unchanged, else a new abstract."""
