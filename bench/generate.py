@@ -6,7 +6,7 @@ equal work), it times the first token and the whole pass of
   cache + CUDA graph fast path), and
 - plain: ``model.generate(num_return_sequences=N, do_sample=True)`` (N prefills, no streaming),
 - ours, prefilled: ours after ``TitleGenerator.prefill`` ran the prompt untimed, as the app does
-  while the researcher edits (its first token is then one decode step),
+  while the researcher edits (its first token then needs no model call),
 and prints medians over a few repeats after a warm-up, with ratios. Each run prefixes the abstract with
 a different word, so no run reuses a prefill (as for a new abstract in the app).
 
