@@ -7,6 +7,7 @@ the network nor the embedded model's cache, and build in well under a second.
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 
 import pytest
 
@@ -107,3 +108,23 @@ def tiny_gptneo_dir(tmp_path_factory):
     torch.manual_seed(0)
     model = GPTNeoForCausalLM(config)
     return _save_checkpoint(tmp_path_factory.mktemp("tiny-gptneo"), model, tokenizer, "completion")
+
+
+@contextmanager
+def _model_call_lengths(model):
+    """Record the input length of every forward call of ``model``: a prompt run has more than one
+    token, a decode step exactly one."""
+    lengths: list[int] = []
+    hook = model.register_forward_pre_hook(
+        lambda _, args, kwargs: lengths.append(kwargs["input_ids"].shape[-1]), with_kwargs=True
+    )
+    try:
+        yield lengths
+    finally:
+        hook.remove()
+
+
+@pytest.fixture
+def model_call_lengths():
+    """``with model_call_lengths(model) as lengths:`` records the input length of each forward call."""
+    return _model_call_lengths

@@ -255,23 +255,17 @@ def test_real_tiny_models_stream_through_the_same_path(which, request):
 
 
 @pytest.mark.parametrize("fast", [False, True])
-def test_a_prefilled_prompt_is_not_run_again_by_the_generation(tiny_llama, fast):
+def test_a_prefilled_prompt_is_not_run_again_by_the_generation(tiny_llama, fast, model_call_lengths):
     model, tokenizer, info = tiny_llama
     decoder = StaticDecoder(model, use_graphs=False) if fast else EagerDecoder(model)
     generator = TitleGenerator(model, tokenizer, info, decoder=decoder)
     params = SamplingParams(n=2, seed=3, max_new_tokens=6)
     cold = generator.generate(ABSTRACT, params)
     assert generator.prefill("Another abstract about sparse graphs.", params.max_new_tokens)
-    prompt_runs = []
-    hook = model.register_forward_pre_hook(
-        lambda _, args, kwargs: prompt_runs.append(kwargs["input_ids"].shape[-1]), with_kwargs=True
-    )
-    try:
+    with model_call_lengths(model) as prompt_runs:
         assert generator.prefill(ABSTRACT, params.max_new_tokens)
         runs_for_prefill = len(prompt_runs)
         warm = generator.generate(ABSTRACT, params)
-    finally:
-        hook.remove()
     assert runs_for_prefill == 1 and prompt_runs[0] > 1
     assert all(length == 1 for length in prompt_runs[1:])  # the generation only decoded
     assert [(c.text, c.score) for c in warm.candidates] == [(c.text, c.score) for c in cold.candidates]

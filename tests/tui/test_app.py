@@ -320,22 +320,16 @@ async def test_abstract_can_be_pasted_while_the_model_loads(make_app, monkeypatc
         assert not app.query_one(StatusBar).info.loading
 
 
-async def test_the_edited_abstract_is_prefilled_so_generate_starts_decoding_at_once(make_app):
+async def test_the_edited_abstract_is_prefilled_so_generate_starts_decoding_at_once(make_app, model_call_lengths):
     app = make_app()
     async with app.run_test(size=(100, 40)) as pilot:
         await ready(app, pilot, ABSTRACT)
         await pilot.pause(0.5)  # the count, then the prefill, wait for a pause in typing
         await app.workers.wait_for_complete()
-        prompt_runs = []
-        hook = app.generator.model.register_forward_pre_hook(
-            lambda _, args, kwargs: prompt_runs.append(kwargs["input_ids"].shape[-1]), with_kwargs=True
-        )
-        try:
+        with model_call_lengths(app.generator.model) as prompt_runs:
             app.sampling.update(FAST)
             await pilot.press("ctrl+g")
             await settle(app, pilot)
-        finally:
-            hook.remove()
         assert len(app.candidates.rows) == FAST["n"]
         assert prompt_runs and set(prompt_runs) == {1}  # every model call decoded one token per row
 
