@@ -1,0 +1,77 @@
+"""The derived figures quoted in docs/evaluation.md, recomputed from evaluation reports and pair files.
+
+    python scripts/eval_findings.py reports/embedded-finetuned reports/embedded-few-shot ...
+    python scripts/eval_findings.py --copy-flag-rate data/prepared/train.parquet
+
+For each report: the paired difference of top-1 ROUGE-L between consensus and score ranking (mean and
+standard error over the same abstracts), the standard error of the score-ranked top-1 ROUGE-L, and for
+few-shot reports how often the top title nearly copies (ROUGE-L >= 80) a retrieved example's title.
+``--copy-flag-rate`` says how many real titles of a pair file the copy flag would mark.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from core.candidates import copies_abstract  # noqa: E402
+from core.metrics import ranked_top, rouge  # noqa: E402
+
+NEAR_COPY = 80.0
+SAMPLE_TITLES = 20_000
+
+
+def top1_rouge_l(sample: dict, ranking: str) -> float:
+    top = ranked_top(sample, ranking)
+    return rouge(top.text if top else "", sample["reference"])["rougeL"]
+
+
+def mean_and_error(values: list[float]) -> tuple[float, float]:
+    return statistics.fmean(values), statistics.stdev(values) / len(values) ** 0.5
+
+
+def report_findings(report: Path) -> None:
+    metrics = json.loads((report / "metrics.json").read_text())
+    lines = (report / "samples.jsonl").read_text(encoding="utf-8").splitlines()
+    samples = [json.loads(line) for line in lines][: metrics["abstracts"]]
+    score = [top1_rouge_l(sample, "score") for sample in samples]
+    consensus = [top1_rouge_l(sample, "consensus") for sample in samples]
+    difference, error = mean_and_error([c - s for c, s in zip(consensus, score, strict=True)])
+    print(f"{report.name}: {len(samples)} abstracts")
+    print(f"  top-1 ROUGE-L (score) {statistics.fmean(score):.1f} ± {mean_and_error(score)[1]:.1f} (standard error)")
+    print(f"  consensus minus score, paired: {difference:+.1f} ± {error:.1f}")
+    if any(sample["examples"] for sample in samples):
+        copied = sum(
+            any(rouge(ranked_top(sample, "score").text, title)["rougeL"] >= NEAR_COPY for title in sample["examples"])
+            for sample in samples
+        )
+        print(f"  top title nearly copies a retrieved example's title: {copied} of {len(samples)}")
+
+
+def copy_flag_rate(pairs: Path) -> None:
+    import pandas as pd
+
+    frame = pd.read_parquet(pairs, columns=["title", "abstract"])
+    frame = frame.sample(min(SAMPLE_TITLES, len(frame)), random_state=1)
+    flagged = sum(copies_abstract(title, abstract) for title, abstract in zip(frame.title, frame.abstract))
+    print(f"{pairs}: the copy flag marks {flagged} of {len(frame)} real titles ({100 * flagged / len(frame):.2f}%)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("reports", nargs="*", type=Path, help="evaluation report folders")
+    parser.add_argument("--copy-flag-rate", type=Path, metavar="PARQUET", help="a pair file with real titles")
+    args = parser.parse_args()
+    for report in args.reports:
+        report_findings(report)
+    if args.copy_flag_rate:
+        copy_flag_rate(args.copy_flag_rate)
+
+
+if __name__ == "__main__":
+    main()
