@@ -9,7 +9,16 @@ import pytest
 import torch
 
 from core.errors import TitlecraftError, TitlecraftWarning
-from core.models import EMBEDDED_BASE, cache_root, load_model, load_tokenizer, resolve_device
+from core.models import (
+    ADAPTER_WEIGHTS,
+    CHECKPOINT_META,
+    EMBEDDED_BASE,
+    SHIPPED_ADAPTER_DIR,
+    cache_root,
+    load_model,
+    load_tokenizer,
+    resolve_device,
+)
 
 PROBE = "Abstract: We study sparse graph representations.\nTitle:"
 
@@ -83,6 +92,23 @@ def test_the_default_model_is_the_base_with_the_shipped_adapter_merged():
     assert info.meta["lora"]["r"] > 0 and info.meta["base"] == EMBEDDED_BASE
     assert not torch.allclose(_logits(tuned, tokenizer), _logits(base, tokenizer))
     assert load_tokenizer("embedded").eos_token == "<|im_end|>"
+
+
+def test_the_shipped_adapter_fits_the_package_and_matches_its_metadata():
+    """Package data is capped at one 16 MB weights file; its rank must be the one titlecraft.json names."""
+    import json
+
+    from safetensors import safe_open
+
+    weights = SHIPPED_ADAPTER_DIR / ADAPTER_WEIGHTS
+    assert weights.stat().st_size <= 16_000_000
+    meta = json.loads((SHIPPED_ADAPTER_DIR / CHECKPOINT_META).read_text())
+    with safe_open(str(weights), framework="pt") as tensors:
+        ranks = {tensors.get_slice(name).get_shape()[0] for name in tensors.keys() if "lora_A" in name}
+    assert ranks == {meta["lora"]["r"]}
+    assert meta["steps"] == meta["best_step"] and meta["best_val_loss"] == min(
+        h["val_loss"] for h in meta["history"] if "val_loss" in h
+    )
 
 
 @pytest.mark.parametrize("fixture,template", [("tiny_llama_dir", "chat"), ("tiny_gptneo_dir", "completion")])
