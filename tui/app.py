@@ -7,8 +7,8 @@ pending; they are retried with the next decision, so a locked or read-only datab
 
 Few-shot from my titles (``f``): while it is on and the store has curated pairs, each run's prompt also
 holds the curated pairs whose abstracts are most like this one (BM25, core/retrieve.py), so accepted
-titles steer the next candidates without retraining. The generation worker builds the retriever when it
-first needs it and again only after the store's decisions changed.
+titles steer the next candidates without retraining (tui/few_shot.py keeps the index until the store's
+decisions change).
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from textual.widgets import Footer, Static, TextArea
 from core.errors import TitlecraftError
 from core.prompts import CHAT, normalise_whitespace
 from tui.curation import PendingWrite, Session, apply_history, views_from_store
+from tui.few_shot import FEW_SHOT_EXAMPLES, CuratedExamples
 from tui.messages import (
     CandidateStreamed,
     EditSubmitted,
@@ -57,7 +58,6 @@ from tui.widgets.status_bar import StatusBar, StatusInfo, model_label
 
 SAMPLING_SETTING = "tui.sampling"
 FEW_SHOT_SETTING = "tui.few_shot"
-FEW_SHOT_EXAMPLES = 4  # curated pairs retrieved per run (fewer when they do not all fit the prompt)
 DEFAULT_SAMPLING = {"n": 5, "temperature": 0.8, "top_p": 0.95, "max_new_tokens": 40}
 TOKEN_COUNT_DELAY = 0.3  # seconds of typing pause before the abstract is re-tokenised
 
@@ -127,8 +127,7 @@ class TitlecraftApp(App[None]):
         self.few_shot_choice: bool | None = None  # the user's saved choice; None: the model's default
         self.curated_count: int | None = None
         self.last_few_shot: int | None = None  # examples in the last run's prompt; None: it ran without
-        self._retrieval: tuple[tuple, Any] | None = None  # (store state it was built from, Retriever)
-        self._retrieval_lock = threading.Lock()
+        self.curated_examples = CuratedExamples()
 
     # -- layout ------------------------------------------------------------------------------------
 
@@ -324,7 +323,9 @@ class TitlecraftApp(App[None]):
         """Run the edited abstract's prompt while the researcher reads it, so that Generate starts
         decoding at once; skipped while candidates are coming."""
         try:
-            examples = self._few_shot_examples(few_shot_store, abstract, max_new_tokens) if few_shot_store else []
+            examples = []
+            if few_shot_store is not None:
+                examples = self.curated_examples.for_prompt(few_shot_store, self.generator, abstract, max_new_tokens)
             self.generator.prefill(abstract, max_new_tokens, examples)
         except Exception:  # noqa: BLE001, S110 - only a head start: Generate runs the prompt and reports errors
             pass
@@ -428,7 +429,9 @@ class TitlecraftApp(App[None]):
         examples: list = []
         if few_shot_store is not None:
             try:
-                examples = self._few_shot_examples(few_shot_store, abstract, params.max_new_tokens)
+                examples = self.curated_examples.for_prompt(
+                    few_shot_store, self.generator, abstract, params.max_new_tokens
+                )
             except Exception as error:  # noqa: BLE001 - the run goes ahead without examples
                 self.post_message(FewShotUnavailable(_error_text(error)))
         try:
@@ -446,30 +449,6 @@ class TitlecraftApp(App[None]):
         else:
             few_shot = len(examples) if few_shot_store is not None else None
             self.post_message(GenerationFinished(run_id, result, few_shot))
-
-    def _few_shot_examples(self, store: Any, abstract: str, max_new_tokens: int) -> list:
-        """The curated (abstract, title) pairs most like ``abstract`` that fit its prompt (worker thread).
-
-        The retriever is cached with the store state it was built from (curated count and size of the
-        decision log, so an edited title or an undo also rebuilds it). The retriever never returns the
-        abstract being titled, so a curated abstract is not shown to the model with its own answer.
-        """
-        from core.retrieve import Retriever
-
-        with self._retrieval_lock:
-            counts = store.counts()
-            state = (id(store), counts["curated"], sum(counts["decisions"].values()))
-            if not counts["curated"]:
-                return []
-            if self._retrieval is None or self._retrieval[0] != state:
-                self._retrieval = (state, Retriever.from_store(store))
-            retriever = self._retrieval[1]
-        examples = retriever.examples(abstract, k=FEW_SHOT_EXAMPLES)
-        if not examples:
-            return []
-        # Pass only the examples that fit the prompt, so the recorded count is what the model saw.
-        fitting = self.generator.build_prompt(abstract, max_new_tokens, examples).examples_used
-        return examples[:fitting]
 
     def on_few_shot_unavailable(self, message: FewShotUnavailable) -> None:
         self.notify(
