@@ -2,11 +2,13 @@
 
     python scripts/eval_findings.py reports/embedded-finetuned reports/embedded-few-shot ...
     python scripts/eval_findings.py --copy-flag-rate data/prepared/train.parquet
+    python scripts/eval_findings.py --paired OLD_REPORT NEW_REPORT
 
 For each report: the paired difference of top-1 ROUGE-L between consensus and score ranking (mean and
 standard error over the same abstracts), the standard error of the score-ranked top-1 ROUGE-L, and for
 few-shot reports how often the top title nearly copies (ROUGE-L >= 80) a retrieved example's title.
-``--copy-flag-rate`` says how many real titles of a pair file the copy flag would mark.
+``--copy-flag-rate`` says how many real titles of a pair file the copy flag would mark. ``--paired``
+compares two runs on the abstracts they share (top-1 and best-of-N ROUGE-L, new minus old).
 """
 
 from __future__ import annotations
@@ -35,10 +37,14 @@ def mean_and_error(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), statistics.stdev(values) / len(values) ** 0.5
 
 
-def report_findings(report: Path) -> None:
+def load_samples(report: Path) -> list[dict]:
     metrics = json.loads((report / "metrics.json").read_text())
     lines = (report / "samples.jsonl").read_text(encoding="utf-8").splitlines()
-    samples = [json.loads(line) for line in lines][: metrics["abstracts"]]
+    return [json.loads(line) for line in lines][: metrics["abstracts"]]
+
+
+def report_findings(report: Path) -> None:
+    samples = load_samples(report)
     score = [top1_rouge_l(sample, "score") for sample in samples]
     consensus = [top1_rouge_l(sample, "consensus") for sample in samples]
     difference, error = mean_and_error([c - s for c, s in zip(consensus, score, strict=True)])
@@ -51,6 +57,20 @@ def report_findings(report: Path) -> None:
             for sample in samples
         )
         print(f"  top title nearly copies a retrieved example's title: {copied} of {len(samples)}")
+
+
+def best_rouge_l(sample: dict) -> float:
+    return max((rouge(c["text"], sample["reference"])["rougeL"] for c in sample["candidates"]), default=0.0)
+
+
+def paired_runs(old: Path, new: Path) -> None:
+    """New minus old per shared abstract: a change of model or settings measured without the abstracts' spread."""
+    old_samples = {sample["abstract"]: sample for sample in load_samples(old)}
+    shared = [(old_samples[s["abstract"]], s) for s in load_samples(new) if s["abstract"] in old_samples]
+    print(f"{new} minus {old}, {len(shared)} shared abstracts:")
+    for name, measure in (("top-1 ROUGE-L (score)", lambda s: top1_rouge_l(s, "score")), ("best-of-N ROUGE-L", best_rouge_l)):
+        difference, error = mean_and_error([measure(b) - measure(a) for a, b in shared])
+        print(f"  {name}: {difference:+.1f} ± {error:.1f}")
 
 
 def copy_flag_rate(pairs: Path) -> None:
@@ -66,9 +86,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("reports", nargs="*", type=Path, help="evaluation report folders")
     parser.add_argument("--copy-flag-rate", type=Path, metavar="PARQUET", help="a pair file with real titles")
+    parser.add_argument("--paired", nargs=2, type=Path, metavar=("OLD", "NEW"), help="two report folders to compare")
     args = parser.parse_args()
     for report in args.reports:
         report_findings(report)
+    if args.paired:
+        paired_runs(*args.paired)
     if args.copy_flag_rate:
         copy_flag_rate(args.copy_flag_rate)
 
