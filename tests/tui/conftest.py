@@ -21,3 +21,19 @@ def make_app(tiny_llama_dir, db_path):
         return RecordingApp(**options)
 
     return make
+
+
+@pytest.fixture
+def retriever_builds(monkeypatch) -> list:
+    """The stores a few-shot retriever index was built from, in order (the real build still runs)."""
+    from core.retrieve import Retriever
+
+    builds = []
+    real_from_store = Retriever.from_store.__func__
+
+    def counted_from_store(cls, store):
+        builds.append(store)
+        return real_from_store(cls, store)
+
+    monkeypatch.setattr(Retriever, "from_store", classmethod(counted_from_store))
+    return builds

@@ -439,18 +439,9 @@ async def test_few_shot_from_curated_titles_toggles_and_is_remembered(make_app, 
 
 
 async def test_few_shot_starts_with_the_first_curated_title_but_never_shows_an_abstract_its_own(
-    make_app, db_path, monkeypatch
+    make_app, db_path, retriever_builds
 ):
-    from core.retrieve import Retriever
-
-    builds = []
-    real_from_store = Retriever.from_store.__func__
-
-    def counted_from_store(cls, store):
-        builds.append(store)
-        return real_from_store(cls, store)
-
-    monkeypatch.setattr(Retriever, "from_store", classmethod(counted_from_store))
+    builds = retriever_builds
     app = make_app()
     async with app.run_test(size=(100, 40)) as pilot:
         await ready(app, pilot)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from core.retrieve import Retriever
 from core.store import Store
 from tui.few_shot import CuratedExamples
 
@@ -20,15 +19,8 @@ def generator(tiny_llama_dir):
     return TitleGenerator(*load_model(str(tiny_llama_dir)))
 
 
-def test_curated_examples_rebuild_the_index_only_after_the_store_changed(tmp_path, generator, monkeypatch):
-    builds = []
-    build = Retriever.from_store.__func__
-
-    def counting_build(cls, store):
-        builds.append(store)
-        return build(cls, store)
-
-    monkeypatch.setattr(Retriever, "from_store", classmethod(counting_build))
+def test_curated_examples_rebuild_the_index_only_after_the_store_changed(tmp_path, generator, retriever_builds):
+    builds = retriever_builds
     store = Store(tmp_path / "titlecraft.db")
     examples = CuratedExamples()
     query = "Message passing networks for molecules and their bonds."
