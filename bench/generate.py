@@ -93,7 +93,8 @@ def pick_abstract(count_tokens) -> str:
 
 def load(args, device: str):
     if not args.random_init:
-        model, tokenizer, info = load_model("embedded", device=device)
+        dtype = getattr(torch, args.dtype) if args.dtype else None
+        model, tokenizer, info = load_model("embedded", device=device, dtype=dtype)
         return model, tokenizer, info, pick_abstract(lambda text: len(tokenizer(text)["input_ids"]))
     abstract = pick_abstract(lambda text: len(text.split()) * 1.3)
     model, dtype = random_smollm2(device)
@@ -201,6 +202,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--no-compile", action="store_true", help="on CUDA, skip the compiled-step variant")
     parser.add_argument("--threads", type=int, help="CPU threads for torch (fewer than cores when they are shared)")
+    parser.add_argument(
+        "--dtype", choices=["float32", "bfloat16"], help="embedded model weights (default: the app's: bf16 on CUDA and AMX CPUs, else fp32)"
+    )
     args = parser.parse_args()
     sys.stdout.reconfigure(line_buffering=True)  # rows appear as they are measured, even if cut short
     if args.threads:

@@ -272,6 +272,21 @@ def test_a_prefilled_prompt_is_not_run_again_by_the_generation(tiny_llama, fast,
     assert not generator.prefill("   ")
 
 
+def test_bf16_on_cpu_streams_reproducible_candidates_and_reuses_a_prefill(tiny_llama_dir, monkeypatch):
+    """The dtype a CPU with AMX gets by default: same seed, same candidates; a prefill changes nothing."""
+    monkeypatch.setenv("TITLECRAFT_DTYPE", "bfloat16")
+    model, tokenizer, info = load_model(str(tiny_llama_dir), device="cpu")
+    generator = TitleGenerator(model, tokenizer, info)
+    params = SamplingParams(n=3, seed=5, max_new_tokens=8)
+    events = list(generator.stream(ABSTRACT, params))
+    first = generator.last_result
+    assert info.dtype == "bfloat16" and events and len(first.candidates) == 3
+    assert all(torch.isfinite(torch.tensor(c.score)) for c in first.candidates)
+    assert generator.prefill(ABSTRACT, params.max_new_tokens)
+    again = generator.generate(ABSTRACT, params)
+    assert [(c.text, c.score) for c in again.candidates] == [(c.text, c.score) for c in first.candidates]
+
+
 def test_default_decoder_on_cpu_is_the_eager_one(tiny_llama):
     assert isinstance(default_decoder(tiny_llama[0]), EagerDecoder)
 

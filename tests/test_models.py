@@ -15,6 +15,7 @@ from core.models import (
     EMBEDDED_BASE,
     SHIPPED_ADAPTER_DIR,
     cache_root,
+    default_dtype,
     load_model,
     load_tokenizer,
     resolve_device,
@@ -92,6 +93,28 @@ def test_the_default_model_is_the_base_with_the_shipped_adapter_merged():
     assert info.meta["lora"]["r"] > 0 and info.meta["base"] == EMBEDDED_BASE
     assert not torch.allclose(_logits(tuned, tokenizer), _logits(base, tokenizer))
     assert load_tokenizer("embedded").eos_token == "<|im_end|>"
+
+
+def test_default_dtype_is_bf16_on_cuda_and_on_cpus_with_amx_fp32_elsewhere(monkeypatch):
+    import core.models
+
+    monkeypatch.delenv("TITLECRAFT_DTYPE")
+    monkeypatch.setattr(core.models, "cpu_has_bf16_matrix_units", lambda: True)
+    assert default_dtype("cuda") == default_dtype("cuda:1") == default_dtype("cpu") == torch.bfloat16
+    assert default_dtype("mps") == torch.float32
+    monkeypatch.setattr(core.models, "cpu_has_bf16_matrix_units", lambda: False)
+    assert default_dtype("cpu") == torch.float32 and default_dtype("cuda") == torch.bfloat16
+    monkeypatch.setenv("TITLECRAFT_DTYPE", "bfloat16")
+    assert default_dtype("cpu") == torch.bfloat16
+    monkeypatch.setenv("TITLECRAFT_DTYPE", "float16")
+    with pytest.raises(TitlecraftError, match="TITLECRAFT_DTYPE must be one of float32, bfloat16"):
+        default_dtype("cpu")
+
+
+def test_a_tiny_model_loads_in_the_dtype_the_environment_names(monkeypatch, tiny_llama_dir):
+    monkeypatch.setenv("TITLECRAFT_DTYPE", "bfloat16")
+    model, _, info = load_model(str(tiny_llama_dir))
+    assert info.dtype == "bfloat16" and next(model.parameters()).dtype == torch.bfloat16
 
 
 def test_the_shipped_adapter_fits_the_package_and_matches_its_metadata():
