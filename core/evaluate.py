@@ -197,6 +197,7 @@ class SampleWriter:
             "seconds": result.seconds,
             "model_name": result.model,
             "device": result.device,
+            "dtype": self.generator.info.dtype,
             "threads": torch.get_num_threads(),
             "seed": params.seed,
             "examples": [title for _, title in examples[:used]],
@@ -288,6 +289,7 @@ def run_description(config: EvalConfig, samples: Sequence[dict]) -> dict:
         examples_used=fmean(len(sample["examples"]) for sample in samples),
         model_name=samples[-1]["model_name"],
         device=samples[-1]["device"],
+        dtype=samples[-1].get("dtype", "not recorded"),
         threads=samples[-1]["threads"],
         created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     )
@@ -331,7 +333,8 @@ def render_report(metrics: dict, samples: Sequence[dict]) -> str:
         "",
         f"{metrics['n']} candidates for each of {metrics['abstracts']} abstracts of `{metrics['data']}` "
         f"(seeded shuffle, seed {metrics['seed']}, limit {metrics['limit']}, selection {metrics['selection']}).",
-        f"Model: {metrics['model_name']} on {metrics['device']} (torch threads: {metrics['threads']}); "
+        f"Model: {metrics['model_name']} on {metrics['device']}, {metrics['dtype']} "
+        f"(torch threads: {metrics['threads']}); "
         f"temperature {metrics['temperature']}, top-p {metrics['top_p']}, max new tokens {metrics['max_new_tokens']}.",
     ]
     if metrics["k"]:

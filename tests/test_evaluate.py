@@ -135,12 +135,13 @@ def test_evaluation_writes_samples_metrics_and_report_and_resumes(tiny_generator
         assert 0 <= metrics[key] <= 100, key
     assert {k: metrics[k] for k in ("model", "mode", "limit", "n", "seed", "k")} == {
         "model": "tiny", "mode": "zero-shot", "limit": 2, "n": 2, "seed": 0, "k": 0}
+    assert metrics["dtype"] == "float32"  # the dtype the model ran in, which changes the candidates
     assert json.loads((tmp_path / "metrics.json").read_text()) == metrics
     samples = [json.loads(line) for line in (tmp_path / "samples.jsonl").read_text().splitlines()]
     assert len(samples) == 2 and {"abstract", "reference", "candidates", "top1", "top1_consensus"} <= set(samples[0])
     assert {"text", "score", "flags"} <= set(samples[0]["candidates"][0])
     report = (tmp_path / "report.md").read_text()
-    assert "| Top-1 ROUGE-L |" in report and "| score | consensus |" in report
+    assert "| Top-1 ROUGE-L |" in report and "| score | consensus |" in report and ", float32 (torch threads" in report
 
     CountingGenerator.calls = 0
     grown = evaluate(replace(config, limit=3), tmp_path, generator=tiny_generator, progress=False)
