@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.fastpath import StaticDecoder  # noqa: E402
 from core.generate import SamplingParams, TitleGenerator  # noqa: E402
-from core.models import ModelInfo, load_model, random_embedded_shape_model, resolve_device  # noqa: E402
+from core.models import DTYPES, ModelInfo, load_model, random_embedded_shape_model, resolve_device  # noqa: E402
 from core.prompts import COMPLETION  # noqa: E402
 
 SHARED_PAIRS = Path(__file__).resolve().parents[2] / "shared" / "data" / "arxiv-ai" / "pairs.parquet"
@@ -203,7 +203,7 @@ def main() -> None:
     parser.add_argument("--no-compile", action="store_true", help="on CUDA, skip the compiled-step variant")
     parser.add_argument("--threads", type=int, help="CPU threads for torch (fewer than cores when they are shared)")
     parser.add_argument(
-        "--dtype", choices=["float32", "bfloat16"], help="embedded model weights (default: the app's: bf16 on CUDA and AMX CPUs, else fp32)"
+        "--dtype", choices=DTYPES, help="embedded model weights (default: the app's: bf16 on CUDA and AMX CPUs, else fp32)"
     )
     args = parser.parse_args()
     sys.stdout.reconfigure(line_buffering=True)  # rows appear as they are measured, even if cut short

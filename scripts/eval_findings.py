@@ -22,7 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.candidates import copies_abstract  # noqa: E402
-from core.metrics import ranked_top, rouge  # noqa: E402
+from core.metrics import best_of_n, ranked_top, rouge  # noqa: E402
 
 NEAR_COPY = 80.0
 SAMPLE_TITLES = 20_000
@@ -60,7 +60,7 @@ def report_findings(report: Path) -> None:
 
 
 def best_rouge_l(sample: dict) -> float:
-    return max((rouge(c["text"], sample["reference"])["rougeL"] for c in sample["candidates"]), default=0.0)
+    return rouge(best_of_n(sample), sample["reference"])["rougeL"]
 
 
 def paired_runs(old: Path, new: Path) -> None:
