@@ -304,8 +304,20 @@ def read_checkpoint_meta(folder: Path) -> dict:
         raise TitlecraftError(f"{path} is not valid JSON: {error}") from None
 
 
-def _merge_adapter(model, adapter_dir: Path, meta: dict):
-    """Merge a LoRA adapter into the base weights so generation runs at full speed.
+def adapter_checkpoint(spec: str) -> tuple[Path, dict]:
+    """The folder and titlecraft.json of a LoRA adapter: ``embedded`` (the shipped one) or a checkpoint
+    directory that ``titlecraft train --lora`` wrote."""
+    folder = SHIPPED_ADAPTER_DIR if spec == EMBEDDED else Path(spec).expanduser().resolve()
+    if not (folder / ADAPTER_WEIGHTS).is_file():
+        raise TitlecraftError(f"{spec} holds no LoRA adapter ({ADAPTER_WEIGHTS}); pass a checkpoint trained with --lora")
+    meta = read_checkpoint_meta(folder)
+    if "base" not in meta or "lora" not in meta:
+        raise TitlecraftError(f"{folder} holds an adapter but its {CHECKPOINT_META} names no base model")
+    return folder, meta
+
+
+def attach_adapter(model, adapter_dir: Path, meta: dict):
+    """The model wrapped (peft) with a LoRA adapter's weights, unmerged, so that training can continue it.
 
     The adapter's LoRA settings live in its titlecraft.json, so the folder needs no peft config file.
     """
@@ -320,7 +332,12 @@ def _merge_adapter(model, adapter_dir: Path, meta: dict):
             raise ValueError(f"unexpected adapter tensors: {result.unexpected_keys[:3]}")
     except Exception as error:  # noqa: BLE001 - peft and safetensors raise many types for a bad adapter
         raise TitlecraftError(f"could not apply the LoRA adapter in {adapter_dir}: {error}") from None
-    return peft_model.merge_and_unload()
+    return peft_model
+
+
+def _merge_adapter(model, adapter_dir: Path, meta: dict):
+    """Merge a LoRA adapter into the base weights so generation runs at full speed."""
+    return attach_adapter(model, adapter_dir, meta).merge_and_unload()
 
 
 def _template_for(tokenizer, meta: dict) -> str:
@@ -355,8 +372,7 @@ def load_model(
         meta = read_checkpoint_meta(folder)
         kind, name = "checkpoint", meta.get("name", folder.name)
         if (folder / ADAPTER_WEIGHTS).is_file():
-            if "base" not in meta or "lora" not in meta:
-                raise TitlecraftError(f"{folder} holds an adapter but its {CHECKPOINT_META} names no base model")
+            folder, meta = adapter_checkpoint(str(folder))
             model, tokenizer, _ = load_model(meta["base"], device="cpu", dtype=dtype, cache_dir=cache_dir)
             model = _merge_adapter(model, folder, meta)
             adapter = str(folder)

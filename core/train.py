@@ -15,7 +15,7 @@ import random
 import shutil
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -24,7 +24,16 @@ from torch import nn
 
 from core.distributed import Ranks, all_reduce_sum, barrier, init_distributed
 from core.errors import TitlecraftError
-from core.models import ADAPTER_WEIGHTS, CHECKPOINT_META, file_sha256, load_model, resolve_device
+from core.models import (
+    ADAPTER_WEIGHTS,
+    CHECKPOINT_META,
+    EMBEDDED,
+    adapter_checkpoint,
+    attach_adapter,
+    file_sha256,
+    load_model,
+    resolve_device,
+)
 from core.prompts import COMPLETION
 from core.train_data import (
     CUDA_PAD_MULTIPLE,
@@ -50,6 +59,7 @@ class TrainConfig:
     extra: list[str] = field(default_factory=list)
     extra_weight: float = 1.0
     lora: bool = False
+    init_adapter: str | None = None  # continue this LoRA adapter ("embedded": the shipped one)
     lora_r: int = 16
     lora_alpha: int = 32
     lora_dropout: float = 0.0
@@ -97,8 +107,24 @@ class TitleLoss(nn.Module):
         return (token_loss * target_weights).sum(), target_ids.numel()
 
 
+def continuing_adapter(config: TrainConfig) -> TrainConfig:
+    """The settings of a run that continues ``config.init_adapter``: that adapter's base, rank and
+    template, so the result is again one adapter on the same base (it loads, merged, at full speed)."""
+    _, meta = adapter_checkpoint(config.init_adapter)
+    if config.base not in (EMBEDDED, meta["base"]):
+        raise TitlecraftError(
+            f"the adapter in {config.init_adapter} was trained on {meta['base']}, not {config.base}; drop --base"
+        )
+    lora = meta["lora"]
+    template = meta.get("template", config.template)
+    return replace(config, base=meta["base"], lora=True, lora_r=lora["r"], lora_alpha=lora["lora_alpha"], template=template)
+
+
 def _lora_model(model, config: TrainConfig):
     from peft import LoraConfig, get_peft_model
+
+    if config.init_adapter:
+        return attach_adapter(model, *adapter_checkpoint(config.init_adapter))
 
     lora = LoraConfig(
         r=config.lora_r,
@@ -247,6 +273,8 @@ def train(config: TrainConfig, on_progress: Callable[[dict], None] | None = None
     out = Path(config.out)
     if (out / CHECKPOINT_META).is_file() and not (out / STATE_DIR).is_dir():
         raise TitlecraftError(f"{out} already holds a finished run; choose another --out")
+    if config.init_adapter:
+        config = continuing_adapter(config)
     torch.manual_seed(config.seed)
     device = resolve_device(config.device)
     # LoRA freezes the base, so on CUDA it can sit in bf16; a full fine-tune keeps fp32 master weights.
@@ -430,6 +458,9 @@ def _meta(config: TrainConfig, info, progress: Progress, model, example_count: i
     }
     if config.lora:
         meta["lora"] = lora_settings(model)
+    if config.init_adapter:
+        folder, _ = adapter_checkpoint(config.init_adapter)
+        meta["init_adapter"] = {"path": str(folder), "sha256": file_sha256(folder / ADAPTER_WEIGHTS)}
     return meta
 
 

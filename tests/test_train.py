@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 
 from core.errors import TitlecraftError
 from core.generate import SamplingParams, TitleGenerator
-from core.models import ADAPTER_WEIGHTS, load_model
+from core.models import ADAPTER_WEIGHTS, file_sha256, load_model
 from core.prompts import COMPLETION, build_prompt, completion_prompt, completion_target
 from core.distributed import Ranks
 from core.train import Progress, TitleLoss, TrainConfig, _replan_for_time_budget, train
@@ -247,3 +247,29 @@ def test_two_process_data_parallel_run_splits_the_data(tmp_path, tiny_gptneo_dir
     meta = json.loads((out / "titlecraft.json").read_text())
     assert meta["steps"] == 5  # 10 batches of 8, two per step across the two processes
     load_model(str(out))
+
+
+def test_training_can_continue_an_adapter_on_its_base(tmp_path, tiny_llama_dir, split_files):
+    first = train(_config(tmp_path / "a", tiny_llama_dir, *split_files, lora=True, lora_r=4, lora_alpha=8, lr=1e-2))
+    first_meta = json.loads((first / "titlecraft.json").read_text())
+    # At learning rate 0 the continued adapter is the one it started from: its weights were loaded.
+    unchanged = train(_config(tmp_path / "b", "embedded", *split_files, init_adapter=str(first), lr=0.0, limit=16))
+    before, after = load_file(str(first / ADAPTER_WEIGHTS)), load_file(str(unchanged / ADAPTER_WEIGHTS))
+    assert before.keys() == after.keys()
+    assert all(torch.equal(before[name].float(), after[name].float()) for name in before)
+    meta = json.loads((unchanged / "titlecraft.json").read_text())
+    assert meta["base"] == str(tiny_llama_dir) and meta["lora"] == first_meta["lora"]
+    assert meta["template"] == first_meta["template"]
+    assert meta["init_adapter"]["sha256"] == file_sha256(first / ADAPTER_WEIGHTS)
+    continued = train(_config(tmp_path / "c", tiny_llama_dir, *split_files, init_adapter=str(first), lr=1e-2))
+    trained = load_file(str(continued / ADAPTER_WEIGHTS))
+    assert not all(torch.equal(before[name].float(), trained[name].float()) for name in before)
+    assert load_model(str(continued))[2].adapter == str(continued)
+
+
+def test_continuing_an_adapter_rejects_another_base_or_a_full_checkpoint(tmp_path, tiny_gptneo_dir, tiny_llama_dir, split_files):
+    adapter = train(_config(tmp_path / "a", tiny_llama_dir, *split_files, lora=True, lora_r=4, lora_alpha=8, limit=16))
+    with pytest.raises(TitlecraftError, match="trained on"):
+        train(_config(tmp_path / "b", tiny_gptneo_dir, *split_files, init_adapter=str(adapter)))
+    with pytest.raises(TitlecraftError, match="holds no LoRA adapter"):
+        train(_config(tmp_path / "c", tiny_llama_dir, *split_files, init_adapter=str(tiny_gptneo_dir)))

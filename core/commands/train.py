@@ -21,6 +21,11 @@ def register(subparsers) -> None:
     parser.add_argument("--extra-weight", type=float, default=1.0, help="loss weight of the --extra pairs (default 1)")
     parser.add_argument("--out", required=True, help="checkpoint directory, e.g. runs/NAME")
     parser.add_argument("--lora", action="store_true", help="train a LoRA adapter (peft) instead of all weights")
+    parser.add_argument(
+        "--init-adapter",
+        help="continue training this LoRA adapter: 'embedded' (the shipped one) or a --lora checkpoint dir; "
+        "its base, rank and template are kept, so the result replaces it",
+    )
     parser.add_argument("--lora-r", type=int, default=16)
     parser.add_argument("--lora-alpha", type=int, default=32)
     parser.add_argument("--epochs", type=float, default=1.0)
@@ -45,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
         extra=args.extra,
         extra_weight=args.extra_weight,
         lora=args.lora,
+        init_adapter=args.init_adapter,
         lora_r=args.lora_r,
         lora_alpha=args.lora_alpha,
         epochs=args.epochs,
