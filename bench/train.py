@@ -8,6 +8,7 @@ initialised: speed does not depend on weight values) with bf16 autocast on CUDA,
     python bench/train.py                      # CPU: a few small steps
     python bench/train.py --batch-size 32 --steps 30   # on a GPU
     python bench/train.py --batch-size 32 --our-batch-size 64 --lora   # ours at the same tokens per step
+    python bench/train.py --batch-size 32 --our-batch-size 128 --lora --compile   # also torch.compile'd rows
 Prints real (non-padding) tokens per second for each, their ratio, and each one's padding fraction.
 """
 
@@ -91,6 +92,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None, help="timed steps (default: 30 on CUDA, 3 on CPU)")
     parser.add_argument("--max-length", type=int, default=512, help="the original recipe's fixed padded length")
     parser.add_argument("--lora", action="store_true", help="also time our pipeline with a LoRA adapter")
+    parser.add_argument(
+        "--compile", action="store_true",
+        help="also time our pipeline with the model body torch.compile'd (titlecraft train --compile)",
+    )
     parser.add_argument("--tokenizer", default="embedded-base", help="model spec or folder for the tokenizer")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
@@ -140,6 +145,12 @@ def main() -> None:
     results["titlecraft (dynamic pad, title loss)"] = time_steps(
         ours, our_batches(examples, our_batch_size, pad_id, seed=0, multiple=multiple), args.device, warmup, steps
     )
+    if args.compile:
+        # The first warm-up step compiles; dynamic shapes keep the later lengths from recompiling.
+        title_loss.compile_backbone()
+        results["titlecraft, compiled"] = time_steps(
+            ours, our_batches(examples, our_batch_size, pad_id, seed=0, multiple=multiple), args.device, warmup, steps
+        )
     if args.lora:
         from peft import LoraConfig, get_peft_model
 
@@ -153,6 +164,11 @@ def main() -> None:
         results["titlecraft LoRA r=16 (dynamic pad, title loss)"] = time_steps(
             lora_step, our_batches(examples, our_batch_size, pad_id, seed=1, multiple=multiple), args.device, warmup, steps
         )
+        if args.compile:
+            lora_loss.compile_backbone()
+            results["titlecraft LoRA r=16, compiled"] = time_steps(
+                lora_step, our_batches(examples, our_batch_size, pad_id, seed=1, multiple=multiple), args.device, warmup, steps
+            )
 
     device_name = torch.cuda.get_device_name() if cuda else "cpu"
     print(

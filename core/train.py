@@ -75,6 +75,7 @@ class TrainConfig:
     val_limit: int = 2000
     limit: int | None = None
     max_minutes: float | None = None
+    compile: bool = False  # torch.compile the transformer body (fuses its element-wise work on a GPU)
     device: str = "auto"
     template: str = COMPLETION
 
@@ -99,6 +100,11 @@ class TitleLoss(nn.Module):
         base = causal_lm.get_base_model() if hasattr(causal_lm, "get_base_model") else causal_lm
         self.backbone = base.get_decoder()
         self.head = base.get_output_embeddings()
+
+    def compile_backbone(self) -> None:
+        """Compile the transformer body once for every batch shape (dynamic sizes: batches are padded
+        only to their longest member, so a static compile would recompile for each length)."""
+        self.backbone = torch.compile(self.backbone, dynamic=True)
 
     def forward(self, input_ids, attention_mask, target_positions, target_ids, target_weights):
         hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
@@ -310,6 +316,8 @@ def train(config: TrainConfig, on_progress: Callable[[dict], None] | None = None
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
     loss_model = TitleLoss(model)
+    if config.compile:
+        loss_model.compile_backbone()
     if ranks.world > 1:
         from torch.nn.parallel import DistributedDataParallel
 

@@ -4,7 +4,10 @@
 #   bash scripts/device_train.sh 1            # carry gpu/part1: wheels; GPU generation benchmark
 #   bash scripts/device_train.sh 2            # carry gpu/part2: install the embedded model, cache it
 #   bash scripts/device_train.sh 3 MINUTES    # carry gpu/part3: training benchmark, train, quick ROUGE
-# Settings for stage 3 come from the environment (defaults below); LIMIT trains on a sample (dry runs).
+# Settings for stage 3 come from the environment (defaults below); LIMIT trains on a sample (dry runs),
+# INIT_ADAPTER=embedded continues the shipped adapter (a further epoch) instead of training a fresh one,
+# COMPILE=1 trains with the model body torch.compile'd, SEED reshuffles (use another for a further epoch);
+# BENCH_COMPILE= (empty) skips the compiled rows of the training benchmark.
 set -euo pipefail
 export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=true
 stage=$1
@@ -18,7 +21,8 @@ case $stage in
 1)
     nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
     python3 -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)"
-    timeout "${GENERATE_BENCH_SECONDS:-80}" python3 bench/generate.py --random-init --repeats 3 2>&1 \
+    # N = 20 first: the target is stated for 20 candidates, and the window may close before the rest.
+    timeout "${GENERATE_BENCH_SECONDS:-80}" python3 bench/generate.py --random-init --repeats 3 --sizes ${GENERATE_SIZES:-20 5} 2>&1 \
         | grep -v -E "^(Loading|Writing)" | tee "$out/bench_generate.txt" || echo "generate benchmark stopped"
     ;;
 2)
@@ -35,7 +39,7 @@ case $stage in
     minutes=${2:-5}
     for batch in ${BENCH_BATCHES-128}; do
         python3 bench/train.py --pairs "$work/train.parquet" --batch-size 32 --our-batch-size "$batch" --steps 20 \
-            --lora 2>&1 | grep -v -E "^(Loading|Writing)" | tee -a "$out/bench_train.txt" || echo "training benchmark failed"
+            --lora ${BENCH_COMPILE---compile} 2>&1 | grep -v -E "^(Loading|Writing)" | tee -a "$out/bench_train.txt" || echo "training benchmark failed"
     done
     python3 - "$work" "$minutes" <<'PY' 2>&1 | tr '\r' '\n' | grep -v -E "^(Loading|Writing|Converting)" > "$out/train_log.txt"
 import os, sys
@@ -46,7 +50,8 @@ train(TrainConfig(
     base="embedded-base", train=f"{work}/train.parquet", val=f"{work}/validation.parquet", out=f"{work}/run",
     lora=True, lora_r=int(os.environ.get("LORA_R", 24)), lora_alpha=int(os.environ.get("LORA_ALPHA", 48)),
     lr=float(os.environ.get("LR", 1.5e-3)), batch_size=int(os.environ.get("BATCH", 128)), epochs=1,
-    eval_every=int(os.environ.get("EVAL_EVERY", 200)), val_limit=int(os.environ.get("VAL_LIMIT", 2000)), max_minutes=minutes, seed=0, limit=limit,
+    init_adapter=os.environ.get("INIT_ADAPTER") or None, compile=os.environ.get("COMPILE") == "1",
+    eval_every=int(os.environ.get("EVAL_EVERY", 200)), val_limit=int(os.environ.get("VAL_LIMIT", 2000)), max_minutes=minutes, seed=int(os.environ.get("SEED", 0)), limit=limit,
 ), on_progress=lambda record: print(f"\n{record}", flush=True))
 PY
     grep -E "^(\{|time budget|resuming)" "$out/train_log.txt" || true

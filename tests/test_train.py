@@ -273,3 +273,16 @@ def test_continuing_an_adapter_rejects_another_base_or_a_full_checkpoint(tmp_pat
         train(_config(tmp_path / "b", tiny_gptneo_dir, *split_files, init_adapter=str(adapter)))
     with pytest.raises(TitlecraftError, match="holds no LoRA adapter"):
         train(_config(tmp_path / "c", tiny_llama_dir, *split_files, init_adapter=str(tiny_gptneo_dir)))
+
+
+def test_a_compiled_run_learns_what_the_eager_one_does(tmp_path, tiny_llama_dir, split_files):
+    settings = dict(limit=24, eval_every=2, val_limit=16)
+    eager = train(_config(tmp_path / "eager", tiny_llama_dir, *split_files, **settings))
+    compiled = train(_config(tmp_path / "compiled", tiny_llama_dir, *split_files, compile=True, **settings))
+    eager_meta, compiled_meta = (json.loads((out / "titlecraft.json").read_text()) for out in (eager, compiled))
+    assert compiled_meta["config"]["compile"] and compiled_meta["steps"] == eager_meta["steps"] == 3
+    for ours, theirs in zip(compiled_meta["history"], eager_meta["history"], strict=True):
+        assert ours["val_loss"] == pytest.approx(theirs["val_loss"], rel=1e-3)
+    first, second = load_file(str(eager / "model.safetensors")), load_file(str(compiled / "model.safetensors"))
+    assert first.keys() == second.keys()
+    assert all(torch.allclose(first[name], second[name], atol=1e-4) for name in first)
