@@ -100,14 +100,25 @@ class TitleLoss(nn.Module):
         base = causal_lm.get_base_model() if hasattr(causal_lm, "get_base_model") else causal_lm
         self.backbone = base.get_decoder()
         self.head = base.get_output_embeddings()
+        self._compiled_body = None
 
     def compile_backbone(self) -> None:
         """Compile the transformer body once for every batch shape (dynamic sizes: batches are padded
         only to their longest member, so a static compile would recompile for each length)."""
-        self.backbone = torch.compile(self.backbone, dynamic=True)
+        self._compiled_body = torch.compile(self.backbone.forward, dynamic=True)
+
+    def _hidden(self, input_ids, attention_mask):
+        if self._compiled_body is not None:
+            try:
+                return self._compiled_body(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            except torch._dynamo.exc.BackendCompilerFailed as error:
+                # A compile fails before the step computes anything: the same step runs eagerly.
+                print(f"torch.compile failed, training continues uncompiled: {str(error).splitlines()[0]}", flush=True)
+                self._compiled_body = None
+        return self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
 
     def forward(self, input_ids, attention_mask, target_positions, target_ids, target_weights):
-        hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        hidden = self._hidden(input_ids, attention_mask)
         selected = hidden.reshape(-1, hidden.shape[-1]).index_select(0, target_positions)
         token_loss = F.cross_entropy(self.head(selected).float(), target_ids, reduction="none")
         return (token_loss * target_weights).sum(), target_ids.numel()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -286,3 +287,15 @@ def test_a_compiled_run_learns_what_the_eager_one_does(tmp_path, tiny_llama_dir,
     first, second = load_file(str(eager / "model.safetensors")), load_file(str(compiled / "model.safetensors"))
     assert first.keys() == second.keys()
     assert all(torch.allclose(first[name], second[name], atol=1e-4) for name in first)
+
+
+def test_a_failing_compile_falls_back_to_eager_training(tmp_path, tiny_llama_dir, split_files, monkeypatch, capsys):
+    import torch._inductor.config as inductor_config
+
+    torch.compiler.reset()  # graphs compiled by an earlier test would otherwise be reused
+    monkeypatch.setattr(inductor_config.cpp, "cxx", (None, str(tmp_path / "no-such-compiler")))
+    monkeypatch.setattr(inductor_config, "force_disable_caches", True)
+    out = train(_config(tmp_path, tiny_llama_dir, *split_files, compile=True, limit=16, eval_every=1, val_limit=8))
+    assert "torch.compile failed, training continues uncompiled" in capsys.readouterr().out
+    meta = json.loads((out / "titlecraft.json").read_text())
+    assert meta["steps"] == 2 and all(math.isfinite(h["val_loss"]) for h in meta["history"])
