@@ -129,7 +129,7 @@ def read_pairs(path: str | os.PathLike) -> pd.DataFrame:
             f"{path} lacks the column(s) {', '.join(missing)} "
             f"(pair files have {', '.join(PAIR_COLUMNS)}; title and abstract are required)"
         )
-    frame = frame.reindex(columns=list(PAIR_COLUMNS)).astype(object)
+    frame = frame.reindex(columns=list(PAIR_COLUMNS)).astype(object).reset_index(drop=True)
     frame["source"] = frame["source"].where(frame["source"].notna(), path.name)
     return frame
 

@@ -285,3 +285,11 @@ def test_cli_prepare(shared_slice, tmp_path, monkeypatch, capsys):
 
     assert main(["prepare", "--in", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "x")]) == 2
     assert "missing.jsonl: no such file" in capsys.readouterr().err
+
+
+def test_a_parquet_saved_from_a_filtered_frame_reads_with_fresh_row_numbers(tmp_path):
+    frame = pd.DataFrame([pair(i, "2024-01-01") for i in range(6)])
+    frame[frame.index % 2 == 1].to_parquet(tmp_path / "subset.parquet")  # pandas keeps the index 1, 3, 5
+    subset = read_pairs(tmp_path / "subset.parquet")
+    assert list(subset.index) == [0, 1, 2]
+    assert subset.at[2, "title"] == frame.at[5, "title"]

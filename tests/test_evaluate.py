@@ -183,3 +183,10 @@ def test_eval_command_end_to_end(tiny_llama_dir, pairs_file, tmp_path, capsys):
     assert {path.name for path in out.iterdir()} == {"samples.jsonl", "metrics.json", "report.md", "run.json"}
     assert json.loads((out / "metrics.json").read_text())["rankings"] == ["consensus"]
     assert "2 abstracts: top-1 ROUGE-1/2/L" in capsys.readouterr().out
+
+
+def test_selection_reads_a_filtered_parquet(tmp_path):
+    frame = shared_pairs(12)
+    frame[frame.index >= 4].to_parquet(tmp_path / "filtered.parquet")
+    rows = select_rows(tmp_path / "filtered.parquet", 8, seed=0)
+    assert sorted(row["reference"] for row in rows) == sorted(frame["title"].iloc[4:])
