@@ -5,7 +5,9 @@
     python scripts/eval_findings.py --paired OLD_REPORT NEW_REPORT
 
 For each report: the paired difference of top-1 ROUGE-L between consensus and score ranking (mean and
-standard error over the same abstracts), the standard error of the score-ranked top-1 ROUGE-L, and for
+standard error over the same abstracts), and between a length-favouring ranking (mean log-probability
+times the square root of the word count, i.e. roughly the summed log-probability over sqrt(length)) and
+score ranking; the standard error of the score-ranked top-1 ROUGE-L, and for
 few-shot reports how often the top title nearly copies (ROUGE-L >= 80) a retrieved example's title.
 ``--copy-flag-rate`` says how many real titles of a pair file the copy flag would mark. ``--paired``
 compares two runs on the abstracts they share (top-1 and best-of-N ROUGE-L, new minus old).
@@ -21,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.candidates import copies_abstract  # noqa: E402
+from core.candidates import candidate_flags, copies_abstract  # noqa: E402
 from core.metrics import best_of_n, ranked_top, rouge  # noqa: E402
 
 NEAR_COPY = 80.0
@@ -31,6 +33,16 @@ SAMPLE_TITLES = 20_000
 def top1_rouge_l(sample: dict, ranking: str) -> float:
     top = ranked_top(sample, ranking)
     return rouge(top.text if top else "", sample["reference"])["rougeL"]
+
+
+def length_favouring_rouge_l(sample: dict) -> float:
+    """Top-1 ROUGE-L when usable candidates are ranked by mean log-probability x sqrt(words)."""
+    candidates = sample["candidates"]
+    usable = [c for c in candidates if not candidate_flags(c["text"], sample["abstract"])] or candidates
+    if not usable:
+        return 0.0
+    top = max(usable, key=lambda c: c["score"] * len(c["text"].split()) ** 0.5)
+    return rouge(top["text"], sample["reference"])["rougeL"]
 
 
 def mean_and_error(values: list[float]) -> tuple[float, float]:
@@ -51,6 +63,9 @@ def report_findings(report: Path) -> None:
     print(f"{report.name}: {len(samples)} abstracts")
     print(f"  top-1 ROUGE-L (score) {statistics.fmean(score):.1f} ± {mean_and_error(score)[1]:.1f} (standard error)")
     print(f"  consensus minus score, paired: {difference:+.1f} ± {error:.1f}")
+    longer = [length_favouring_rouge_l(sample) for sample in samples]
+    difference, error = mean_and_error([lf - s for lf, s in zip(longer, score, strict=True)])
+    print(f"  length-favouring minus score, paired: {difference:+.1f} ± {error:.1f}")
     if any(sample["examples"] for sample in samples):
         copied = sum(
             any(rouge(ranked_top(sample, "score").text, title)["rougeL"] >= NEAR_COPY for title in sample["examples"])
