@@ -371,6 +371,10 @@ def train(config: TrainConfig, on_progress: Callable[[dict], None] | None = None
     seen_examples: list[int] = []
     bar = tqdm(total=progress.planned_steps, initial=progress.step, disable=not ranks.main, desc="training", unit="step")
     started = time.perf_counter() - progress.seconds
+    if config.compile and val_examples:
+        # Validation (no grad, eval mode) needs a graph of its own: compile it now, on one batch, so
+        # that --max-minutes, which plans from the first steps, counts its compile time.
+        validation_loss(loss_model, val_examples[: config.batch_size], pad_id, device, config.batch_size)
     window_tokens, window_start = 0, time.perf_counter()
     clock_start = started
     eval_every = max(1, config.eval_every)
