@@ -3,6 +3,7 @@
     python scripts/eval_findings.py reports/embedded-finetuned reports/embedded-few-shot ...
     python scripts/eval_findings.py --copy-flag-rate data/prepared/train.parquet
     python scripts/eval_findings.py --paired OLD_REPORT NEW_REPORT
+    python scripts/eval_findings.py --keep 5 REPORT_WITH_MORE_CANDIDATES
 
 For each report: the paired difference of top-1 ROUGE-L between consensus and score ranking (mean and
 standard error over the same abstracts), and between a length-favouring ranking (mean log-probability
@@ -10,12 +11,15 @@ times the square root of the word count, i.e. roughly the summed log-probability
 score ranking; the standard error of the score-ranked top-1 ROUGE-L, and for
 few-shot reports how often the top title nearly copies (ROUGE-L >= 80) a retrieved example's title.
 ``--copy-flag-rate`` says how many real titles of a pair file the copy flag would mark. ``--paired``
-compares two runs on the abstracts they share (top-1 and best-of-N ROUGE-L, new minus old).
+compares two runs on the abstracts they share (top-1 and best-of-N ROUGE-L, new minus old). ``--keep K``
+asks, for a report sampled with more than K candidates, what showing only the K highest-scoring would
+give: best-of-K ROUGE-L against K candidates picked at random (the average over all subsets of K).
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import statistics
 import sys
@@ -88,6 +92,23 @@ def paired_runs(old: Path, new: Path) -> None:
         print(f"  {name}: {difference:+.1f} ± {error:.1f}")
 
 
+def keep_highest_scoring(report: Path, keep: int) -> None:
+    """Best-of-K of the K highest-scoring candidates against K random ones, paired per abstract."""
+    random_k, highest_k = [], []
+    for sample in load_samples(report):
+        candidates = sample["candidates"]
+        scores = [rouge(c["text"], sample["reference"])["rougeL"] for c in candidates]
+        subsets = list(itertools.combinations(range(len(candidates)), min(keep, len(candidates))))
+        random_k.append(statistics.fmean(max(scores[i] for i in subset) for subset in subsets))
+        highest = sorted(range(len(candidates)), key=lambda i: -candidates[i]["score"])[:keep]
+        highest_k.append(max(scores[i] for i in highest))
+    difference, error = mean_and_error([h - r for h, r in zip(highest_k, random_k, strict=True)])
+    print(
+        f"{report.name}: best of {keep}, {keep} random candidates {statistics.fmean(random_k):.1f}; "
+        f"the {keep} highest-scoring {statistics.fmean(highest_k):.1f}; paired {difference:+.1f} ± {error:.1f}"
+    )
+
+
 def copy_flag_rate(pairs: Path) -> None:
     import pandas as pd
 
@@ -101,10 +122,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("reports", nargs="*", type=Path, help="evaluation report folders")
     parser.add_argument("--copy-flag-rate", type=Path, metavar="PARQUET", help="a pair file with real titles")
+    parser.add_argument("--keep", type=int, metavar="K", help="compare the K highest-scoring candidates with K random ones")
     parser.add_argument("--paired", nargs=2, type=Path, metavar=("OLD", "NEW"), help="two report folders to compare")
     args = parser.parse_args()
     for report in args.reports:
-        report_findings(report)
+        if args.keep:
+            keep_highest_scoring(report, args.keep)
+        else:
+            report_findings(report)
     if args.paired:
         paired_runs(*args.paired)
     if args.copy_flag_rate:
