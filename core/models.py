@@ -311,9 +311,13 @@ def adapter_checkpoint(spec: str) -> tuple[Path, dict]:
     if not (folder / ADAPTER_WEIGHTS).is_file():
         raise TitlecraftError(f"{spec} holds no LoRA adapter ({ADAPTER_WEIGHTS}); pass a checkpoint trained with --lora")
     meta = read_checkpoint_meta(folder)
+    _require_adapter_base(folder, meta)
+    return folder, meta
+
+
+def _require_adapter_base(folder: Path, meta: dict) -> None:
     if "base" not in meta or "lora" not in meta:
         raise TitlecraftError(f"{folder} holds an adapter but its {CHECKPOINT_META} names no base model")
-    return folder, meta
 
 
 def attach_adapter(model, adapter_dir: Path, meta: dict):
@@ -372,7 +376,7 @@ def load_model(
         meta = read_checkpoint_meta(folder)
         kind, name = "checkpoint", meta.get("name", folder.name)
         if (folder / ADAPTER_WEIGHTS).is_file():
-            folder, meta = adapter_checkpoint(str(folder))
+            _require_adapter_base(folder, meta)
             model, tokenizer, _ = load_model(meta["base"], device="cpu", dtype=dtype, cache_dir=cache_dir)
             model = _merge_adapter(model, folder, meta)
             adapter = str(folder)

@@ -298,6 +298,7 @@ def train(config: TrainConfig, on_progress: Callable[[dict], None] | None = None
     dtype = torch.bfloat16 if (config.lora and device.startswith("cuda")) else torch.float32
     model, tokenizer, info = load_model(config.base, device=device, dtype=dtype)
     ranks = init_distributed(device)
+    provenance = _provenance(config) if ranks.main else {}  # only the main rank writes checkpoints
     if device.startswith("cuda") and ranks.world > 1:
         device = f"cuda:{ranks.local}"
         model.to(device)
@@ -428,7 +429,7 @@ def train(config: TrainConfig, on_progress: Callable[[dict], None] | None = None
                 if improved:
                     progress.best_val_loss = record.get("val_loss")
                     progress.best_step = progress.step
-                    save_checkpoint(model, tokenizer, out / "best", _meta(config, info, progress, model, len(examples)), config.lora)
+                    save_checkpoint(model, tokenizer, out / "best", _meta(config, info, progress, model, len(examples), provenance), config.lora)
                 _save_state(state_dir, model, optimizer, scheduler, progress, config.lora)
             barrier()
             if on_progress:
@@ -436,7 +437,7 @@ def train(config: TrainConfig, on_progress: Callable[[dict], None] | None = None
     bar.close()
     progress.seconds = time.perf_counter() - started
     if ranks.main:
-        _publish(out, config, info, progress, model, len(examples))
+        _publish(out, config, info, progress, model, len(examples), provenance)
         (out / "ranks").mkdir(exist_ok=True)
         shutil.rmtree(state_dir, ignore_errors=True)  # finished: the resume state is no longer needed
     barrier()
@@ -461,14 +462,24 @@ def _replan_for_time_budget(
         progress.planned_steps = max(progress.step + 1, affordable)
 
 
-def _meta(config: TrainConfig, info, progress: Progress, model, example_count: int) -> dict:
+def _provenance(config: TrainConfig) -> dict:
+    """The hashes of what the run starts from (data files, a continued adapter): computed once, as the
+    data files alone can be tens of MB and the metadata is written at every improvement."""
     data_files = [config.train, *config.extra] + ([config.val] if config.val else [])
+    provenance = {"data": [{"path": str(p), "sha256": file_sha256(p)} for p in data_files]}
+    if config.init_adapter:
+        folder, _ = adapter_checkpoint(config.init_adapter)
+        provenance["init_adapter"] = {"path": str(folder), "sha256": file_sha256(folder / ADAPTER_WEIGHTS)}
+    return provenance
+
+
+def _meta(config: TrainConfig, info, progress: Progress, model, example_count: int, provenance: dict) -> dict:
     meta = {
         "name": Path(config.out).name,
         "template": config.template,
         "base": config.base,
         "base_name": info.name,
-        "data": [{"path": str(p), "sha256": file_sha256(p)} for p in data_files],
+        "data": provenance["data"],
         "examples": example_count,
         "steps": progress.step,
         "planned_steps": progress.planned_steps,
@@ -481,16 +492,17 @@ def _meta(config: TrainConfig, info, progress: Progress, model, example_count: i
     }
     if config.lora:
         meta["lora"] = lora_settings(model)
-    if config.init_adapter:
-        folder, _ = adapter_checkpoint(config.init_adapter)
-        meta["init_adapter"] = {"path": str(folder), "sha256": file_sha256(folder / ADAPTER_WEIGHTS)}
+    if "init_adapter" in provenance:
+        meta["init_adapter"] = provenance["init_adapter"]
     return meta
 
 
-def _publish(out: Path, config: TrainConfig, info, progress: Progress, model, example_count: int) -> None:
+def _publish(
+    out: Path, config: TrainConfig, info, progress: Progress, model, example_count: int, provenance: dict
+) -> None:
     """Make the best checkpoint the run's result: ``out`` itself holds weights and titlecraft.json."""
     best = out / "best"
-    meta = _meta(config, info, progress, model, example_count)
+    meta = _meta(config, info, progress, model, example_count, provenance)
     if best.is_dir():
         best_meta = json.loads((best / CHECKPOINT_META).read_text())
         meta.update({k: best_meta[k] for k in ("steps",)})

@@ -182,3 +182,10 @@ def test_cache_location_follows_the_environment(monkeypatch, tmp_path):
     assert cache_root() == tmp_path / "xdg" / "titlecraft"
     monkeypatch.setenv("TITLECRAFT_CACHE_DIR", str(tmp_path / "override"))
     assert cache_root() == tmp_path / "override"
+
+
+def test_an_adapter_whose_metadata_names_no_base_is_a_clear_error(tmp_path):
+    (tmp_path / ADAPTER_WEIGHTS).write_bytes(b"")
+    (tmp_path / CHECKPOINT_META).write_text('{"name": "orphan"}')
+    with pytest.raises(TitlecraftError, match="names no base model"):
+        load_model(str(tmp_path))
