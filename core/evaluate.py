@@ -49,6 +49,7 @@ class EvalConfig:
     top_p: float | None = None
     max_new_tokens: int | None = None
     greedy_first: bool | None = None
+    oversample: int | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -77,6 +78,7 @@ class EvalConfig:
             "top_p": self.top_p,
             "max_new_tokens": self.max_new_tokens,
             "greedy_first": self.greedy_first,
+            "oversample": self.oversample,
         }
         return SamplingParams(
             n=self.n, ranking=self.rankings[0], **{name: value for name, value in given.items() if value is not None}
@@ -98,6 +100,7 @@ class EvalConfig:
             "top_p": sampling.top_p,
             "max_new_tokens": sampling.max_new_tokens,
             "greedy_first": sampling.greedy_first,
+            "oversample": sampling.oversample,
         }
 
 
@@ -281,6 +284,7 @@ def run_description(config: EvalConfig, samples: Sequence[dict]) -> dict:
         top_p=sampling.top_p,
         max_new_tokens=sampling.max_new_tokens,
         greedy_first=sampling.greedy_first,
+        oversample=sampling.oversample,
         k=config.examples_per_prompt,
         retrieval_pool=config.retrieval_pool if config.examples_per_prompt else None,
         rankings=list(config.rankings),
@@ -335,7 +339,8 @@ def render_report(metrics: dict, samples: Sequence[dict]) -> str:
         f"(seeded shuffle, seed {metrics['seed']}, limit {metrics['limit']}, selection {metrics['selection']}).",
         f"Model: {metrics['model_name']} on {metrics['device']}, {metrics['dtype']} "
         f"(torch threads: {metrics['threads']}); "
-        f"temperature {metrics['temperature']}, top-p {metrics['top_p']}, max new tokens {metrics['max_new_tokens']}.",
+        f"temperature {metrics['temperature']}, top-p {metrics['top_p']}, max new tokens {metrics['max_new_tokens']}, "
+        f"{metrics.get('oversample', 0)} extra candidates sampled and the {metrics['n']} best-ranked kept.",
     ]
     if metrics["k"]:
         lines.append(

@@ -3,12 +3,14 @@
 One pass samples all N candidates together and streams each one's text as its tokens arrive; a
 candidate stops at its own newline or end-of-sequence token. Finished candidates are cleaned, scored
 (mean log-probability of their sampled tokens under the untempered model), de-duplicated, flagged and
-ranked (see core.candidates). When sampling repeats itself, further passes sample the missing number
-(continuing the same random stream) so that the researcher gets N distinct titles.
+ranked (see core.candidates). The first pass samples a few more candidates than asked for and the
+result keeps the N best-ranked: a candidate's score tracks its quality, so the shown set is better than
+N samples at random (docs/evaluation.md). When sampling repeats itself, further passes sample the
+missing number (continuing the same random stream) so that the researcher gets N distinct titles.
 
-Event indices are slots: 0..N-1 plus ``start_index``. A refill pass streams into the slots whose first
-candidate was a repeat, so a front end can show exactly N rows; the final ranked list arrives in the
-GenerationResult.
+Event indices are slots: 0..N-1 plus ``start_index``; the extra candidates stream no events. A refill
+pass streams into the slots whose first candidate was a repeat, so a front end can show exactly N rows;
+the final ranked list arrives in the GenerationResult.
 """
 
 from __future__ import annotations
@@ -51,7 +53,8 @@ PROMPT_CONTEXT_CAP = 1024
 class SamplingParams:
     """How candidates are sampled. ``temperature == 0`` is greedy (deterministic: one candidate).
     ``greedy_first`` decodes the first candidate of a fresh set greedily: the model's most likely
-    title is always on offer, and the others are sampled around it."""
+    title is always on offer, and the others are sampled around it. ``oversample`` extra candidates
+    are sampled alongside the N, unseen, and the N best-ranked of all are kept."""
 
     n: int = 5
     temperature: float = 0.8
@@ -60,6 +63,7 @@ class SamplingParams:
     seed: int | None = None
     ranking: str = "score"
     greedy_first: bool = True
+    oversample: int = 3
 
     def __post_init__(self) -> None:
         problems = []
@@ -71,6 +75,8 @@ class SamplingParams:
             problems.append("top-p must be in (0, 1]")
         if self.max_new_tokens < 1:
             problems.append("max new tokens must be at least 1")
+        if self.oversample < 0:
+            problems.append("the number of extra candidates must not be negative")
         if self.ranking not in RANKINGS:
             problems.append(f"ranking must be one of {', '.join(RANKINGS)}")
         if problems:
@@ -268,7 +274,7 @@ class TitleGenerator:
                 )
         seconds = time.perf_counter() - started
         result = GenerationResult(
-            candidates=rank_candidates(drafts, normalise_whitespace(abstract), params.ranking),
+            candidates=rank_candidates(drafts, normalise_whitespace(abstract), params.ranking)[: params.n],
             notice=prompt.notice,
             seconds=seconds,
             first_token_seconds=None if progress.first_token is None else progress.first_token - started,
@@ -299,11 +305,16 @@ class TitleGenerator:
         force_length: bool,
         progress: _Progress,
     ) -> Generator[CandidateEvent, None, list[tuple[str, float]]]:
-        """Sample passes until N distinct cleaned titles exist (or the refill bound is reached)."""
+        """Sample passes until N distinct cleaned titles exist (or the refill bound is reached); returns
+        every distinct draft, the extra candidates' too (slots N and up), for ranking to choose from."""
         seen = {title_key(clean_title(title)) for title in avoid}
         kept: dict[int, tuple[str, float]] = {}
-        # Greedy decoding repeats itself exactly: one row, and nothing to refill.
-        open_slots = list(range(1 if sampler.greedy else params.n))
+        # Greedy decoding repeats itself exactly: one row, and nothing to refill. Benchmarks
+        # (force_length) compare exactly N rows of work.
+        if sampler.greedy:
+            open_slots = [0]
+        else:
+            open_slots = list(range(params.n + (0 if force_length else params.oversample)))
         # "More titles" (something to avoid) wants new ones: the greedy title was already shown.
         sampler.greedy_rows = 1 if params.greedy_first and not avoid else 0
         for _ in range(1 + MAX_REFILL_PASSES):
@@ -318,9 +329,11 @@ class TitleGenerator:
                 if key not in seen:
                     seen.add(key)
                     kept[row.slot] = (title, row.score)
-            open_slots = [slot for slot in open_slots if slot not in kept]
-            if not open_slots or progress.cancelled or force_length or sampler.greedy:
+            missing = params.n - len(kept)
+            if missing <= 0 or progress.cancelled or force_length or sampler.greedy:
                 break
+            # Refill into the shown slots that hold a repeat (there are at least `missing` of them).
+            open_slots = [slot for slot in range(params.n) if slot not in kept][:missing]
         return [kept[slot] for slot in sorted(kept)]
 
     def _sample_pass(
@@ -336,6 +349,7 @@ class TitleGenerator:
     ) -> Generator[CandidateEvent, None, list[_Row]]:
         """One batched pass over ``slots``: stream each row's text until it stops."""
         rows = [_Row(slot) for slot in slots]
+        shown = params.n  # slots from here on are the unseen extra candidates
         steps = self.decoder.sample(prompt.input_ids, len(rows), params.max_new_tokens, sampler)
         try:
             for tokens, log_probs in steps:
@@ -344,7 +358,8 @@ class TitleGenerator:
                 for row, token, log_prob in zip(rows, tokens, log_probs, strict=True):
                     if not row.finished:
                         progress.new_tokens += 1
-                        if self._extend(row, token, log_prob, force_length) or row.finished:
+                        changed = self._extend(row, token, log_prob, force_length)
+                        if (changed or row.finished) and row.slot < shown:
                             yield CandidateEvent(start_index + row.slot, self._shown(row), row.finished)
                 if all(row.finished for row in rows):
                     break
@@ -356,7 +371,8 @@ class TitleGenerator:
         for row in rows:
             if not row.finished:  # stopped by max_new_tokens
                 row.finished = True
-                yield CandidateEvent(start_index + row.slot, self._shown(row), True)
+                if row.slot < shown:
+                    yield CandidateEvent(start_index + row.slot, self._shown(row), True)
         return rows
 
     def _extend(self, row: _Row, token: int, log_prob: float, force_length: bool) -> bool:

@@ -78,7 +78,7 @@ def scripted(tiny_llama, passes, log_probs=None, **kwargs):
 
 def collect(generator, abstract=ABSTRACT, params=None, **kwargs):
     events = []
-    result = generator.generate(abstract, params or SamplingParams(n=3), on_event=events.append, **kwargs)
+    result = generator.generate(abstract, params or SamplingParams(n=3, oversample=0), on_event=events.append, **kwargs)
     return events, result
 
 
@@ -129,7 +129,7 @@ def test_repeats_are_replaced_by_a_refill_pass_into_the_same_slots(tiny_llama):
 def test_refills_stop_after_the_bound(tiny_llama):
     passes = [["Same Old Title", "Same Old Title"]] + [["same old title"]] * MAX_REFILL_PASSES
     generator, decoder = scripted(tiny_llama, passes)
-    _, result = collect(generator, params=SamplingParams(n=2))
+    _, result = collect(generator, params=SamplingParams(n=2, oversample=0))
     assert decoder.rows_asked == [2] + [1] * MAX_REFILL_PASSES
     rises = [0.8 + REFILL_TEMPERATURE_RISE * k for k in range(1 + MAX_REFILL_PASSES)]
     assert decoder.temperatures == pytest.approx(rises)  # each refill samples hotter
@@ -140,7 +140,7 @@ def test_only_the_first_pass_decodes_its_first_row_greedily(tiny_llama):
     first = ["Sparse Graph Learning", "sparse graph-learning.", "Dense Graph Learning"]
     generator, decoder = scripted(tiny_llama, [first, ["A Third Distinct Title"]] * 2)
     collect(generator)
-    collect(generator, params=SamplingParams(n=3, greedy_first=False))
+    collect(generator, params=SamplingParams(n=3, greedy_first=False, oversample=0))
     assert decoder.greedy_rows == [1, 0, 0, 0]
 
 
@@ -148,18 +148,47 @@ def test_greedy_first_offers_the_greedy_title(tiny_llama):
     model, tokenizer, info = tiny_llama
     generator = TitleGenerator(model, tokenizer, info)
     greedy = generator.generate(ABSTRACT, SamplingParams(n=1, temperature=0, max_new_tokens=10)).candidates[0]
-    sampled = generator.generate(ABSTRACT, SamplingParams(n=3, seed=4, max_new_tokens=10))
+    sampled = generator.generate(ABSTRACT, SamplingParams(n=3, seed=4, max_new_tokens=10, oversample=0))
     assert greedy.text in [c.text for c in sampled.candidates]
-    unpinned = generator.generate(ABSTRACT, SamplingParams(n=3, seed=4, max_new_tokens=10, greedy_first=False))
+    unpinned = generator.generate(ABSTRACT, SamplingParams(n=3, seed=4, max_new_tokens=10, greedy_first=False, oversample=0))
     assert greedy.text not in [c.text for c in unpinned.candidates]
 
 
 def test_avoided_titles_count_as_repeats(tiny_llama):
     generator, decoder = scripted(tiny_llama, [["Shown Before Title", "New Title Here"], ["Another New Title"]])
-    _, result = collect(generator, params=SamplingParams(n=2), avoid=["shown before title."])
+    _, result = collect(generator, params=SamplingParams(n=2, oversample=0), avoid=["shown before title."])
     assert decoder.rows_asked == [2, 1]
     assert decoder.greedy_rows == [0, 0]  # "more titles": the greedy one was shown already
     assert {c.text for c in result.candidates} == {"New Title Here", "Another New Title"}
+
+
+def test_extra_candidates_stream_nothing_and_the_best_ranked_are_kept(tiny_llama):
+    texts = ["Shown Weak Title", "Shown Poor Title", "Unseen Strong Title", "Unseen Weakest Title"]
+    generator, decoder = scripted(tiny_llama, [texts], log_probs=[-1.0, -2.0, -0.5, -3.0])
+    events, result = collect(generator, params=SamplingParams(n=2, oversample=2), start_index=4)
+    assert decoder.rows_asked == [4]
+    assert {e.index for e in events} == {4, 5}  # only the two shown slots stream
+    assert [c.text for c in result.candidates] == ["Unseen Strong Title", "Shown Weak Title"]
+    assert [c.rank for c in result.candidates] == [1, 2]
+
+
+def test_a_distinct_extra_candidate_saves_a_refill(tiny_llama):
+    texts = ["Sparse Graph Learning", "sparse graph learning", "Dense Graph Learning"]
+    generator, decoder = scripted(tiny_llama, [texts])
+    _, result = collect(generator, params=SamplingParams(n=2, oversample=1))
+    assert decoder.rows_asked == [3]
+    assert [c.text for c in result.candidates] == ["Sparse Graph Learning", "Dense Graph Learning"]
+
+
+def test_refills_go_to_shown_slots_and_only_for_what_is_missing(tiny_llama):
+    first = ["Same Title Words", "same title words", "Same Title Words.", "Other Title Words"]
+    generator, decoder = scripted(tiny_llama, [first, ["Third Title Words"]])
+    events, result = collect(generator, params=SamplingParams(n=3, oversample=1))
+    assert decoder.rows_asked == [4, 1]
+    refill = [e.text for e in events if e.finished][3:]
+    assert refill == ["Third Title Words"]
+    assert [e.index for e in events if e.finished][3:] == [1]  # the first shown slot holding a repeat
+    assert sorted(c.text for c in result.candidates) == ["Other Title Words", "Same Title Words", "Third Title Words"]
 
 
 def test_greedy_decodes_a_single_row(tiny_llama):
@@ -180,7 +209,7 @@ def test_cancel_stops_within_one_step_and_keeps_what_exists(tiny_llama):
         if len(seen) == 4:  # during the second step
             cancel.set()
 
-    result = generator.generate(ABSTRACT, SamplingParams(n=2), on_event=on_event, cancel=cancel)
+    result = generator.generate(ABSTRACT, SamplingParams(n=2, oversample=0), on_event=on_event, cancel=cancel)
     assert result.cancelled
     assert decoder.steps_taken == 2
     assert len(seen) == 4 and not any(e.finished for e in seen)

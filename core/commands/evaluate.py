@@ -34,6 +34,8 @@ def register(subparsers) -> None:
     parser.add_argument("--max-new-tokens", type=int, default=None, help="override the generator's token limit")
     parser.add_argument("--greedy-first", action=argparse.BooleanOptionalAction, default=None,
                         help="decode the first candidate greedily (the generator's default: on)")
+    parser.add_argument("--oversample", type=int, default=None, metavar="K",
+                        help="sample K extra candidates and keep the n best-ranked (the generator's default: 3)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads for torch (default: torch's choice); 1 is fastest on a busy machine")
@@ -62,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
         top_p=args.top_p,
         max_new_tokens=args.max_new_tokens,
         greedy_first=args.greedy_first,
+        oversample=args.oversample,
     )
     metrics = evaluate(config, args.out, device=args.device)
     print(

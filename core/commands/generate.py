@@ -38,6 +38,8 @@ def register(subparsers) -> None:
     parser.add_argument("--seed", type=int, default=None, help="fix the random stream to repeat a run")
     parser.add_argument("--greedy-first", action=argparse.BooleanOptionalAction, default=None,
                         help="decode the first candidate greedily, the others sampled (default: on)")
+    parser.add_argument("--oversample", type=int, default=None, metavar="K", help="also sample K unseen "
+                        "candidates and keep the n best-ranked of all (default: 3; 0 samples exactly n)")
     parser.add_argument("--ranking", choices=("score", "consensus"), default=None, help="order by mean "
                         "log-probability (default) or by agreement with the other candidates")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
@@ -69,6 +71,7 @@ def sampling_params(args: argparse.Namespace):
         "seed": args.seed,
         "ranking": args.ranking,
         "greedy_first": args.greedy_first,
+        "oversample": args.oversample,
     }
     return SamplingParams(**{name: value for name, value in given.items() if value is not None})
 
