@@ -1,7 +1,8 @@
 """Candidate generation speed: our streamed generator vs plain ``model.generate``, in the same run.
 
 For one ~256-token abstract and N candidates of exactly 32 new tokens (ends ignored, so both sides do
-equal work), it times the first token and the whole pass of
+equal work; this also leaves out the generator's extra unseen candidates, whose cost shows in
+``titlecraft eval``'s seconds per abstract), it times the first token and the whole pass of
 - ours: ``TitleGenerator.stream`` (one prefill expanded to N rows, streamed text; on CUDA the static
   cache + CUDA graph fast path), and
 - plain: ``model.generate(num_return_sequences=N, do_sample=True)`` (N prefills, no streaming),

@@ -204,18 +204,19 @@ async def test_settings_are_remembered_in_the_store(make_app, db_path):
         await settle(app, pilot)
         await pilot.press("tab", "s")
         await pilot.pause()
+        app.screen.query_one("#setting-oversample", Input).value = "0"
         count = app.screen.query_one("#setting-n", Input)
         count.value = "3"
         count.focus()
         await pilot.press("enter")
         await settle(app, pilot)
-        assert app.sampling["n"] == 3
+        assert (app.sampling["n"], app.sampling["oversample"]) == (3, 0)
     with Store(db_path) as store:
         assert store.get_setting("tui.sampling")["n"] == 3
     again = make_app()
     async with again.run_test(size=(100, 40)) as pilot:
         await settle(again, pilot)
-        assert again.sampling["n"] == 3
+        assert (again.sampling["n"], again.sampling["oversample"]) == (3, 0)
 
 
 async def test_bad_model_spec_is_a_notification(make_app, tmp_path):

@@ -39,6 +39,7 @@ SETTING_FIELDS = (
     SettingField("temperature", "Temperature (0: greedy)", float, 0.0, 2.0),
     SettingField("top_p", "Top-p", float, 0.05, 1.0),
     SettingField("max_new_tokens", "Max new tokens", int, 4, 128),
+    SettingField("oversample", "Extra samples (best kept)", int, 0, 16),
 )
 
 
