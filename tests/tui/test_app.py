@@ -198,6 +198,16 @@ async def test_review_opens_an_abstract_with_its_history(make_app):
         assert decisions == {"Alpha title": None, "Beta title": ACCEPTED, "Gamma title": REJECTED}
 
 
+def test_app_sampling_defaults_are_the_generators():
+    # The app keeps its own copy so that starting it does not import torch; it must not drift.
+    from core.generate import SamplingParams
+    from tui.app import DEFAULT_SAMPLING
+    from tui.screens.settings import SETTING_FIELDS
+
+    core_defaults = SamplingParams()
+    assert DEFAULT_SAMPLING == {field.key: getattr(core_defaults, field.key) for field in SETTING_FIELDS}
+
+
 async def test_settings_are_remembered_in_the_store(make_app, db_path):
     app = make_app()
     async with app.run_test(size=(100, 40)) as pilot:
