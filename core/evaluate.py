@@ -25,6 +25,8 @@ from core.errors import TitlecraftError
 MODES = ("zero-shot", "few-shot", "finetuned")
 RANKING_CHOICES = {"score": ("score",), "consensus": ("consensus",), "both": ("score", "consensus")}
 DEFAULT_RETRIEVAL_POOL = "data/prepared/train.parquet"
+# EvalConfig fields that override the generator's SamplingParams of the same name when given.
+SAMPLING_OVERRIDES = ("temperature", "top_p", "max_new_tokens", "greedy_first", "oversample")
 SAMPLES_FILE = "samples.jsonl"
 METRICS_FILE = "metrics.json"
 REPORT_FILE = "report.md"
@@ -73,13 +75,7 @@ class EvalConfig:
         """The generator's SamplingParams with this run's overrides (seed is set per abstract)."""
         from core.generate import SamplingParams
 
-        given = {
-            "temperature": self.temperature,
-            "top_p": self.top_p,
-            "max_new_tokens": self.max_new_tokens,
-            "greedy_first": self.greedy_first,
-            "oversample": self.oversample,
-        }
+        given = {name: getattr(self, name) for name in SAMPLING_OVERRIDES}
         return SamplingParams(
             n=self.n, ranking=self.rankings[0], **{name: value for name, value in given.items() if value is not None}
         )
@@ -87,7 +83,6 @@ class EvalConfig:
     def identity(self) -> dict:
         """What must match for samples to be reused: everything but the limit (a larger limit with the
         same seed extends the same shuffled order)."""
-        sampling = self.sampling()
         return {
             "model": self.model,
             "data": str(Path(self.data).resolve()),
@@ -96,12 +91,13 @@ class EvalConfig:
             "seed": self.seed,
             "k": self.examples_per_prompt,
             "retrieval_pool": str(Path(self.retrieval_pool).resolve()) if self.examples_per_prompt else None,
-            "temperature": sampling.temperature,
-            "top_p": sampling.top_p,
-            "max_new_tokens": sampling.max_new_tokens,
-            "greedy_first": sampling.greedy_first,
-            "oversample": sampling.oversample,
+            **self.sampling_settings(),
         }
+
+    def sampling_settings(self) -> dict:
+        """The overridable sampling settings as the generator will use them (defaults filled in)."""
+        sampling = self.sampling()
+        return {name: getattr(sampling, name) for name in SAMPLING_OVERRIDES}
 
 
 def row_id(arxiv_id, abstract: str) -> str:
@@ -278,13 +274,8 @@ def evaluate(
 def run_description(config: EvalConfig, samples: Sequence[dict]) -> dict:
     """The settings recorded beside the metrics, so a number can always be traced to how it was made."""
     settings = asdict(config)
-    sampling = config.sampling()
     settings.update(
-        temperature=sampling.temperature,
-        top_p=sampling.top_p,
-        max_new_tokens=sampling.max_new_tokens,
-        greedy_first=sampling.greedy_first,
-        oversample=sampling.oversample,
+        **config.sampling_settings(),
         k=config.examples_per_prompt,
         retrieval_pool=config.retrieval_pool if config.examples_per_prompt else None,
         rankings=list(config.rankings),
