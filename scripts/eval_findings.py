@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.candidates import candidate_flags, copies_abstract  # noqa: E402
+from core.candidates import copies_abstract, rank_candidates  # noqa: E402
 from core.metrics import best_of_n, ranked_top, rouge  # noqa: E402
 
 NEAR_COPY = 80.0
@@ -40,13 +40,11 @@ def top1_rouge_l(sample: dict, ranking: str) -> float:
 
 
 def length_favouring_rouge_l(sample: dict) -> float:
-    """Top-1 ROUGE-L when usable candidates are ranked by mean log-probability x sqrt(words)."""
-    candidates = sample["candidates"]
-    usable = [c for c in candidates if not candidate_flags(c["text"], sample["abstract"])] or candidates
-    if not usable:
-        return 0.0
-    top = max(usable, key=lambda c: c["score"] * len(c["text"].split()) ** 0.5)
-    return rouge(top["text"], sample["reference"])["rougeL"]
+    """Top-1 ROUGE-L when candidates are ranked (usable first, as the generator does) by mean
+    log-probability x sqrt(words)."""
+    drafts = [(c["text"], c["score"] * len(c["text"].split()) ** 0.5) for c in sample["candidates"]]
+    ranked = rank_candidates(drafts, sample["abstract"])
+    return rouge(ranked[0].text if ranked else "", sample["reference"])["rougeL"]
 
 
 def mean_and_error(values: list[float]) -> tuple[float, float]:

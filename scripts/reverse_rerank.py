@@ -22,7 +22,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.candidates import candidate_flags  # noqa: E402
+from core.candidates import rank_candidates  # noqa: E402
 from core.metrics import rouge  # noqa: E402
 from core.models import load_model  # noqa: E402
 from eval_findings import load_samples, mean_and_error  # noqa: E402
@@ -67,11 +67,10 @@ def main() -> None:
     for number, sample in enumerate(samples, start=1):
         candidates = sample["candidates"]
         gains = abstract_gains(model, tokenizer, sample["abstract"], [c["text"] for c in candidates], args.abstract_tokens)
-        quality = [rouge(c["text"], sample["reference"])["rougeL"] for c in candidates]
-        flagged = [bool(candidate_flags(c["text"], sample["abstract"])) for c in candidates]
         for weight, picks in per_weight.items():
-            top = min(range(len(candidates)), key=lambda i: (flagged[i], -(candidates[i]["score"] + weight * gains[i])))
-            picks.append(quality[top])
+            drafts = [(c["text"], c["score"] + weight * gain) for c, gain in zip(candidates, gains, strict=True)]
+            top = rank_candidates(drafts, sample["abstract"])[0]
+            picks.append(rouge(top.text, sample["reference"])["rougeL"])
         print(f"\r{number}/{len(samples)} abstracts", end="", file=sys.stderr, flush=True)
     print(file=sys.stderr)
     baseline = per_weight[0.0]
