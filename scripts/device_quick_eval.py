@@ -19,12 +19,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from core.candidates import clean_title  # noqa: E402
 from core.models import load_model  # noqa: E402
 from core.prompts import build_prompt  # noqa: E402
-
-
-def first_line(text: str) -> str:
-    return text.split("\n", 1)[0].strip().strip('"').removesuffix(".").strip()
 
 
 def main() -> None:
@@ -61,8 +58,8 @@ def main() -> None:
             sampled = model.generate(
                 ids, do_sample=True, temperature=0.8, top_p=0.95, num_return_sequences=args.n, **common
             )
-        greedy_text = [first_line(t) for t in tokenizer.batch_decode(greedy[:, width:], skip_special_tokens=True)]
-        sampled_text = [first_line(t) for t in tokenizer.batch_decode(sampled[:, width:], skip_special_tokens=True)]
+        greedy_text = [clean_title(t) for t in tokenizer.batch_decode(greedy[:, width:], skip_special_tokens=True)]
+        sampled_text = [clean_title(t) for t in tokenizer.batch_decode(sampled[:, width:], skip_special_tokens=True)]
         for row, reference in enumerate(chunk["title"]):
             scores = scorer.score(reference, greedy_text[row])
             top1.append({k: v.fmeasure for k, v in scores.items()})
