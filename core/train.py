@@ -104,11 +104,14 @@ class TitleLoss(nn.Module):
 
     def compile_backbone(self) -> None:
         """Compile the transformer body once for every batch shape (dynamic sizes: batches are padded
-        only to their longest member, so a static compile would recompile for each length)."""
+        only to their longest member, so a static compile would recompile for each length).
+
+        Only training steps use it: validation (no grad) would need a second graph, whose compile costs
+        minutes and saves seconds."""
         self._compiled_body = torch.compile(self.backbone.forward, dynamic=True)
 
     def _hidden(self, input_ids, attention_mask):
-        if self._compiled_body is not None:
+        if self._compiled_body is not None and torch.is_grad_enabled():
             try:
                 return self._compiled_body(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
             except torch._dynamo.exc.BackendCompilerFailed as error:
@@ -372,10 +375,6 @@ def train(config: TrainConfig, on_progress: Callable[[dict], None] | None = None
     seen_examples: list[int] = []
     bar = tqdm(total=progress.planned_steps, initial=progress.step, disable=not ranks.main, desc="training", unit="step")
     started = time.perf_counter() - progress.seconds
-    if config.compile and val_examples:
-        # Validation (no grad, eval mode) needs a graph of its own: compile it now, on one batch, so
-        # that --max-minutes, which plans from the first steps, counts its compile time.
-        validation_loss(loss_model, val_examples[: config.batch_size], pad_id, device, config.batch_size)
     window_tokens, window_start = 0, time.perf_counter()
     clock_start = started
     eval_every = max(1, config.eval_every)
