@@ -94,7 +94,7 @@ def main() -> None:
     parser.add_argument("--lora", action="store_true", help="also time our pipeline with a LoRA adapter")
     parser.add_argument(
         "--compile", action="store_true",
-        help="also time our pipeline with the model body torch.compile'd (titlecraft train --compile)",
+        help="also time our pipeline with the decoder layers torch.compile'd (titlecraft train --compile)",
     )
     parser.add_argument("--tokenizer", default="embedded-base", help="model spec or folder for the tokenizer")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")

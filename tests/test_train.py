@@ -19,7 +19,7 @@ from core.generate import SamplingParams, TitleGenerator
 from core.models import ADAPTER_WEIGHTS, file_sha256, load_model
 from core.prompts import COMPLETION, build_prompt, completion_prompt, completion_target
 from core.distributed import Ranks
-from core.train import Progress, TitleLoss, TrainConfig, _replan_for_time_budget, train
+from core.train import Progress, TitleLoss, TrainConfig, _replan_for_time_budget, decoder_layers, train
 from core.train_data import IGNORE_INDEX, ExampleEncoder, collate, length_grouped_batches, read_pairs
 
 REPO = Path(__file__).resolve().parents[1]
@@ -287,6 +287,15 @@ def test_a_compiled_run_learns_what_the_eager_one_does(tmp_path, tiny_llama_dir,
     first, second = load_file(str(eager / "model.safetensors")), load_file(str(compiled / "model.safetensors"))
     assert first.keys() == second.keys()
     assert all(torch.allclose(first[name], second[name], atol=1e-4) for name in first)
+
+
+@pytest.mark.parametrize("fixture,stack", [("tiny_gptneo_dir", "h"), ("tiny_llama_dir", "layers")])
+def test_compiling_targets_the_stack_of_decoder_layers(request, fixture, stack):
+    model, _, _ = load_model(str(request.getfixturevalue(fixture)), device="cpu")
+    backbone = TitleLoss(model).backbone
+    assert decoder_layers(backbone) is getattr(backbone, stack)
+    with pytest.raises(TitlecraftError, match="no stack of layers"):
+        decoder_layers(torch.nn.Linear(2, 2))
 
 
 def test_a_failing_compile_falls_back_to_eager_training(tmp_path, tiny_llama_dir, split_files, monkeypatch, capsys):
