@@ -7,9 +7,10 @@
 #   bash scripts/device_train.sh 4            # no carry: training benchmark (after the result has landed)
 # Settings for stage 3 come from the environment (defaults below); LIMIT trains on a sample (dry runs),
 # INIT_ADAPTER=embedded continues the shipped adapter (a further epoch) instead of training a fresh one,
-# SEED reshuffles (use another for a further epoch), COMPILE=1 trains with the model body torch.compile'd
-# (on an H200 on 2026-11-27 a compiled continuation had saved nothing after 9 minutes, most likely still
-# compiling: leave it off for a run that must land). The training log is written line by line, and
+# SEED reshuffles (use another for a further epoch), COMPILE=1 trains with the decoder layers
+# torch.compile'd (on an H200 on 2026-11-27 a run compiling the whole body had saved nothing after 9
+# minutes; per-layer compiling is about 5x quicker on the CPU, but unmeasured on a GPU: leave it off for
+# a run that must land, and measure it with stage 4 first). The training log is written line by line, and
 # training is stopped TRAIN_GRACE seconds (default 120) after its budget, so a call cut short still
 # returns the log and the best checkpoint. Stage 4 times BENCH_BATCHES (default 256), with compiled rows
 # unless BENCH_COMPILE= (empty), within BENCH_SECONDS (default 300).
