@@ -9,6 +9,7 @@ initialised: speed does not depend on weight values) with bf16 autocast on CUDA,
     python bench/train.py --batch-size 32 --steps 30   # on a GPU
     python bench/train.py --batch-size 32 --our-batch-size 64 --lora   # ours at the same tokens per step
     python bench/train.py --batch-size 32 --our-batch-size 128 --lora --compile   # also torch.compile'd rows
+    python bench/train.py --batch-size 32 --our-batch-size 256 --profile 3   # and where our step's time goes
 Prints real (non-padding) tokens per second for each, their ratio, and each one's padding fraction.
 """
 
@@ -81,6 +82,21 @@ def time_steps(step, batches, device: str, warmup: int, steps: int) -> tuple[flo
     return real / sum(elapsed), 1 - real / padded
 
 
+def profile_steps(step, batches, device: str, steps: int) -> str:
+    """The operators that take our training step's time, most expensive first: where to optimise next."""
+    from torch.profiler import ProfilerActivity, profile
+
+    cuda = device.startswith("cuda")
+    batches = iter(batches)
+    with profile(activities=[ProfilerActivity.CPU, *([ProfilerActivity.CUDA] if cuda else [])]) as profiler:
+        for _ in range(steps):
+            step({k: v.to(device) for k, v in next(batches).items()})
+        if cuda:
+            torch.cuda.synchronize()
+    sort_by = "self_device_time_total" if cuda else "self_cpu_time_total"
+    return profiler.key_averages().table(sort_by=sort_by, row_limit=20)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pairs", type=Path, default=SHARED_PAIRS)
@@ -95,6 +111,10 @@ def main() -> None:
     parser.add_argument(
         "--compile", action="store_true",
         help="also time our pipeline with the decoder layers torch.compile'd (titlecraft train --compile)",
+    )
+    parser.add_argument(
+        "--profile", type=int, default=0, metavar="STEPS",
+        help="also profile this many steps of our (eager) pipeline and print the costliest operators",
     )
     parser.add_argument("--tokenizer", default="embedded-base", help="model spec or folder for the tokenizer")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -145,6 +165,8 @@ def main() -> None:
     results["titlecraft (dynamic pad, title loss)"] = time_steps(
         ours, our_batches(examples, our_batch_size, pad_id, seed=0, multiple=multiple), args.device, warmup, steps
     )
+    if args.profile:
+        profile = profile_steps(ours, our_batches(examples, our_batch_size, pad_id, seed=2, multiple=multiple), args.device, args.profile)
     if args.compile:
         # The first warm-up step compiles; dynamic shapes keep the later lengths from recompiling.
         title_loss.compile_backbone()
@@ -180,6 +202,8 @@ def main() -> None:
         print(f"{name:50s} {rate:12,.0f} {padding:8.1%} {rate / baseline:6.2f}x")
     lengths = [len(e.input_ids) for e in examples]
     print(f"example length: median {statistics.median(lengths):.0f}, max {max(lengths)} tokens")
+    if args.profile:
+        print(f"\nour pipeline, {args.profile} profiled steps:\n{profile}")
 
 
 if __name__ == "__main__":

@@ -13,7 +13,8 @@
 # a run that must land, and measure it with stage 4 first). The training log is written line by line, and
 # training is stopped TRAIN_GRACE seconds (default 120) after its budget, so a call cut short still
 # returns the log and the best checkpoint. Stage 4 times BENCH_BATCHES (default 256), with compiled rows
-# unless BENCH_COMPILE= (empty), within BENCH_SECONDS (default 300).
+# unless BENCH_COMPILE= (empty), within BENCH_SECONDS (default 300), and profiles BENCH_PROFILE steps
+# (default 3; 0: none) of the eager pipeline to show where a step's time goes.
 set -euo pipefail
 export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=true
 stage=$1
@@ -69,7 +70,7 @@ PY
 4)
     for batch in ${BENCH_BATCHES:-256}; do
         timeout "${BENCH_SECONDS:-300}" python3 bench/train.py --pairs "$work/train.parquet" --batch-size 32 \
-            --our-batch-size "$batch" --steps 20 --lora ${BENCH_COMPILE---compile} 2>&1 \
+            --our-batch-size "$batch" --steps 20 --lora ${BENCH_COMPILE---compile} --profile "${BENCH_PROFILE:-3}" 2>&1 \
             | grep --line-buffered -v -E "^(Loading|Writing)" | tee -a "$out/bench_train.txt" || echo "training benchmark stopped"
     done
     ;;
