@@ -166,3 +166,30 @@ def rank_candidates(drafts: Sequence[tuple[str, float]], abstract: str, ranking:
     for rank, candidate in enumerate(ranked, start=1):
         candidate.rank = rank
     return ranked
+
+
+def keep_diverse(ranked: Sequence[Candidate], n: int, diversity: float) -> list[Candidate]:
+    """The N candidates to show from a ranked list that holds more than N (maximal marginal relevance).
+
+    The top-ranked one is always kept; each next one is the usable candidate with the highest score
+    minus ``diversity`` times its ROUGE-L F1 to the closest one already kept. Near-variants of a kept
+    title then give way to a different title of almost the same score: a researcher gets more distinct
+    options, and the best of them is closer to the real title more often (docs/evaluation.md).
+    ``diversity == 0`` keeps the N best-ranked. The kept ones stay in ranked order and are re-numbered.
+    """
+    if diversity <= 0 or len(ranked) <= n:
+        kept = list(ranked[:n])
+    else:
+        words = [title_words(candidate.text) for candidate in ranked]
+        chosen, closest = [0], [rouge_l_f1(words[i], words[0]) for i in range(len(ranked))]
+        while len(chosen) < n:
+            pick = max(
+                (i for i in range(len(ranked)) if i not in chosen),
+                key=lambda i: (ranked[i].usable, ranked[i].score - diversity * closest[i]),
+            )
+            chosen.append(pick)
+            closest = [max(closest[i], rouge_l_f1(words[i], words[pick])) for i in range(len(ranked))]
+        kept = [ranked[i] for i in sorted(chosen)]
+    for rank, candidate in enumerate(kept, start=1):
+        candidate.rank = rank
+    return kept

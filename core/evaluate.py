@@ -26,7 +26,7 @@ MODES = ("zero-shot", "few-shot", "finetuned")
 RANKING_CHOICES = {"score": ("score",), "consensus": ("consensus",), "both": ("score", "consensus")}
 DEFAULT_RETRIEVAL_POOL = "data/prepared/train.parquet"
 # EvalConfig fields that override the generator's SamplingParams of the same name when given.
-SAMPLING_OVERRIDES = ("temperature", "top_p", "max_new_tokens", "greedy_first", "oversample")
+SAMPLING_OVERRIDES = ("temperature", "top_p", "max_new_tokens", "greedy_first", "oversample", "diversity")
 SAMPLES_FILE = "samples.jsonl"
 METRICS_FILE = "metrics.json"
 REPORT_FILE = "report.md"
@@ -52,6 +52,7 @@ class EvalConfig:
     max_new_tokens: int | None = None
     greedy_first: bool | None = None
     oversample: int | None = None
+    diversity: float | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -331,7 +332,8 @@ def render_report(metrics: dict, samples: Sequence[dict]) -> str:
         f"Model: {metrics['model_name']} on {metrics['device']}, {metrics['dtype']} "
         f"(torch threads: {metrics['threads']}); "
         f"temperature {metrics['temperature']}, top-p {metrics['top_p']}, max new tokens {metrics['max_new_tokens']}, "
-        f"{metrics.get('oversample', 0)} extra candidates sampled and the {metrics['n']} best-ranked kept.",
+        f"{metrics.get('oversample', 0)} extra candidates sampled and {metrics['n']} kept "
+        f"(diversity weight {metrics.get('diversity', 0)}).",
     ]
     if metrics["k"]:
         lines.append(

@@ -4,8 +4,8 @@ One pass samples all N candidates together and streams each one's text as its to
 candidate stops at its own newline or end-of-sequence token. Finished candidates are cleaned, scored
 (mean log-probability of their sampled tokens under the untempered model), de-duplicated, flagged and
 ranked (see core.candidates). The first pass samples a few more candidates than asked for and the
-result keeps the N best-ranked: a candidate's score tracks its quality, so the shown set is better than
-N samples at random (docs/evaluation.md). When sampling repeats itself, further passes sample the
+result keeps N of them: a candidate's score tracks its quality, so the shown set is better than N
+samples at random, and near-variants of a kept title give way to different ones (docs/evaluation.md). When sampling repeats itself, further passes sample the
 missing number (continuing the same random stream) so that the researcher gets N distinct titles.
 
 Event indices are slots: 0..N-1 plus ``start_index``; the extra candidates stream no events. A refill
@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
-from core.candidates import RANKINGS, Candidate, clean_title, rank_candidates, title_key
+from core.candidates import RANKINGS, Candidate, clean_title, keep_diverse, rank_candidates, title_key
 from core.decoding import Decoder, EagerDecoder, model_device
 from core.errors import TitlecraftError
 from core.fastpath import StaticDecoder, supports_fast_path
@@ -54,7 +54,8 @@ class SamplingParams:
     """How candidates are sampled. ``temperature == 0`` is greedy (deterministic: one candidate).
     ``greedy_first`` decodes the first candidate of a fresh set greedily: the model's most likely
     title is always on offer, and the others are sampled around it. ``oversample`` extra candidates
-    are sampled alongside the N, unseen, and the N best-ranked of all are kept."""
+    are sampled alongside the N, unseen, and N of all are kept: the best-ranked, then by score with
+    near-variants of a kept title penalised by ``diversity`` (0: simply the N best-ranked)."""
 
     n: int = 5
     temperature: float = 0.8
@@ -64,6 +65,7 @@ class SamplingParams:
     ranking: str = "score"
     greedy_first: bool = True
     oversample: int = 3
+    diversity: float = 1.5
 
     def __post_init__(self) -> None:
         problems = []
@@ -77,6 +79,8 @@ class SamplingParams:
             problems.append("max new tokens must be at least 1")
         if self.oversample < 0:
             problems.append("the number of extra candidates must not be negative")
+        if self.diversity < 0:
+            problems.append("the diversity weight must not be negative")
         if self.ranking not in RANKINGS:
             problems.append(f"ranking must be one of {', '.join(RANKINGS)}")
         if problems:
@@ -274,7 +278,9 @@ class TitleGenerator:
                 )
         seconds = time.perf_counter() - started
         result = GenerationResult(
-            candidates=rank_candidates(drafts, normalise_whitespace(abstract), params.ranking)[: params.n],
+            candidates=keep_diverse(
+                rank_candidates(drafts, normalise_whitespace(abstract), params.ranking), params.n, params.diversity
+            ),
             notice=prompt.notice,
             seconds=seconds,
             first_token_seconds=None if progress.first_token is None else progress.first_token - started,

@@ -12,6 +12,7 @@ from core.candidates import (
     clean_title,
     consensus_scores,
     copies_abstract,
+    keep_diverse,
     rank_candidates,
     rouge_l_f1,
     title_key,
@@ -121,3 +122,33 @@ def test_rank_puts_usable_first_then_orders_by_score_or_consensus():
     assert by_consensus[-1].text == "Sparse"
     with pytest.raises(ValueError, match="ranking"):
         rank_candidates(drafts, ABSTRACT, "votes")
+
+
+def test_keep_diverse_trades_a_near_variant_for_a_different_title():
+    drafts = [
+        ("Sparse Attention for Long Documents", -0.2),
+        ("Sparse Attention for Long Document Collections", -0.3),  # a near-variant of the top title
+        ("Retrieval Beats Attention on Legal Texts", -0.5),
+        ("Sparse", -0.1),  # flagged too short: only kept when nothing usable is left
+    ]
+    ranked = rank_candidates(drafts, ABSTRACT, "score")
+    assert [c.text for c in keep_diverse(ranked, 2, 0.0)] == [d[0] for d in drafts[:2]]
+    kept = keep_diverse(rank_candidates(drafts, ABSTRACT, "score"), 2, 1.5)
+    assert [c.text for c in kept] == ["Sparse Attention for Long Documents", "Retrieval Beats Attention on Legal Texts"]
+    assert [c.rank for c in kept] == [1, 2]
+    # A small weight does not outweigh the variant's better score.
+    assert keep_diverse(rank_candidates(drafts, ABSTRACT, "score"), 2, 0.1)[1].text == drafts[1][0]
+    everything = keep_diverse(rank_candidates(drafts, ABSTRACT, "score"), 4, 1.5)
+    assert [c.text for c in everything] == [c.text for c in ranked]  # N of N: all kept, in ranked order
+
+
+def test_keep_diverse_always_keeps_the_top_of_either_ranking():
+    drafts = [
+        ("Fast Sparse Attention for Long Documents", -2.0),
+        ("Fast Sparse Attention for Documents", -1.0),
+        ("Cooking With Gas Tonight", -0.5),
+    ]
+    by_consensus = rank_candidates(drafts, ABSTRACT, "consensus")
+    kept = keep_diverse(by_consensus, 2, 1.5)
+    assert kept[0].text == by_consensus[0].text == "Fast Sparse Attention for Documents"
+    assert kept[1].text == "Cooking With Gas Tonight"

@@ -172,6 +172,17 @@ def test_extra_candidates_stream_nothing_and_the_best_ranked_are_kept(tiny_llama
     assert [c.rank for c in result.candidates] == [1, 2]
 
 
+def test_the_kept_set_trades_a_near_variant_for_a_different_title(tiny_llama):
+    texts = ["Graph Networks for Molecules", "Graph Networks for Molecule Design", "Protein Folding With Diffusion"]
+    log_probs = [-0.5, -0.6, -0.9]
+    generator, _ = scripted(tiny_llama, [texts], log_probs=log_probs)
+    _, diverse = collect(generator, params=SamplingParams(n=2, oversample=1))
+    assert [c.text for c in diverse.candidates] == ["Graph Networks for Molecules", "Protein Folding With Diffusion"]
+    generator, _ = scripted(tiny_llama, [texts], log_probs=log_probs)
+    _, best_ranked = collect(generator, params=SamplingParams(n=2, oversample=1, diversity=0))
+    assert [c.text for c in best_ranked.candidates] == texts[:2]
+
+
 def test_a_distinct_extra_candidate_saves_a_refill(tiny_llama):
     texts = ["Sparse Graph Learning", "sparse graph learning", "Dense Graph Learning"]
     generator, decoder = scripted(tiny_llama, [texts])
@@ -237,8 +248,8 @@ def test_out_of_memory_becomes_advice_after_freeing_the_decoder(tiny_llama):
 
 
 def test_invalid_settings_are_reported_together():
-    with pytest.raises(TitlecraftError, match="temperature.*top-p"):
-        SamplingParams(temperature=-1, top_p=0)
+    with pytest.raises(TitlecraftError, match="temperature.*top-p.*diversity"):
+        SamplingParams(temperature=-1, top_p=0, diversity=-0.5)
 
 
 def test_long_abstract_is_truncated_with_a_notice(tiny_llama):

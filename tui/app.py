@@ -58,7 +58,7 @@ from tui.widgets.status_bar import StatusBar, StatusInfo, model_label
 
 SAMPLING_SETTING = "tui.sampling"
 FEW_SHOT_SETTING = "tui.few_shot"
-DEFAULT_SAMPLING = {"n": 5, "temperature": 0.8, "top_p": 0.95, "max_new_tokens": 40, "oversample": 3}
+DEFAULT_SAMPLING = {"n": 5, "temperature": 0.8, "top_p": 0.95, "max_new_tokens": 40, "oversample": 3, "diversity": 1.5}
 TOKEN_COUNT_DELAY = 0.3  # seconds of typing pause before the abstract is re-tokenised
 
 

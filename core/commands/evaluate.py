@@ -36,6 +36,9 @@ def register(subparsers) -> None:
                         help="decode the first candidate greedily (the generator's default: on)")
     parser.add_argument("--oversample", type=int, default=None, metavar="K",
                         help="sample K extra candidates and keep the n best-ranked (the generator's default: 3)")
+    parser.add_argument("--diversity", type=float, default=None, metavar="W",
+                        help="penalise kept candidates' similarity to each other by W (the generator's default: 1.5; "
+                        "0 keeps the n best-ranked)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads for torch (default: torch's choice); 1 is fastest on a busy machine")
@@ -65,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
         max_new_tokens=args.max_new_tokens,
         greedy_first=args.greedy_first,
         oversample=args.oversample,
+        diversity=args.diversity,
     )
     metrics = evaluate(config, args.out, device=args.device)
     print(

@@ -40,6 +40,8 @@ def register(subparsers) -> None:
                         help="decode the first candidate greedily, the others sampled (default: on)")
     parser.add_argument("--oversample", type=int, default=None, metavar="K", help="also sample K unseen "
                         "candidates and keep the n best-ranked of all (default: 3; 0 samples exactly n)")
+    parser.add_argument("--diversity", type=float, default=None, metavar="W", help="when keeping n of more, "
+                        "penalise a candidate's ROUGE-L to those kept by W (default: 1.5; 0 keeps the n best-ranked)")
     parser.add_argument("--ranking", choices=("score", "consensus"), default=None, help="order by mean "
                         "log-probability (default) or by agreement with the other candidates")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
@@ -72,6 +74,7 @@ def sampling_params(args: argparse.Namespace):
         "ranking": args.ranking,
         "greedy_first": args.greedy_first,
         "oversample": args.oversample,
+        "diversity": args.diversity,
     }
     return SamplingParams(**{name: value for name, value in given.items() if value is not None})
 
