@@ -8,6 +8,8 @@ equal work; this also leaves out the generator's extra unseen candidates, whose 
 - plain: ``model.generate(num_return_sequences=N, do_sample=True)`` (N prefills, no streaming),
 - ours, prefilled: ours after ``TitleGenerator.prefill`` ran the prompt untimed, as the app does
   while the researcher edits (its first token then needs no model call),
+- on CUDA also: ours with the decode step compiled, and ours unfused (each layer's q/k/v and gate/up
+  projections as separate multiplies, as the model comes: what stacking them saves),
 and prints medians over a few repeats after a warm-up, with ratios. Each run prefixes the abstract with
 a different word, so no run reuses a prefill (as for a new abstract in the app).
 
@@ -21,6 +23,7 @@ tokenizer is a word-level one built here, so decoding text still costs what it d
 from __future__ import annotations
 
 import argparse
+import copy
 import statistics
 import sys
 import time
@@ -31,6 +34,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.fastpath import StaticDecoder  # noqa: E402
+from core.fused import FUSED_MARK  # noqa: E402
 from core.generate import SamplingParams, TitleGenerator  # noqa: E402
 from core.models import DTYPES, ModelInfo, load_model, random_embedded_shape_model, resolve_device  # noqa: E402
 from core.prompts import COMPLETION  # noqa: E402
@@ -170,12 +174,16 @@ def time_plain(model, tokenizer, generator: TitleGenerator, abstract: str, n: in
     return first.at - started, total
 
 
-def our_generators(model, tokenizer, info, device: str, compile_step: bool) -> dict[str, TitleGenerator]:
-    """Our generator as the app builds it; on CUDA also with the decode step compiled before capture."""
+def our_generators(model, stock, tokenizer, info, device: str, compile_step: bool) -> dict[str, TitleGenerator]:
+    """Our generator as the app builds it; on CUDA also with the decode step compiled before capture,
+    and on ``stock`` (an unchanged copy of the model) without stacked projections."""
     generators = {"ours": TitleGenerator(model, tokenizer, info)}
-    if device.startswith("cuda") and compile_step:
-        decoder = StaticDecoder(model, compile_step=True)
-        generators["ours, compiled step"] = TitleGenerator(model, tokenizer, info, decoder=decoder)
+    if device.startswith("cuda"):
+        unfused = StaticDecoder(stock, fuse=False)
+        generators["ours, unfused"] = TitleGenerator(stock, tokenizer, info, decoder=unfused)
+        if compile_step:
+            decoder = StaticDecoder(model, compile_step=True)
+            generators["ours, compiled step"] = TitleGenerator(model, tokenizer, info, decoder=decoder)
     return generators
 
 
@@ -191,6 +199,8 @@ def describe(generator: TitleGenerator) -> str:
         )
         if getattr(decoder, attribute, False)
     ]
+    if isinstance(decoder, StaticDecoder) and any(getattr(m, FUSED_MARK, False) for m in decoder.model.modules()):
+        kept.append("stacked projections")
     return f"{type(decoder).__name__} ({', '.join(kept) or 'eager'})"
 
 
@@ -214,7 +224,9 @@ def main() -> None:
     args.random_init = args.random_init or device.startswith("cuda")
     torch.manual_seed(0)
     model, tokenizer, info, abstract = load(args, device)
-    generators = our_generators(model, tokenizer, info, device, compile_step=not args.no_compile)
+    # The fast path stacks the model's projections in place; plain generate gets the model as loaded.
+    stock = copy.deepcopy(model) if device.startswith("cuda") else model
+    generators = our_generators(model, stock, tokenizer, info, device, compile_step=not args.no_compile)
     reference = generators["ours"]
     prompt_tokens = len(reference.build_prompt(abstract, args.new_tokens).input_ids)
     where = torch.cuda.get_device_name() if device.startswith("cuda") else f"{torch.get_num_threads()} CPU threads"
@@ -233,7 +245,7 @@ def main() -> None:
             timings = {name: time_ours(g, variant, n, args.new_tokens, seed=repeat) for name, g in generators.items()}
             prefilled = f"{prefixes[-1 - repeat]} {abstract}"
             timings["ours, prefilled"] = time_prefilled(reference, prefilled, n, args.new_tokens, seed=repeat)
-            timings["plain generate"] = time_plain(model, tokenizer, reference, variant, n, args.new_tokens, device)
+            timings["plain generate"] = time_plain(stock, tokenizer, reference, variant, n, args.new_tokens, device)
             if repeat:  # the first round is the warm-up (and, on CUDA, compilation and graph capture)
                 for name, timing in timings.items():
                     runs[name].append(timing)

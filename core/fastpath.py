@@ -27,6 +27,7 @@ import torch
 
 from core.decoding import Prefill, StepTokens, last_logits_kwargs, model_device
 from core.errors import TitlecraftWarning
+from core.fused import fuse_projections
 from core.sampling import TokenSampler, choose_tokens
 
 PROMPT_STEP = 64
@@ -263,9 +264,14 @@ class StaticDecoder:
     fewer kernels per replay, at the price of a compilation (tens of seconds) for every new
     (rows, capacity) pair. A compilation or capture that fails is dropped with a warning, and only
     that one: a failed prefill capture leaves the decode graphs in place.
+
+    ``fuse`` (default) stacks each Llama layer's q/k/v and gate/up weights so that a step runs two
+    multiplies where it ran five (core.fused); the model is changed in place and computes the same.
     """
 
-    def __init__(self, model, use_graphs: bool | None = None, compile_step: bool = False):
+    def __init__(self, model, use_graphs: bool | None = None, compile_step: bool = False, fuse: bool = True):
+        if fuse:
+            fuse_projections(model)
         self.model = model
         self.device = model_device(model)
         use_graphs = self.device.type == "cuda" if use_graphs is None else use_graphs
