@@ -4,6 +4,7 @@
     python scripts/eval_findings.py --copy-flag-rate data/prepared/train.parquet
     python scripts/eval_findings.py --paired OLD_REPORT NEW_REPORT
     python scripts/eval_findings.py --keep 5 REPORT_WITH_MORE_CANDIDATES
+    python scripts/eval_findings.py --keep 5 --diversity 1.5 REPORT_WITH_MORE_CANDIDATES
 
 For each report: the paired difference of top-1 ROUGE-L between consensus and score ranking (mean and
 standard error over the same abstracts), and between a length-favouring ranking (mean log-probability
@@ -14,6 +15,8 @@ few-shot reports how often the top title nearly copies (ROUGE-L >= 80) a retriev
 compares two runs on the abstracts they share (top-1 and best-of-N ROUGE-L, new minus old). ``--keep K``
 asks, for a report sampled with more than K candidates, what showing only the K highest-scoring would
 give: best-of-K ROUGE-L against K candidates picked at random (the average over all subsets of K).
+With ``--diversity W`` it instead compares, within the K + 3 highest-scoring (the pool the generator
+keeps from by default), the K highest-scoring with the K that ``keep_diverse`` keeps at weight W.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.candidates import copies_abstract, rank_candidates  # noqa: E402
+from core.candidates import copies_abstract, keep_diverse, rank_candidates  # noqa: E402
 from core.metrics import best_of_n, ranked_top, rouge  # noqa: E402
 
 NEAR_COPY = 80.0
@@ -107,6 +110,22 @@ def keep_highest_scoring(report: Path, keep: int) -> None:
     )
 
 
+def keep_diverse_findings(report: Path, keep: int, diversity: float) -> None:
+    """Best-of-K of the K best-ranked against the diverse K, both from the K + 3 best-ranked, paired."""
+    best_ranked, diverse = [], []
+    for sample in load_samples(report):
+        drafts = [(c["text"], c["score"]) for c in sample["candidates"]]
+        pool = rank_candidates(drafts, sample["abstract"])[: keep + 3]
+        for kept, found in ((pool[:keep], best_ranked), (keep_diverse(pool, keep, diversity), diverse)):
+            found.append(max(rouge(c.text, sample["reference"])["rougeL"] for c in kept))
+    difference, error = mean_and_error([d - b for d, b in zip(diverse, best_ranked, strict=True)])
+    print(
+        f"{report.name}: best of {keep} from the {keep + 3} best-ranked: the {keep} best-ranked "
+        f"{statistics.fmean(best_ranked):.1f}; kept with diversity {diversity:g} {statistics.fmean(diverse):.1f}; "
+        f"paired {difference:+.1f} ± {error:.1f}"
+    )
+
+
 def copy_flag_rate(pairs: Path) -> None:
     import pandas as pd
 
@@ -121,10 +140,13 @@ def main() -> None:
     parser.add_argument("reports", nargs="*", type=Path, help="evaluation report folders")
     parser.add_argument("--copy-flag-rate", type=Path, metavar="PARQUET", help="a pair file with real titles")
     parser.add_argument("--keep", type=int, metavar="K", help="compare the K highest-scoring candidates with K random ones")
+    parser.add_argument("--diversity", type=float, metavar="W", help="with --keep: the diverse K against the K best-ranked")
     parser.add_argument("--paired", nargs=2, type=Path, metavar=("OLD", "NEW"), help="two report folders to compare")
     args = parser.parse_args()
     for report in args.reports:
-        if args.keep:
+        if args.keep and args.diversity is not None:
+            keep_diverse_findings(report, args.keep, args.diversity)
+        elif args.keep:
             keep_highest_scoring(report, args.keep)
         else:
             report_findings(report)
