@@ -57,7 +57,8 @@ def _fused_attention(self, hidden_states, position_embeddings, attention_mask=No
     attend = ALL_ATTENTION_FUNCTIONS.get_interface(
         self.config._attn_implementation, modeling_llama.eager_attention_forward
     )
-    output, weights = attend(self, query, key, value, attention_mask, dropout=0.0, scaling=self.scaling, **kwargs)
+    dropout = self.attention_dropout if self.training else 0.0
+    output, weights = attend(self, query, key, value, attention_mask, dropout=dropout, scaling=self.scaling, **kwargs)
     return self.o_proj(output.reshape(*input_shape, -1).contiguous()), weights
 
 
