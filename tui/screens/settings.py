@@ -40,7 +40,7 @@ SETTING_FIELDS = (
     SettingField("top_p", "Top-p", float, 0.05, 1.0),
     SettingField("max_new_tokens", "Max new tokens", int, 4, 128),
     SettingField("oversample", "Extra samples (best kept)", int, 0, 16),
-    SettingField("diversity", "Diversity of the kept (0: best only)", float, 0.0, 5.0),
+    SettingField("diversity", "Diversity weight (0: best-ranked)", float, 0.0, 5.0),
 )
 
 
