@@ -174,7 +174,7 @@ def keep_diverse(ranked: Sequence[Candidate], n: int, diversity: float) -> list[
     The top-ranked one is always kept; each next one is the usable candidate with the highest score
     minus ``diversity`` times its ROUGE-L F1 to the closest one already kept. Near-variants of a kept
     title then give way to a different title of almost the same score: a researcher gets more distinct
-    options, and the best of them is closer to the real title more often (docs/evaluation.md).
+    options, and on the test split the best of them is as good as before (docs/evaluation.md).
     ``diversity == 0`` keeps the N best-ranked. The kept ones stay in ranked order and are re-numbered.
     """
     if diversity <= 0 or len(ranked) <= n:

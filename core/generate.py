@@ -5,8 +5,9 @@ candidate stops at its own newline or end-of-sequence token. Finished candidates
 (mean log-probability of their sampled tokens under the untempered model), de-duplicated, flagged and
 ranked (see core.candidates). The first pass samples a few more candidates than asked for and the
 result keeps N of them: a candidate's score tracks its quality, so the shown set is better than N
-samples at random, and near-variants of a kept title give way to different ones (docs/evaluation.md). When sampling repeats itself, further passes sample the
-missing number (continuing the same random stream) so that the researcher gets N distinct titles.
+samples at random, and near-variants of a kept title give way to different ones (docs/evaluation.md).
+When sampling repeats itself, further passes sample the missing number (continuing the same random
+stream) so that the researcher gets N distinct titles.
 
 Event indices are slots: 0..N-1 plus ``start_index``; the extra candidates stream no events. A refill
 pass streams into the slots whose first candidate was a repeat, so a front end can show exactly N rows;
