@@ -16,7 +16,7 @@ compares two runs on the abstracts they share (top-1 and best-of-N ROUGE-L, new 
 asks, for a report sampled with more than K candidates, what showing only the K highest-scoring would
 give: best-of-K ROUGE-L against K candidates picked at random (the average over all subsets of K).
 With ``--diversity W`` it instead compares, within the K + 3 highest-scoring (the pool the generator
-keeps from by default), the K highest-scoring with the K that ``keep_diverse`` keeps at weight W.
+keeps from with its default ``oversample``), the K highest-scoring with the K that ``keep_diverse`` keeps at weight W.
 """
 
 from __future__ import annotations
@@ -31,9 +31,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.candidates import copies_abstract, keep_diverse, rank_candidates  # noqa: E402
+from core.generate import SamplingParams  # noqa: E402
 from core.metrics import best_of_n, ranked_top, rouge  # noqa: E402
 
 NEAR_COPY = 80.0
+EXTRA_SAMPLES = SamplingParams().oversample  # the generator's pool is N + this
 SAMPLE_TITLES = 20_000
 
 
@@ -111,16 +113,17 @@ def keep_highest_scoring(report: Path, keep: int) -> None:
 
 
 def keep_diverse_findings(report: Path, keep: int, diversity: float) -> None:
-    """Best-of-K of the K best-ranked against the diverse K, both from the K + 3 best-ranked, paired."""
+    """Best-of-K of the K best-ranked against the diverse K, both from the generator's pool (the
+    K + EXTRA_SAMPLES best-ranked), paired."""
     best_ranked, diverse = [], []
     for sample in load_samples(report):
         drafts = [(c["text"], c["score"]) for c in sample["candidates"]]
-        pool = rank_candidates(drafts, sample["abstract"])[: keep + 3]
+        pool = rank_candidates(drafts, sample["abstract"])[: keep + EXTRA_SAMPLES]
         for kept, found in ((pool[:keep], best_ranked), (keep_diverse(pool, keep, diversity), diverse)):
             found.append(max(rouge(c.text, sample["reference"])["rougeL"] for c in kept))
     difference, error = mean_and_error([d - b for d, b in zip(diverse, best_ranked, strict=True)])
     print(
-        f"{report.name}: best of {keep} from the {keep + 3} best-ranked: the {keep} best-ranked "
+        f"{report.name}: best of {keep} from the {keep + EXTRA_SAMPLES} best-ranked: the {keep} best-ranked "
         f"{statistics.fmean(best_ranked):.1f}; kept with diversity {diversity:g} {statistics.fmean(diverse):.1f}; "
         f"paired {difference:+.1f} ± {error:.1f}"
     )
