@@ -6,6 +6,7 @@ title positions through the output layer. Both run the same model shape (SmolLM2
 initialised: speed does not depend on weight values) with bf16 autocast on CUDA, fp32 on CPU.
 
     python bench/train.py                      # CPU: a few small steps
+    python bench/train.py --lora --bf16        # CPU: also under bf16 autocast (pays on CPUs with AMX)
     python bench/train.py --batch-size 32 --steps 30   # on a GPU
     python bench/train.py --batch-size 32 --our-batch-size 64 --lora   # ours at the same tokens per step
     python bench/train.py --batch-size 32 --our-batch-size 128 --lora --compile   # also torch.compile'd rows
@@ -113,6 +114,10 @@ def main() -> None:
         help="also time our pipeline with the decoder layers torch.compile'd (titlecraft train --compile)",
     )
     parser.add_argument(
+        "--bf16", action="store_true",
+        help="on a CPU, also time our pipeline under bf16 autocast (titlecraft train --precision bf16)",
+    )
+    parser.add_argument(
         "--profile", type=int, default=0, metavar="STEPS",
         help="also profile this many steps of our (eager) pipeline and print the costliest operators",
     )
@@ -134,14 +139,13 @@ def main() -> None:
     random.Random(0).shuffle(examples)
     pad_id = tokenizer.pad_token_id
     multiple = CUDA_PAD_MULTIPLE if cuda else 1
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else torch.autocast("cpu", enabled=False)
 
-    def make_step(forward, parameters):
+    def make_step(forward, parameters, bf16: bool = cuda):
         optimizer = torch.optim.AdamW(parameters, lr=1e-5, fused=cuda)
 
         def step(batch):
             optimizer.zero_grad(set_to_none=True)
-            with autocast:
+            with torch.autocast("cuda" if cuda else "cpu", dtype=torch.bfloat16, enabled=bf16):
                 loss = forward(batch)
             loss.backward()
             optimizer.step()
@@ -165,6 +169,14 @@ def main() -> None:
     results["titlecraft (dynamic pad, title loss)"] = time_steps(
         ours, our_batches(examples, our_batch_size, pad_id, seed=0, multiple=multiple), args.device, warmup, steps
     )
+    cpu_bf16 = args.bf16 and not cuda
+    if cpu_bf16 and args.compile:
+        parser.error("--bf16 and --compile: time one at a time on a CPU")
+    if cpu_bf16:
+        results["titlecraft, bf16 autocast"] = time_steps(
+            make_step(ours_forward, list(model.parameters()), bf16=True),
+            our_batches(examples, our_batch_size, pad_id, seed=0, multiple=multiple), args.device, warmup, steps,
+        )
     if args.profile:
         profile = profile_steps(ours, our_batches(examples, our_batch_size, pad_id, seed=2, multiple=multiple), args.device, args.profile)
     if args.compile:
@@ -180,12 +192,24 @@ def main() -> None:
         base = random_embedded_shape_model(vocab_size=len(tokenizer)).to(args.device, torch.bfloat16 if cuda else torch.float32)
         peft_model = get_peft_model(base, LoraConfig(r=16, lora_alpha=32, target_modules="all-linear")).train()
         lora_loss = TitleLoss(peft_model)
-        lora_step = make_step(
-            lambda b: (lambda s, c: s / c)(*lora_loss(**b)), [p for p in peft_model.parameters() if p.requires_grad]
-        )
+
+        def lora_forward(batch):
+            loss_sum, count = lora_loss(**batch)
+            return loss_sum / count
+
+        adapter = [p for p in peft_model.parameters() if p.requires_grad]
+        lora_step = make_step(lora_forward, adapter)
         results["titlecraft LoRA r=16 (dynamic pad, title loss)"] = time_steps(
             lora_step, our_batches(examples, our_batch_size, pad_id, seed=1, multiple=multiple), args.device, warmup, steps
         )
+        if cpu_bf16:  # as titlecraft train --lora --precision bf16 runs it: the frozen base in bf16, the adapter fp32
+            for parameter in peft_model.parameters():
+                if not parameter.requires_grad:
+                    parameter.data = parameter.data.to(torch.bfloat16)
+            results["titlecraft LoRA r=16, bf16 autocast"] = time_steps(
+                make_step(lora_forward, adapter, bf16=True),
+                our_batches(examples, our_batch_size, pad_id, seed=1, multiple=multiple), args.device, warmup, steps,
+            )
         if args.compile:
             lora_loss.compile_backbone()
             results["titlecraft LoRA r=16, compiled"] = time_steps(

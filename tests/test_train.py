@@ -308,3 +308,17 @@ def test_a_failing_compile_falls_back_to_eager_training(tmp_path, tiny_llama_dir
     assert "torch.compile failed, training continues uncompiled" in capsys.readouterr().out
     meta = json.loads((out / "titlecraft.json").read_text())
     assert meta["steps"] == 2 and all(math.isfinite(h["val_loss"]) for h in meta["history"])
+
+
+def test_bf16_on_cpu_learns_what_fp32_does(tmp_path, tiny_llama_dir, split_files):
+    settings = dict(limit=48, eval_every=2, val_limit=16, lora=True, lora_r=4, lora_alpha=8, lr=1e-2)
+    runs = {}
+    for precision in ("fp32", "bf16"):
+        out = train(_config(tmp_path / precision, tiny_llama_dir, *split_files, precision=precision, **settings))
+        runs[precision] = json.loads((out / "titlecraft.json").read_text())
+    fp32, bf16 = ([h["val_loss"] for h in runs[p]["history"]] for p in ("fp32", "bf16"))
+    assert bf16 != fp32  # autocast did run in bf16
+    assert bf16 == pytest.approx(fp32, rel=0.01)
+    assert bf16[-1] < bf16[0] and runs["bf16"]["config"]["precision"] == "bf16"
+    with pytest.raises(TitlecraftError, match="unknown precision"):
+        train(_config(tmp_path / "bad", tiny_llama_dir, *split_files, precision="fp8"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from core.train import TrainConfig, train
+from core.train import PRECISIONS, TrainConfig, train
 
 
 def register(subparsers) -> None:
@@ -40,6 +40,10 @@ def register(subparsers) -> None:
         "--compile", action="store_true",
         help="torch.compile the decoder layers (about a minute): fuses their kernels on a GPU; no faster on a CPU",
     )
+    parser.add_argument(
+        "--precision", choices=PRECISIONS, default="auto",
+        help="auto: bf16 autocast on CUDA, fp32 on CPU; bf16 also pays on CPUs with AMX (recent Xeons: ~1.7x faster)",
+    )
     parser.add_argument("--device", default="auto")
     parser.add_argument("--seed", type=int, default=0)
     parser.set_defaults(func=run)
@@ -66,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
         limit=args.limit,
         max_minutes=args.max_minutes,
         compile=args.compile,
+        precision=args.precision,
         device=args.device,
         seed=args.seed,
     )
