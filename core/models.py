@@ -388,6 +388,9 @@ def load_model(
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "left"
+    # Titles are decoded as the model wrote them: the WordPiece space clean-up some tokenizer configs
+    # ask for would drop spaces before punctuation (transformers ignores it for BPE, with a warning).
+    tokenizer.clean_up_tokenization_spaces = False
     model.to(device)
     model.eval()
     template = _template_for(tokenizer, meta) if spec != EMBEDDED_BASE else CHAT
