@@ -42,7 +42,7 @@ def register(subparsers) -> None:
     )
     parser.add_argument(
         "--precision", choices=PRECISIONS, default="auto",
-        help="auto: bf16 autocast on CUDA, fp32 on CPU; bf16 also pays on CPUs with AMX (recent Xeons: ~1.7x faster)",
+        help="auto: bf16 autocast on CUDA, fp32 on CPU; bf16 also pays on CPUs with AMX (recent Xeons: 1.3-1.7x faster)",
     )
     parser.add_argument("--device", default="auto")
     parser.add_argument("--seed", type=int, default=0)
