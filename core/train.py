@@ -409,61 +409,64 @@ def train(config: TrainConfig, on_progress: Callable[[dict], None] | None = None
     window_tokens, window_start = 0, time.perf_counter()
     clock_start = started
     eval_every = max(1, config.eval_every)
-    while progress.step < progress.planned_steps:
-        optimizer.zero_grad(set_to_none=True)
-        batches = micro_batches(progress.step)
-        targets = sum(target_counts[i] for indices in batches for i in indices)
-        targets = all_reduce_sum([float(targets)], device)[0] / ranks.world
-        step_tokens = 0
-        step_loss = torch.zeros((), device=device)
-        for micro, indices in enumerate(batches):
-            seen_examples.extend(indices)
-            cpu_batch = collate([examples[i] for i in indices], pad_id, pad_multiple)
-            step_tokens += int(cpu_batch["attention_mask"].sum())
-            batch = {k: v.to(device, non_blocking=True) for k, v in cpu_batch.items()}
-            sync = micro == len(batches) - 1 or ranks.world == 1
-            context = wrapped.no_sync() if (ranks.world > 1 and not sync) else contextlib.nullcontext()
-            with context, _autocast(device, bf16):
-                loss_sum, _ = wrapped(**batch)
-                loss = loss_sum / max(targets, 1.0)
-            loss.backward()
-            step_loss += loss.detach()
-        torch.nn.utils.clip_grad_norm_(parameters, 1.0)
-        optimizer.step()
-        scheduler.step()
-        progress.step += 1
-        step_tokens = int(all_reduce_sum([float(step_tokens)], device)[0])
-        progress.tokens_seen += step_tokens
-        window_tokens += step_tokens
-        bar.update(1)
-        if config.max_minutes and progress.step == BUDGET_CLOCK_STEPS[0]:
-            clock_start = time.perf_counter()
-        if config.max_minutes and progress.step == BUDGET_CLOCK_STEPS[1]:
-            _replan_for_time_budget(progress, config, started, clock_start, ranks)
-        if progress.step % eval_every == 0 or progress.step == progress.planned_steps:
-            now = time.perf_counter()
-            record = {
-                "step": progress.step,
-                "train_loss": round(float(step_loss), 4),
-                "lr": scheduler.get_last_lr()[0],
-                "tokens_per_second": round(window_tokens / max(now - window_start, 1e-9)),
-            }
-            if val_examples:
-                record["val_loss"] = round(validation_loss(loss_model, val_examples, pad_id, device, config.batch_size, bf16), 4)
-            window_tokens, window_start = 0, time.perf_counter()
-            progress.history.append(record)
-            progress.seconds = time.perf_counter() - started
-            bar.set_postfix({k: v for k, v in record.items() if k in ("train_loss", "val_loss")})
-            improved = "val_loss" not in record or progress.best_val_loss is None or record["val_loss"] < progress.best_val_loss
-            if ranks.main:
-                if improved:
-                    progress.best_val_loss = record.get("val_loss")
-                    progress.best_step = progress.step
-                    save_checkpoint(model, tokenizer, out / "best", _meta(config, info, progress, model, len(examples), provenance), config.lora)
-                _save_state(state_dir, model, optimizer, scheduler, progress, config.lora)
-            barrier()
-            if on_progress:
-                on_progress(record)
+    try:
+        while progress.step < progress.planned_steps:
+            optimizer.zero_grad(set_to_none=True)
+            batches = micro_batches(progress.step)
+            targets = sum(target_counts[i] for indices in batches for i in indices)
+            targets = all_reduce_sum([float(targets)], device)[0] / ranks.world
+            step_tokens = 0
+            step_loss = torch.zeros((), device=device)
+            for micro, indices in enumerate(batches):
+                seen_examples.extend(indices)
+                cpu_batch = collate([examples[i] for i in indices], pad_id, pad_multiple)
+                step_tokens += int(cpu_batch["attention_mask"].sum())
+                batch = {k: v.to(device, non_blocking=True) for k, v in cpu_batch.items()}
+                sync = micro == len(batches) - 1 or ranks.world == 1
+                context = wrapped.no_sync() if (ranks.world > 1 and not sync) else contextlib.nullcontext()
+                with context, _autocast(device, bf16):
+                    loss_sum, _ = wrapped(**batch)
+                    loss = loss_sum / max(targets, 1.0)
+                loss.backward()
+                step_loss += loss.detach()
+            torch.nn.utils.clip_grad_norm_(parameters, 1.0)
+            optimizer.step()
+            scheduler.step()
+            progress.step += 1
+            step_tokens = int(all_reduce_sum([float(step_tokens)], device)[0])
+            progress.tokens_seen += step_tokens
+            window_tokens += step_tokens
+            bar.update(1)
+            if config.max_minutes and progress.step == BUDGET_CLOCK_STEPS[0]:
+                clock_start = time.perf_counter()
+            if config.max_minutes and progress.step == BUDGET_CLOCK_STEPS[1]:
+                _replan_for_time_budget(progress, config, started, clock_start, ranks)
+            if progress.step % eval_every == 0 or progress.step == progress.planned_steps:
+                now = time.perf_counter()
+                record = {
+                    "step": progress.step,
+                    "train_loss": round(float(step_loss), 4),
+                    "lr": scheduler.get_last_lr()[0],
+                    "tokens_per_second": round(window_tokens / max(now - window_start, 1e-9)),
+                }
+                if val_examples:
+                    record["val_loss"] = round(validation_loss(loss_model, val_examples, pad_id, device, config.batch_size, bf16), 4)
+                window_tokens, window_start = 0, time.perf_counter()
+                progress.history.append(record)
+                progress.seconds = time.perf_counter() - started
+                bar.set_postfix({k: v for k, v in record.items() if k in ("train_loss", "val_loss")})
+                improved = "val_loss" not in record or progress.best_val_loss is None or record["val_loss"] < progress.best_val_loss
+                if ranks.main:
+                    if improved:
+                        progress.best_val_loss = record.get("val_loss")
+                        progress.best_step = progress.step
+                        save_checkpoint(model, tokenizer, out / "best", _meta(config, info, progress, model, len(examples), provenance), config.lora)
+                    _save_state(state_dir, model, optimizer, scheduler, progress, config.lora)
+                barrier()
+                if on_progress:
+                    on_progress(record)
+    except torch.OutOfMemoryError:
+        raise TitlecraftError(_out_of_memory_advice(config, out)) from None
     bar.close()
     progress.seconds = time.perf_counter() - started
     if ranks.main:
@@ -473,6 +476,21 @@ def train(config: TrainConfig, on_progress: Callable[[dict], None] | None = None
     barrier()
     (out / "ranks" / f"rank{ranks.rank}.json").write_text(json.dumps({"rank": ranks.rank, "examples": seen_examples}))
     return out
+
+
+def _out_of_memory_advice(config: TrainConfig, out: Path) -> str:
+    """What to do when a step does not fit: smaller micro-batches, the same effective batch; and what was kept."""
+    saved = out / STATE_DIR / "progress.json"
+    kept = (
+        f"the run saved at step {json.loads(saved.read_text())['step']} resumes when re-run"
+        if saved.is_file()
+        else "nothing was saved yet (the first save comes at the first validation step)"
+    )
+    smaller = max(1, config.batch_size // 2)
+    return (
+        f"the GPU ran out of memory at batch size {config.batch_size}: re-run with --batch-size {smaller} "
+        f"--grad-accum {config.grad_accum * 2} (the same examples per step) or --max-abstract-tokens lower; {kept}"
+    )
 
 
 def _replan_for_time_budget(

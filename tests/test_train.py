@@ -322,3 +322,24 @@ def test_bf16_on_cpu_learns_what_fp32_does(tmp_path, tiny_llama_dir, split_files
     assert bf16[-1] < bf16[0] and runs["bf16"]["config"]["precision"] == "bf16"
     with pytest.raises(TitlecraftError, match="unknown precision"):
         train(_config(tmp_path / "bad", tiny_llama_dir, *split_files, precision="fp8"))
+
+
+def test_running_out_of_gpu_memory_says_what_to_change_and_keeps_the_saved_state(tmp_path, tiny_llama_dir, split_files, monkeypatch):
+    forward = TitleLoss.forward
+    training_steps = []
+
+    def out_of_memory_at_the_second_step(self, *args, **kwargs):
+        if self.training:
+            training_steps.append(1)
+            if len(training_steps) == 2:
+                raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return forward(self, *args, **kwargs)
+
+    settings = dict(limit=24, eval_every=1, val_limit=8)
+    monkeypatch.setattr(TitleLoss, "forward", out_of_memory_at_the_second_step)
+    with pytest.raises(TitlecraftError, match=r"batch size 8: re-run with --batch-size 4 --grad-accum 2 .*saved at step 1 resumes"):
+        train(_config(tmp_path, tiny_llama_dir, *split_files, **settings))
+    monkeypatch.setattr(TitleLoss, "forward", forward)
+    steps_seen = []
+    train(_config(tmp_path, tiny_llama_dir, *split_files, **settings), on_progress=lambda r: steps_seen.append(r["step"]))
+    assert steps_seen == [2, 3]
