@@ -231,11 +231,22 @@ def test_time_budget_shrinks_the_schedule(monkeypatch):
     assert progress.planned_steps == 50 + int(0.95 * 3 * 60 - 100)
 
 
-def test_two_process_data_parallel_run_splits_the_data(tmp_path, tiny_gptneo_dir, split_files):
+LAUNCHERS = {
+    "torchrun": ["-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517"],
+    # accelerate's multi-process launcher (its CPU-only mode needs MPI); the processes use gloo from --device cpu
+    "accelerate": [
+        "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+        "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29518",
+    ],
+}
+
+
+@pytest.mark.parametrize("launcher", LAUNCHERS)
+def test_two_process_data_parallel_run_splits_the_data(tmp_path, tiny_gptneo_dir, split_files, launcher):
     train_file, val_file = split_files
     out = tmp_path / "ddp"
     command = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+        sys.executable, *LAUNCHERS[launcher],
         "-m", "core.cli", "train", "--base", str(tiny_gptneo_dir), "--train", str(train_file), "--val", str(val_file),
         "--out", str(out), "--batch-size", "8", "--eval-every", "2", "--device", "cpu", "--lr", "3e-3",
     ]
