@@ -330,6 +330,7 @@ def train(config: TrainConfig, on_progress: Callable[[dict], None] | None = None
     bf16 = config.uses_bf16(device)
     # LoRA freezes the base, so under bf16 autocast it can sit in bf16; a full fine-tune keeps fp32 master weights.
     dtype = torch.bfloat16 if (config.lora and bf16) else torch.float32
+    train_pairs, extra_pairs, val_pairs = _read_data(config)  # a bad file fails now, not after the model loads
     model, tokenizer, info = load_model(config.base, device=device, dtype=dtype)
     ranks = init_distributed(device)
     provenance = _provenance(config) if ranks.main else {}  # only the main rank writes checkpoints
@@ -343,19 +344,10 @@ def train(config: TrainConfig, on_progress: Callable[[dict], None] | None = None
         model.config.use_cache = False
 
     encoder = ExampleEncoder(tokenizer, config.template, config.max_abstract_tokens)
-    train_pairs = read_pairs(config.train)
-    if config.limit:
-        train_pairs = random.Random(config.seed).sample(train_pairs, min(config.limit, len(train_pairs)))
     examples = encoder.encode(train_pairs)
-    for extra in config.extra:
-        examples += encoder.encode(read_pairs(extra), weight=config.extra_weight)
-    val_examples = []
-    if config.val:
-        val_pairs = read_pairs(config.val)
-        val_pairs = random.Random(config.seed).sample(val_pairs, min(config.val_limit, len(val_pairs)))
-        val_examples = encoder.encode(val_pairs)
-    if not examples:
-        raise TitlecraftError(f"no training examples in {config.train}")
+    for pairs in extra_pairs:
+        examples += encoder.encode(pairs, weight=config.extra_weight)
+    val_examples = encoder.encode(val_pairs) if val_pairs else []
     lengths = [len(e.input_ids) for e in examples]
     pad_multiple = CUDA_PAD_MULTIPLE if device.startswith("cuda") else 1
     target_counts = [e.target_tokens for e in examples]
@@ -476,6 +468,21 @@ def train(config: TrainConfig, on_progress: Callable[[dict], None] | None = None
     barrier()
     (out / "ranks" / f"rank{ranks.rank}.json").write_text(json.dumps({"rank": ranks.rank, "examples": seen_examples}))
     return out
+
+
+def _read_data(config: TrainConfig) -> tuple[list, list[list], list]:
+    """The training pairs (sampled to ``limit``), each extra file's pairs and the validation sample."""
+    train_pairs = read_pairs(config.train)
+    if config.limit:
+        train_pairs = random.Random(config.seed).sample(train_pairs, min(config.limit, len(train_pairs)))
+    extra_pairs = [read_pairs(extra) for extra in config.extra]
+    if not train_pairs and not any(extra_pairs):
+        raise TitlecraftError(f"no training examples in {config.train}")
+    val_pairs = []
+    if config.val:
+        val_pairs = read_pairs(config.val)
+        val_pairs = random.Random(config.seed).sample(val_pairs, min(config.val_limit, len(val_pairs)))
+    return train_pairs, extra_pairs, val_pairs
 
 
 def _out_of_memory_advice(config: TrainConfig, out: Path) -> str:

@@ -222,6 +222,23 @@ def test_bad_training_files_are_clear_errors(tmp_path):
         read_pairs(bad)
 
 
+def test_a_bad_data_file_fails_before_the_model_loads(tmp_path, monkeypatch):
+    def no_loading(*args, **kwargs):
+        raise AssertionError("the model was loaded before the data was read")
+
+    monkeypatch.setattr("core.train.load_model", no_loading)
+    pd.DataFrame({"abstract": [], "title": []}).to_parquet(tmp_path / "empty.parquet")
+    pd.DataFrame({"abstract": ["We study graphs."], "title": ["On Graphs"]}).to_parquet(tmp_path / "one.parquet")
+    (tmp_path / "bad.parquet").write_text("not parquet")
+    out = str(tmp_path / "run")
+    with pytest.raises(TitlecraftError, match="no training examples"):
+        train(TrainConfig(train=str(tmp_path / "empty.parquet"), out=out))
+    with pytest.raises(TitlecraftError, match="bad.parquet is not a parquet file"):
+        train(TrainConfig(train=str(tmp_path / "one.parquet"), val=str(tmp_path / "bad.parquet"), out=out))
+    with pytest.raises(TitlecraftError, match="missing.jsonl does not exist"):
+        train(TrainConfig(train=str(tmp_path / "one.parquet"), extra=[str(tmp_path / "missing.jsonl")], out=out))
+
+
 def test_time_budget_shrinks_the_schedule(monkeypatch):
     progress = Progress(step=50, planned_steps=10_000)
     clock = iter([100.0])
