@@ -28,7 +28,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.models import random_embedded_shape_model  # noqa: E402
-from core.train import TitleLoss  # noqa: E402
+from core.train import TitleLoss, training_autocast  # noqa: E402
 from core.train_data import CUDA_PAD_MULTIPLE, IGNORE_INDEX, ExampleEncoder, collate, length_grouped_batches  # noqa: E402
 
 SHARED_PAIRS = Path(__file__).resolve().parents[2] / "shared" / "data" / "arxiv-ai" / "pairs.parquet"
@@ -145,7 +145,7 @@ def main() -> None:
 
         def step(batch):
             optimizer.zero_grad(set_to_none=True)
-            with torch.autocast("cuda" if cuda else "cpu", dtype=torch.bfloat16, enabled=bf16):
+            with training_autocast(args.device, bf16):
                 loss = forward(batch)
             loss.backward()
             optimizer.step()

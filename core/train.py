@@ -224,7 +224,8 @@ def _schedule(progress: Progress, warmup: int) -> Callable[[int], float]:
     return factor
 
 
-def _autocast(device: str, bf16: bool):
+def training_autocast(device: str, bf16: bool):
+    """The autocast context of a training or validation step (bench/train.py times steps under it too)."""
     return torch.autocast("cuda" if device.startswith("cuda") else "cpu", dtype=torch.bfloat16, enabled=bf16)
 
 
@@ -238,7 +239,7 @@ def validation_loss(
     for start in range(0, len(order), batch_size):
         batch = collate([examples[i] for i in order[start : start + batch_size]], pad_id)
         batch = {k: v.to(device) for k, v in batch.items()}
-        with _autocast(device, bf16):
+        with training_autocast(device, bf16):
             loss_sum, tokens = loss_model(**batch)
         total += float(loss_sum)
         count += int(tokens)
@@ -416,7 +417,7 @@ def train(config: TrainConfig, on_progress: Callable[[dict], None] | None = None
                 batch = {k: v.to(device, non_blocking=True) for k, v in cpu_batch.items()}
                 sync = micro == len(batches) - 1 or ranks.world == 1
                 context = wrapped.no_sync() if (ranks.world > 1 and not sync) else contextlib.nullcontext()
-                with context, _autocast(device, bf16):
+                with context, training_autocast(device, bf16):
                     loss_sum, _ = wrapped(**batch)
                     loss = loss_sum / max(targets, 1.0)
                 loss.backward()
