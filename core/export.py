@@ -79,6 +79,8 @@ def export(
     with store.snapshot():
         pairs = store.curated_pairs(since=since, model=model)
         rejected = store.rejected_candidates() if format_name == "dpo" else []
+    if not pairs or (format_name == "dpo" and not preference_records(pairs, rejected)):
+        raise TitlecraftError(_nothing_to_export(format_name, out, bool(pairs), since, model))
     if format_name == "sft":
         rows = _write_jsonl(out, sft_records(pairs))
     elif format_name == "chat":
@@ -92,6 +94,16 @@ def export(
     else:
         rows = _write_dataset(out, table_rows(pairs))
     return ExportResult(out, format_name, rows)
+
+
+def _nothing_to_export(format_name: str, out: Path, any_pairs: bool, since: str | None, model: str | None) -> str:
+    """Why an export would be empty. Nothing is written then, so an earlier export at ``out`` survives."""
+    if any_pairs:
+        what = "no curated pair has a rejected candidate to set against it (dpo needs both)"
+    else:
+        filters = [f"decided since {since}" if since else "", f"titled by model {model!r}" if model else ""]
+        what = " ".join(["no curated pairs", *filter(None, filters)]) + " in the store"
+    return f"Nothing to export: {what}; {out} was not written."
 
 
 def sft_records(pairs: Sequence[CuratedPair]) -> list[dict[str, str]]:
@@ -202,12 +214,22 @@ def _write_parquet(out: Path, rows: list[dict[str, Any]]) -> int:
     return len(rows)
 
 
+def _is_saved_dataset(folder: Path) -> bool:
+    """Whether a folder is what ``datasets.save_to_disk`` wrote (an earlier hf export may be replaced)."""
+    return (folder / "dataset_info.json").is_file() and (folder / "state.json").is_file()
+
+
 def _write_dataset(out: Path, rows: list[dict[str, Any]]) -> int:
     """A ``datasets`` folder (load it with ``datasets.load_from_disk``), swapped in whole."""
     import datasets
 
     if out.exists() and not out.is_dir():
         raise TitlecraftError(f"{out} is a file; the hf format writes a folder")
+    if out.is_dir() and any(out.iterdir()) and not _is_saved_dataset(out):
+        raise TitlecraftError(
+            f"{out} is a folder with other files in it; the hf format replaces its folder whole, so give a new "
+            "or empty folder, or an earlier hf export"
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
     table = _arrow_table(rows)
     dataset = datasets.Dataset.from_list(rows, features=datasets.Features.from_arrow_schema(table.schema))

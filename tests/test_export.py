@@ -123,12 +123,48 @@ def test_hf_writes_a_datasets_folder(db, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pairs", "titlecraft.db"]
 
 
+def test_hf_never_replaces_a_folder_of_other_files(db, tmp_path):
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("precious", encoding="utf-8")
+    with Store(db) as store, pytest.raises(TitlecraftError, match="other files in it"):
+        export(store, "hf", folder)
+    assert [p.name for p in folder.iterdir()] == ["notes.txt"]
+    assert (folder / "notes.txt").read_text(encoding="utf-8") == "precious"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with Store(db) as store:
+        assert export(store, "hf", empty).rows == 3
+
+
 def test_filters_by_model_and_date(db, tmp_path):
     with Store(db) as store:
         assert export(store, "sft", tmp_path / "tuned.jsonl", model="tuned").rows == 1
-        assert export(store, "sft", tmp_path / "future.jsonl", since="2999-01-01").rows == 0
         assert export(store, "sft", tmp_path / "recent.jsonl", since="2000-01-01T00:00:00+02:00").rows == 3
-    assert (tmp_path / "future.jsonl").read_text() == ""
+
+
+@pytest.mark.parametrize("format_name", ["sft", "chat", "dpo", "parquet", "csv", "hf"])
+def test_an_empty_selection_writes_nothing_and_keeps_an_earlier_export(db, tmp_path, format_name):
+    out = tmp_path / "earlier"
+    with Store(db) as store:
+        export(store, format_name, out)
+        before = sorted(p.name for p in out.iterdir()) if out.is_dir() else out.read_bytes()
+        with pytest.raises(TitlecraftError, match=f"no curated pairs decided since 2999-01-01 in the store; {out}"):
+            export(store, format_name, out, since="2999-01-01")
+        with pytest.raises(TitlecraftError, match="no curated pairs titled by model 'other' in the store"):
+            export(store, format_name, out, model="other")
+    assert (sorted(p.name for p in out.iterdir()) if out.is_dir() else out.read_bytes()) == before
+
+
+def test_dpo_without_rejections_is_nothing_to_export(tmp_path):
+    with Store(tmp_path / "titlecraft.db") as store:
+        abstract = store.add_abstract("An abstract.")
+        _, [candidate] = store.record_generation(abstract, "m", "m-id", {}, 1, "cpu", 1.0, 0.1, [{"text": "A Title"}])
+        store.accept(candidate)
+        with pytest.raises(TitlecraftError, match="no curated pair has a rejected candidate"):
+            export(store, "dpo", tmp_path / "dpo.jsonl")
+        assert export(store, "sft", tmp_path / "sft.jsonl").rows == 1
+    assert not (tmp_path / "dpo.jsonl").exists()
 
 
 def test_since_accepts_dates_and_iso_times_only():
