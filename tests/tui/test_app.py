@@ -386,11 +386,14 @@ async def test_a_failed_export_is_a_notification(make_app, tmp_path):
         await pilot.press("tab", "x")
         await pilot.pause()
         path_input = app.screen.query_one("#export-path", Input)
-        path_input.value = str(tmp_path)  # a folder: the JSONL formats need a file
+        out = tmp_path / "pairs.jsonl"
+        out.write_text("an earlier export\n", encoding="utf-8")
+        path_input.value = str(out)  # nothing is curated yet: nothing to export, and the file is kept
         path_input.focus()
         await pilot.press("enter")
         await settle(app, pilot)
-        assert any(error.startswith("Export failed") and "folder" in error for error in app.errors())
+        assert any(error.startswith("Export failed: Nothing to export") for error in app.errors())
+        assert out.read_text(encoding="utf-8") == "an earlier export\n"
 
 
 CURATED_ABSTRACT = (
