@@ -355,6 +355,20 @@ def test_cli_plain_output_and_one_line_errors(tiny_llama_dir, tmp_path, capsys, 
     assert capsys.readouterr().err == "error: The abstract is empty: paste an abstract first.\n"
 
 
+def test_cli_refuses_binary_input_before_loading_a_model(tmp_path, capsys, monkeypatch):
+    binary = tmp_path / "figure.png"
+    binary.write_bytes(b"\x89PNG\r\n\x1a\n\xd0\xff")
+    args = ["generate", "--model", str(tmp_path / "no-such-model"), "--device", "cpu"]
+    assert main([*args, "--file", str(binary)]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {binary} is not UTF-8 text (byte 0 cannot be decoded): give the abstract as plain text\n"
+    )
+    stdin = io.TextIOWrapper(io.BytesIO(b"Graphs \xd0\xff"))
+    monkeypatch.setattr("sys.stdin", stdin)
+    assert main(args) == 2
+    assert "standard input is not UTF-8 text (byte 7" in capsys.readouterr().err
+
+
 def test_a_budget_too_small_for_any_abstract_is_a_user_error(tiny_llama):
     model, tokenizer, info = tiny_llama
     with pytest.raises(TitlecraftError, match="no room for the abstract"):

@@ -51,14 +51,23 @@ def register(subparsers) -> None:
 
 
 def read_abstract(path: Path | None) -> str:
+    """The abstract from a file or stdin, as UTF-8 text (a binary file is a clear error, not a crash)."""
     if path is not None:
         try:
-            return path.read_text(encoding="utf-8")
+            data = path.read_bytes()
         except OSError as error:
             raise TitlecraftError(f"cannot read {path}: {error.strerror or error}") from None
-    if sys.stdin.isatty():
-        print("Paste the abstract, then press Ctrl-D on an empty line:", file=sys.stderr)
-    return sys.stdin.read()
+    else:
+        if sys.stdin.isatty():
+            print("Paste the abstract, then press Ctrl-D on an empty line:", file=sys.stderr)
+        data = sys.stdin.buffer.read()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        source = path if path is not None else "standard input"
+        raise TitlecraftError(
+            f"{source} is not UTF-8 text (byte {error.start} cannot be decoded): give the abstract as plain text"
+        ) from None
 
 
 def sampling_params(args: argparse.Namespace):
