@@ -299,9 +299,12 @@ def read_checkpoint_meta(folder: Path) -> dict:
     if not path.is_file():
         return {}
     try:
-        return json.loads(path.read_text())
+        meta = json.loads(path.read_text())
     except json.JSONDecodeError as error:
         raise TitlecraftError(f"{path} is not valid JSON: {error}") from None
+    if not isinstance(meta, dict):
+        raise TitlecraftError(f"{path} must hold a JSON object (the checkpoint's settings), not {type(meta).__name__}")
+    return meta
 
 
 def adapter_checkpoint(spec: str) -> tuple[Path, dict]:
@@ -375,6 +378,11 @@ def load_model(
         path = str(folder)
         meta = read_checkpoint_meta(folder)
         kind, name = "checkpoint", meta.get("name", folder.name)
+        if not (folder / ADAPTER_WEIGHTS).is_file() and not (folder / "config.json").is_file():
+            raise TitlecraftError(
+                f"{spec} is a folder but not a model checkpoint: it holds neither config.json (a full "
+                f"checkpoint) nor {ADAPTER_WEIGHTS} (a LoRA adapter from titlecraft train --lora)"
+            )
         if (folder / ADAPTER_WEIGHTS).is_file():
             _require_adapter_base(folder, meta)
             model, tokenizer, _ = load_model(meta["base"], device="cpu", dtype=dtype, cache_dir=cache_dir)
@@ -382,6 +390,8 @@ def load_model(
             adapter = str(folder)
         else:
             model, tokenizer = _load_pretrained(folder, spec, dtype=dtype)
+    elif spec.startswith(("/", "./", "../", "~")) or Path(spec).expanduser().exists():
+        raise TitlecraftError(f"no checkpoint folder at {spec}")
     else:
         model, tokenizer = _load_pretrained(spec, spec, dtype=dtype)
         kind, name = "hub", spec

@@ -166,6 +166,18 @@ def test_a_checkpoint_with_broken_metadata_is_a_clear_error(tmp_path, tiny_gptne
     (folder / "titlecraft.json").write_text("{not json")
     with pytest.raises(TitlecraftError, match="titlecraft.json is not valid JSON"):
         load_model(str(folder))
+    (folder / "titlecraft.json").write_text("[1, 2]")
+    with pytest.raises(TitlecraftError, match="titlecraft.json must hold a JSON object .*, not list"):
+        load_model(str(folder))
+
+
+def test_a_folder_or_path_that_is_no_checkpoint_is_named_as_such(tmp_path):
+    (tmp_path / "notes.txt").write_text("not a model")
+    with pytest.raises(TitlecraftError, match="is a folder but not a model checkpoint: it holds neither config.json"):
+        load_model(str(tmp_path))
+    for missing in (tmp_path / "no-such-run", "./no-such-run", "~/no-such-run"):
+        with pytest.raises(TitlecraftError, match="no checkpoint folder at"):
+            load_model(str(missing))
 
 
 def test_devices_resolve_and_absent_cuda_is_refused():
