@@ -45,6 +45,10 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     except TitlecraftError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # a file the command needed could not be read or written: the user's to fix
+        where = f" ({error.filename})" if error.filename else ""
+        print(f"error: {error.strerror or error}{where}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -38,6 +38,8 @@ CHART_METRICS = (
 )
 # Settings that must agree for two runs to have scored the same abstracts the same way.
 SHARED_SETTINGS = ("data", "limit", "seed", "n", "selection")
+# What every metrics.json of `titlecraft eval` holds and the table cannot do without.
+REQUIRED_METRICS = ("model", "abstracts", "top1.rougeL", "best_of_n.rougeL")
 
 
 @dataclass(frozen=True)
@@ -57,9 +59,16 @@ def load_run(folder: str | os.PathLike) -> dict:
     if not path.is_file():
         raise TitlecraftError(f"{folder} holds no {METRICS_FILE}; run `titlecraft eval --out {folder}` first")
     try:
-        return json.loads(path.read_text())
+        metrics = json.loads(path.read_text())
     except json.JSONDecodeError as error:
         raise TitlecraftError(f"{path} is not valid JSON: {error}") from None
+    missing = [key for key in REQUIRED_METRICS if not isinstance(metrics, dict) or key not in metrics]
+    if missing:
+        raise TitlecraftError(
+            f"{path} is not the metrics of a titlecraft eval run (no {', '.join(missing)}); "
+            f"run `titlecraft eval --out {folder}` to write one"
+        )
+    return metrics
 
 
 def comparability_warnings(runs: dict[str, dict]) -> list[str]:

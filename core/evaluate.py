@@ -167,6 +167,17 @@ def check_resumable(out_dir: Path, config: EvalConfig) -> None:
     run_file.write_text(json.dumps(identity, indent=2) + "\n")
 
 
+def prepare_out_dir(out_dir: Path, config: EvalConfig) -> None:
+    """Create the report folder and claim it for this run, or say plainly why it cannot be written."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise TitlecraftError(f"--out {out_dir} is a file; give a folder for the report")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        check_resumable(out_dir, config)
+    except OSError as error:
+        raise TitlecraftError(f"cannot write the report folder {out_dir}: {error.strerror or error}") from None
+
+
 def candidate_record(candidate) -> dict:
     return {"text": candidate.text, "score": candidate.score, "flags": candidate.flags, "rank": candidate.rank}
 
@@ -259,8 +270,7 @@ def evaluate(
 
     out_dir = Path(out_dir)
     rows = select_rows(config.data, config.limit, config.seed)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    check_resumable(out_dir, config)
+    prepare_out_dir(out_dir, config)
     done = generate_samples(config, rows, out_dir, generator, retriever, device, progress)
     samples = [done[row["id"]] for row in rows]
     metrics = {

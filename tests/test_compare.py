@@ -54,6 +54,23 @@ def test_missing_runs_are_user_errors(tmp_path, capsys):
         compare([tmp_path / "nothing"], tmp_path / "compare.md")
     assert main(["compare", str(tmp_path / "nothing"), "--out", str(tmp_path / "c.md")]) == 2
     assert "titlecraft eval" in capsys.readouterr().err
+    stranger = tmp_path / "stranger"
+    stranger.mkdir()
+    (stranger / "metrics.json").write_text('{"x": 1}')
+    with pytest.raises(TitlecraftError, match="not the metrics of a titlecraft eval run \\(no model, abstracts"):
+        compare([stranger], tmp_path / "compare.md")
+    (stranger / "metrics.json").write_text("[1]")
+    with pytest.raises(TitlecraftError, match="not the metrics of a titlecraft eval run"):
+        compare([stranger], tmp_path / "compare.md")
+    assert not (tmp_path / "compare.md").exists()
+
+
+def test_a_file_system_error_is_one_line_not_a_traceback(tmp_path, capsys):
+    run = write_run(tmp_path / "run", "embedded", "finetuned", ["score"])
+    (tmp_path / "notes.txt").write_text("kept")
+    assert main(["compare", str(run), "--out", str(tmp_path / "notes.txt" / "compare.md")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "notes.txt" in err and len(err.splitlines()) == 1
 
 
 def test_compare_command(tmp_path, capsys):

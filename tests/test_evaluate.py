@@ -185,6 +185,17 @@ def test_eval_command_end_to_end(tiny_llama_dir, pairs_file, tmp_path, capsys):
     assert "2 abstracts: top-1 ROUGE-1/2/L" in capsys.readouterr().out
 
 
+def test_a_report_folder_that_cannot_be_written_is_a_user_error(tiny_generator, pairs_file, tmp_path):
+    config = EvalConfig(model="tiny", data=str(pairs_file), limit=1, n=1, max_new_tokens=2)
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("kept")
+    with pytest.raises(TitlecraftError, match="--out .*notes.txt is a file; give a folder"):
+        evaluate(config, a_file, generator=tiny_generator, progress=False)
+    with pytest.raises(TitlecraftError, match="cannot write the report folder .*notes.txt/run: Not a directory"):
+        evaluate(config, a_file / "run", generator=tiny_generator, progress=False)
+    assert a_file.read_text() == "kept"
+
+
 def test_selection_reads_a_filtered_parquet(tmp_path):
     frame = shared_pairs(12)
     frame[frame.index >= 4].to_parquet(tmp_path / "filtered.parquet")
