@@ -81,6 +81,27 @@ class TrainConfig:
     device: str = "auto"
     template: str = COMPLETION
 
+    def __post_init__(self) -> None:
+        """Refuse impossible settings at once, before minutes of data reading and model loading."""
+        rules = {
+            "--batch-size must be at least 1": self.batch_size >= 1,
+            "--grad-accum must be at least 1": self.grad_accum >= 1,
+            "--epochs must be more than 0": self.epochs > 0,
+            "--lr must be more than 0": self.lr is None or self.lr > 0,
+            "--max-abstract-tokens must be at least 1": self.max_abstract_tokens >= 1,
+            "--eval-every must be at least 1": self.eval_every >= 1,
+            "the validation limit must be at least 1": self.val_limit >= 1,
+            "--limit must be at least 1": self.limit is None or self.limit >= 1,
+            "--max-minutes must be more than 0": self.max_minutes is None or self.max_minutes > 0,
+            "--lora-r must be at least 1": self.lora_r >= 1,
+            "--extra-weight must be more than 0": self.extra_weight > 0,
+            "the warm-up ratio must be in [0, 1)": 0 <= self.warmup_ratio < 1,
+            f"the precision must be one of {', '.join(PRECISIONS)}": self.precision in PRECISIONS,
+        }
+        problems = [rule for rule, holds in rules.items() if not holds]
+        if problems:
+            raise TitlecraftError("Invalid training settings: " + "; ".join(problems) + ".")
+
     @property
     def learning_rate(self) -> float:
         return self.lr if self.lr is not None else (1e-3 if self.lora else 1e-4)
@@ -88,8 +109,6 @@ class TrainConfig:
     def uses_bf16(self, device: str) -> bool:
         """bf16 autocast by default only on CUDA: most CPUs emulate bf16 slowly, but those with AMX
         units (recent Xeons) train 1.3x (LoRA) to 1.7x (full) faster with it, so a CPU user can ask for it."""
-        if self.precision not in PRECISIONS:
-            raise TitlecraftError(f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
         return self.precision == "bf16" or (self.precision == "auto" and device.startswith("cuda"))
 
 

@@ -14,6 +14,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from core.cli import main
 from core.errors import TitlecraftError
 from core.generate import SamplingParams, TitleGenerator
 from core.models import ADAPTER_WEIGHTS, file_sha256, load_model
@@ -213,6 +214,15 @@ def test_extra_curated_pairs_are_mixed_in_with_their_weight(tmp_path, tiny_gptne
     assert set(collate(examples, tokenizer.pad_token_id)["target_weights"].tolist()) == {3.0}
 
 
+def test_impossible_settings_are_refused_before_anything_loads(capsys):
+    with pytest.raises(TitlecraftError, match="--batch-size must be at least 1; --grad-accum must be at least 1"):
+        TrainConfig(train="t.parquet", out="o", batch_size=0, grad_accum=0)
+    with pytest.raises(TitlecraftError, match="--epochs must be more than 0; --lr must be more than 0"):
+        TrainConfig(train="t.parquet", out="o", epochs=0, lr=-1e-4)
+    assert main(["train", "--train", "missing.parquet", "--out", "o", "--batch-size", "0"]) == 2
+    assert capsys.readouterr().err == "error: Invalid training settings: --batch-size must be at least 1.\n"
+
+
 def test_bad_training_files_are_clear_errors(tmp_path):
     with pytest.raises(TitlecraftError, match="does not exist"):
         read_pairs(tmp_path / "missing.parquet")
@@ -348,8 +358,8 @@ def test_bf16_on_cpu_learns_what_fp32_does(tmp_path, tiny_llama_dir, split_files
     assert bf16 != fp32  # autocast did run in bf16
     assert bf16 == pytest.approx(fp32, rel=0.01)
     assert bf16[-1] < bf16[0] and runs["bf16"]["config"]["precision"] == "bf16"
-    with pytest.raises(TitlecraftError, match="unknown precision"):
-        train(_config(tmp_path / "bad", tiny_llama_dir, *split_files, precision="fp8"))
+    with pytest.raises(TitlecraftError, match="the precision must be one of auto, bf16, fp32"):
+        _config(tmp_path / "bad", tiny_llama_dir, *split_files, precision="fp8")
 
 
 def test_running_out_of_gpu_memory_says_what_to_change_and_keeps_the_saved_state(tmp_path, tiny_llama_dir, split_files, monkeypatch):
