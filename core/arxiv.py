@@ -328,7 +328,10 @@ def harvest(
     """
     out = Path(out)
     wanted = parse_subcats(subcats)
-    harvester = ArxivHarvester(category, _check_date(date_from), _check_date(date_until), base_url)
+    date_from, date_until = _check_date(date_from), _check_date(date_until)
+    if date_from and date_until and date_until < date_from:
+        raise TitlecraftError(f"--until {date_until} is before --from {date_from}: no record can match")
+    harvester = ArxivHarvester(category, date_from, date_until, base_url)
     request = {**harvester.query, "subcats": sorted(wanted)}
     state = HarvestState.open(out.with_name(out.name + PARTIAL_SUFFIX), request)
     resumed = state.resumed

@@ -68,6 +68,8 @@ def import_file(store: Store, path: str | Path) -> ImportSummary:
     while True:
         chunk = [row for _, row in zip(range(ROWS_PER_COMMIT), rows)]
         if not chunk:
+            if not (summary.imported or summary.already_present or summary.problems):
+                raise TitlecraftError(f"{path} holds no abstracts to import")
             return summary
         with store.batch():
             for location, row in chunk:
@@ -113,6 +115,8 @@ def _apply(store: Store, row: ImportRow, default_source: str) -> bool:
 
 def read_rows(path: Path) -> Iterator[tuple[str, ImportRow | BadRow]]:
     """(location, row) pairs of a file, its format chosen by suffix; anything unknown is plain text."""
+    if path.is_dir():
+        raise TitlecraftError(f"{path} is a folder; name a file to import")
     if not path.is_file():
         raise TitlecraftError(f"there is no file {path} to import")
     suffix = path.suffix.lower()
@@ -145,7 +149,7 @@ def _json_row(line: str) -> ImportRow:
     try:
         record = json.loads(line)
     except json.JSONDecodeError as error:
-        raise BadRow(f"invalid JSON ({error.msg} at column {error.colno})") from error
+        raise BadRow(f"invalid JSON ({error.msg}, column {error.colno})") from error
     if not isinstance(record, dict):
         raise BadRow("expected a JSON object")
     if "prompt" in record and "completion" in record:

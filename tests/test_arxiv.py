@@ -241,6 +241,9 @@ def test_bad_arguments_are_user_errors(tmp_path):
         harvest("cs", tmp_path / "x.parquet", subcats=["cs AI"], progress=False)
     with pytest.raises(TitlecraftError, match="not a date"):
         harvest("cs", tmp_path / "x.parquet", date_from="2020-13-01", progress=False)
+    with pytest.raises(TitlecraftError, match="--until 2020-01-01 is before --from 2020-02-01"):
+        harvest("cs", tmp_path / "x.parquet", date_from="2020-02-01", date_until="2020-01-01", progress=False)
+    assert not list(tmp_path.iterdir())
 
 
 def test_no_records_match_writes_an_empty_pair_file(tmp_path):

@@ -47,7 +47,7 @@ def test_jsonl_rows_land_and_bad_rows_are_reported_with_file_and_line(store, tmp
     summary = import_file(store, path)
     assert (summary.imported, summary.already_present) == (2, 0)
     assert [str(problem) for problem in summary.problems] == [
-        f"{path}:line 2: invalid JSON (Expecting property name enclosed in double quotes at column 2)",
+        f"{path}:line 2: invalid JSON (Expecting property name enclosed in double quotes, column 2)",
         f"{path}:line 3: missing 'abstract' (it must be text)",
         f"{path}:line 5: 'title' must be text, not int",
         f"{path}:line 6: expected a JSON object",
@@ -182,9 +182,15 @@ def test_a_row_that_fails_halfway_leaves_nothing_behind(store, tmp_path, monkeyp
     assert [store.abstract(e.abstract_id).text for e in store.queue()] == ["Kept abstract."]
 
 
-def test_missing_file_is_a_user_error(store, tmp_path):
+def test_missing_folder_and_empty_files_are_user_errors(store, tmp_path):
     with pytest.raises(TitlecraftError, match="no file"):
         import_file(store, tmp_path / "absent.jsonl")
+    with pytest.raises(TitlecraftError, match="is a folder; name a file to import"):
+        import_file(store, tmp_path)
+    for name, text in (("empty.jsonl", ""), ("header-only.csv", "abstract,title\n"), ("blank.txt", "\n\n  \n")):
+        (tmp_path / name).write_text(text)
+        with pytest.raises(TitlecraftError, match=f"{name} holds no abstracts to import"):
+            import_file(store, tmp_path / name)
 
 
 def test_import_command_prints_a_summary_and_errors(tmp_path, capsys):
