@@ -370,6 +370,12 @@ class Store:
                 f"the database {path} is read-only; titlecraft records every decision in it, so it needs "
                 "write access (make it writable, or pass --db with a writable copy)"
             )
+        folder = path.parent
+        if not os.access(folder, os.W_OK) or not folder.stat().st_mode & 0o222:
+            raise TitlecraftError(
+                f"the folder {folder} of the database is read-only; SQLite writes its journal files beside "
+                f"{path.name}, so the folder needs write access too (or pass --db with a writable copy)"
+            )
         with path.open("rb") as file:
             header = file.read(len(SQLITE_HEADER))
         if header and header != SQLITE_HEADER:

@@ -87,7 +87,7 @@ class TrainConfig:
             "--batch-size must be at least 1": self.batch_size >= 1,
             "--grad-accum must be at least 1": self.grad_accum >= 1,
             "--epochs must be more than 0": self.epochs > 0,
-            "--lr must be more than 0": self.lr is None or self.lr > 0,
+            "--lr must not be negative": self.lr is None or self.lr >= 0,
             "--max-abstract-tokens must be at least 1": self.max_abstract_tokens >= 1,
             "--eval-every must be at least 1": self.eval_every >= 1,
             "the validation limit must be at least 1": self.val_limit >= 1,

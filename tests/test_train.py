@@ -217,7 +217,7 @@ def test_extra_curated_pairs_are_mixed_in_with_their_weight(tmp_path, tiny_gptne
 def test_impossible_settings_are_refused_before_anything_loads(capsys):
     with pytest.raises(TitlecraftError, match="--batch-size must be at least 1; --grad-accum must be at least 1"):
         TrainConfig(train="t.parquet", out="o", batch_size=0, grad_accum=0)
-    with pytest.raises(TitlecraftError, match="--epochs must be more than 0; --lr must be more than 0"):
+    with pytest.raises(TitlecraftError, match="--epochs must be more than 0; --lr must not be negative"):
         TrainConfig(train="t.parquet", out="o", epochs=0, lr=-1e-4)
     assert main(["train", "--train", "missing.parquet", "--out", "o", "--batch-size", "0"]) == 2
     assert capsys.readouterr().err == "error: Invalid training settings: --batch-size must be at least 1.\n"
