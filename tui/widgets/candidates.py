@@ -66,6 +66,8 @@ class CandidateRow(Horizontal):
 
     def show_view(self) -> None:
         """Re-render from ``self.view``: marker, literal text, meta line and state classes."""
+        if not self.query(".marker"):
+            return  # not composed yet: on_mount renders the view
         view = self.view
         for decision in (ACCEPTED, EDITED, REJECTED, OWN):
             self.set_class(view.decision == decision, f"-{decision}")
@@ -159,7 +161,7 @@ class CandidateList(VerticalScroll, can_focus=True):
         self.mount_all(new_rows)
         self.call_after_refresh(self._mark_cursor)
         if follow:
-            self.call_after_refresh(self.scroll_end, animate=False)
+            self.call_after_refresh(self._follow_output)
 
     def replace_rows(self, views: list[CandidateView], start: int = 0) -> None:
         """Replace rows from ``start`` on with ``views`` (a finished run re-ranks its candidates)."""
@@ -187,7 +189,13 @@ class CandidateList(VerticalScroll, can_focus=True):
                 self.rows[index].show_view()
         self._streamed.clear()
         if follow and self.max_scroll_y:
-            self.call_after_refresh(self.scroll_end, animate=False)
+            self.call_after_refresh(self._follow_output)
+
+    def _follow_output(self) -> None:
+        """Scroll towards the newest rows, but never past the highlighted one: the keys act on it."""
+        self.scroll_end(animate=False, immediate=True)
+        if self.current is not None:
+            self.scroll_to_widget(self.current, animate=False, immediate=True)
 
     def index_of(self, view: CandidateView) -> int | None:
         return next((i for i, row in enumerate(self.rows) if row.view is view), None)
