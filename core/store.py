@@ -26,7 +26,7 @@ from typing import Any
 
 import sqlite_utils
 
-from core.errors import TitlecraftError
+from core.errors import StoreUnavailable, TitlecraftError
 from core.prompts import normalise_whitespace
 
 DEFAULT_DB_PATH = Path("data") / "titlecraft.db"
@@ -366,13 +366,13 @@ class Store:
             raise TitlecraftError(f"the database path {path} is not a file")
         # No write bit counts as read-only even for root, who could write anyway: the owner said so.
         if not os.access(path, os.W_OK) or not path.stat().st_mode & 0o222:
-            raise TitlecraftError(
+            raise StoreUnavailable(
                 f"the database {path} is read-only; titlecraft records every decision in it, so it needs "
                 "write access (make it writable, or pass --db with a writable copy)"
             )
         folder = path.parent
         if not os.access(folder, os.W_OK) or not folder.stat().st_mode & 0o222:
-            raise TitlecraftError(
+            raise StoreUnavailable(
                 f"the folder {folder} of the database is read-only; SQLite writes its journal files beside "
                 f"{path.name}, so the folder needs write access too (or pass --db with a writable copy)"
             )
@@ -406,8 +406,8 @@ class Store:
             elif name.startswith("SQLITE_FULL"):
                 message = f"the disk holding {self.path} is full; nothing was recorded"
             else:
-                message = f"the database {self.path} failed: {error}"
-            raise TitlecraftError(message) from error
+                raise TitlecraftError(f"the database {self.path} failed: {error}") from error
+            raise StoreUnavailable(message) from error
         except sqlite3.DatabaseError as error:
             if type(error) is not sqlite3.DatabaseError:  # integrity and programming errors are bugs
                 raise

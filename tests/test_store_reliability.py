@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from core.cli import main
-from core.errors import TitlecraftError
+from core.errors import StoreUnavailable, TitlecraftError
 from core.export import export
 from core.importer import import_file
 from core.store import Store
@@ -129,7 +129,7 @@ def test_read_only_database_is_refused_and_never_modified(tmp_path, capsys):
     path.chmod(0o444)
     before = path.read_bytes()
     try:
-        with pytest.raises(TitlecraftError, match=f"{path}.*read-only"):
+        with pytest.raises(StoreUnavailable, match=f"{path}.*read-only"):  # the app retries it later
             Store(path)
         assert main(["stats", "--db", str(path)]) == 2
         assert "read-only" in capsys.readouterr().err
@@ -150,7 +150,7 @@ def test_a_database_in_a_read_only_folder_is_refused_with_the_folder_named(tmp_p
     before = path.read_bytes()
     folder.chmod(0o555)
     try:
-        with pytest.raises(TitlecraftError, match=f"the folder {folder} of the database is read-only"):
+        with pytest.raises(StoreUnavailable, match=f"the folder {folder} of the database is read-only"):
             Store(path)
         assert path.read_bytes() == before
         assert [p.name for p in folder.iterdir()] == ["titlecraft.db"]
@@ -166,8 +166,9 @@ def test_a_database_in_a_read_only_folder_is_refused_with_the_folder_named(tmp_p
 def test_corrupt_file_is_refused_and_never_modified(tmp_path, capsys, content):
     path = tmp_path / "titlecraft.db"
     path.write_bytes(content)
-    with pytest.raises(TitlecraftError, match=f"{path} is not a SQLite database"):
+    with pytest.raises(TitlecraftError, match=f"{path} is not a SQLite database") as refused:
         Store(path)
+    assert not isinstance(refused.value, StoreUnavailable)
     assert main(["import", str(path), "--db", str(path)]) == 2
     assert "not a SQLite database" in capsys.readouterr().err
     assert path.read_bytes() == content
@@ -182,7 +183,7 @@ def test_lock_held_past_the_busy_timeout_is_a_clear_error(tmp_path):
     other.execute("BEGIN IMMEDIATE")
     try:
         with Store(path, busy_timeout=0.2) as store:
-            with pytest.raises(TitlecraftError, match=f"{path} is locked by another process.*0.2 s"):
+            with pytest.raises(StoreUnavailable, match=f"{path} is locked by another process.*0.2 s"):
                 store.own_title(abstract_id, "Blocked")
             other.execute("ROLLBACK")
             store.own_title(abstract_id, "Now it lands")

@@ -28,7 +28,7 @@ from textual.containers import Vertical
 from textual.reactive import var
 from textual.widgets import Footer, Static, TextArea
 
-from core.errors import TitlecraftError
+from core.errors import StoreUnavailable, TitlecraftError
 from core.prompts import CHAT, normalise_whitespace
 from tui.curation import PendingWrite, Session, apply_history, views_from_store
 from tui.few_shot import FEW_SHOT_EXAMPLES, CuratedExamples
@@ -270,8 +270,9 @@ class TitlecraftApp(App[None]):
             if store is None:
                 store = opened = _open_store(self.db_path)
             result = write.apply(store)
-        except Exception as error:  # noqa: BLE001 - the write stays pending; the user is told why
-            outcome = WriteFailed(write, _error_text(error))
+        except Exception as error:  # noqa: BLE001 - the user is told why; see on_write_failed
+            retryable = store is None or isinstance(error, StoreUnavailable)  # None: it did not open
+            outcome = WriteFailed(write, _error_text(error), retryable)
         else:
             outcome = WriteSaved(write, result)
         if opened is not None:
@@ -287,12 +288,25 @@ class TitlecraftApp(App[None]):
         self._flush_writes()
 
     def on_write_failed(self, message: WriteFailed) -> None:
+        """An unavailable store keeps the write queued for a retry with the next decision; a write the
+        store refuses (e.g. an undo with nothing left to undo) is dropped and its row reverted, so that
+        it cannot hold up the writes queued behind it."""
         self.writing = False
-        waiting = len(self.pending)
-        self.notify_error(
-            f"Could not save {message.write.description}: {message.error}. "
-            f"{waiting} change{'s' if waiting != 1 else ''} pending; retried with your next decision."
-        )
+        write = message.write
+        if message.retryable:
+            waiting = len(self.pending)
+            self.notify_error(
+                f"Could not save {write.description}: {message.error}. "
+                f"{waiting} change{'s' if waiting != 1 else ''} pending; retried with your next decision."
+            )
+            return
+        if self.pending and self.pending[0] is write:
+            self.pending.popleft()
+        if write.revert is not None:
+            write.revert()
+        self.notify_error(f"Could not save {write.description}: {message.error}. It was dropped.")
+        self._show_status()
+        self._flush_writes()
 
     # -- abstract and token count ------------------------------------------------------------------
 
@@ -340,6 +354,7 @@ class TitlecraftApp(App[None]):
             return self.session
         session = Session(text=text)
         self.session = session
+        self._cancel_run()  # a run for the previous abstract must not land on this one
         self.candidates.clear_rows()
 
         def saved(abstract_id: int) -> None:
@@ -409,9 +424,9 @@ class TitlecraftApp(App[None]):
         self.run_id += 1
         cancel = threading.Event()
         first_row = len(self.candidates.rows)
-        self.running = {"id": self.run_id, "first_row": first_row, "cancel": cancel}
-        slots = 1 if params.temperature == 0 else params.n  # greedy sampling gives one candidate
-        self.candidates.add_rows([CandidateView() for _ in range(slots)])
+        slots = [CandidateView() for _ in range(1 if params.temperature == 0 else params.n)]  # greedy: one
+        self.running = {"id": self.run_id, "first_row": first_row, "cancel": cancel, "session": session, "slots": slots}
+        self.candidates.add_rows(slots)
         self.candidates.cursor = first_row
         self.candidates.focus()
         few_shot_store = self.store if self.few_shot else None
@@ -474,10 +489,16 @@ class TitlecraftApp(App[None]):
     def on_generation_failed(self, message: GenerationFailed) -> None:
         if not self._is_current(message.run_id):
             return
-        first_row = self.running["first_row"]
+        run = self.running
         self.running = None
-        self.candidates.replace_rows([], start=first_row)
+        self.candidates.replace_rows(self._rows_added_during(run), start=run["first_row"])
         self.notify_error(f"Generation failed: {message.error}")
+
+    def _rows_added_during(self, run: dict) -> list[CandidateView]:
+        """Rows below a run's own (your own titles written while it ran): kept when its rows are replaced."""
+        return [
+            view for view in self.candidates.views()[run["first_row"] :] if all(view is not slot for slot in run["slots"])
+        ]
 
     def on_generation_finished(self, message: GenerationFinished) -> None:
         if not self._is_current(message.run_id):
@@ -489,14 +510,14 @@ class TitlecraftApp(App[None]):
         views = [
             CandidateView(text=c.text, finished=True, score=c.score, flags=list(c.flags)) for c in result.candidates
         ]
-        self.candidates.replace_rows(views, start=run["first_row"])
+        self.candidates.replace_rows(views + self._rows_added_during(run), start=run["first_row"])
         self._show_status()
         if result.notice:
             self.notify(result.notice, severity="warning", markup=False, timeout=8)
         if result.cancelled:
             self.notify(f"Generation stopped: {len(views)} candidate(s) kept as far as they got.", markup=False)
-        if views and self.session is not None:
-            self._record_candidates(self.session, result, views, message.few_shot or 0)
+        if views:
+            self._record_candidates(run["session"], result, views, message.few_shot or 0)
 
     def _record_candidates(self, session: Session, result: Any, views: list[CandidateView], few_shot: int) -> None:
         """Record the run with its provenance, then give each row its candidate id.

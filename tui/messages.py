@@ -122,9 +122,11 @@ class WriteSaved(Message):
 
 
 class WriteFailed(Message):
-    """A queued store write failed; it stays queued."""
+    """A queued store write failed. ``retryable``: the store was unavailable (locked, read-only...), so
+    the write stays queued; otherwise the write itself cannot be applied and is dropped."""
 
-    def __init__(self, write: Any, error: str) -> None:
+    def __init__(self, write: Any, error: str, retryable: bool) -> None:
         super().__init__()
         self.write = write
         self.error = error
+        self.retryable = retryable

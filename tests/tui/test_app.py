@@ -15,7 +15,7 @@ from core.store import Store
 from tui.screens.export import ExportScreen
 from tui.screens.prompt import TextPrompt
 from tui.screens.review import ReviewScreen
-from tui.widgets.candidates import ACCEPTED, EDITED, OWN, REJECTED
+from tui.widgets.candidates import ACCEPTED, EDITED, OWN, REJECTED, CandidateView
 from tui.widgets.status_bar import StatusBar
 
 FAST = {"n": 4, "max_new_tokens": 8, "seed": 7}
@@ -502,3 +502,100 @@ async def test_few_shot_defaults_off_for_fine_tuned_models_until_the_user_turns_
     async with again.run_test(size=(100, 40)) as pilot:
         await ready(again, pilot)
         assert again.few_shot  # the explicit choice is remembered and wins over the model's default
+
+
+LONG_TITLES = [f"Title {i}" + " about sparse graph attention" * 2 for i in range(12)]
+
+
+async def test_a_refused_write_is_dropped_and_does_not_hold_up_later_decisions(make_app, db_path):
+    app = make_app()
+    async with app.run_test(size=(100, 40)) as pilot:
+        await ready(app, pilot)
+        app.generator.generate = scripted_generate(["Alpha title", "Beta title", "Gamma title"])
+        app.sampling.update(n=3)
+        await pilot.press("ctrl+g")
+        await settle(app, pilot)
+        await pilot.press("a")
+        await settle(app, pilot)
+        app.action_undo()
+        app.action_undo()  # a quick double tap: the second undo finds nothing left to undo in the store
+        await settle(app, pilot)
+        assert any("no decision to undo. It was dropped" in error for error in app.errors())
+        await pilot.press("down", "a")
+        await settle(app, pilot)
+        assert not app.pending and [view.decision for view in app.candidates.views()] == [None, ACCEPTED, None]
+    assert live_decisions(db_path) == [("accept", "Beta title", None)]
+
+
+async def test_an_own_title_written_during_a_run_stays_when_the_run_ends(make_app, db_path):
+    app = make_app()
+    async with app.run_test(size=(100, 40)) as pilot:
+        await ready(app, pilot)
+        hold = threading.Event()
+        app.generator.generate = scripted_generate(LONG_TITLES, hold=hold)
+        app.sampling.update(n=3)
+        await pilot.press("ctrl+g")
+        await pilot.pause()
+        await pilot.press("t")
+        await type_into_prompt(pilot, "My own title")
+        assert app.running is not None
+        hold.set()
+        await settle(app, pilot)
+        views = app.candidates.views()
+        assert [view.text for view in views] == [*LONG_TITLES[:3], "My own title"]
+        assert views[-1].decision == OWN and views[-1].decision_id is not None
+        await pilot.press("u")
+        await settle(app, pilot)
+        assert [view.text for view in app.candidates.views()] == LONG_TITLES[:3]
+    assert live_decisions(db_path) == []
+
+
+async def test_a_new_abstract_stops_the_run_of_the_previous_one(make_app, db_path):
+    app = make_app()
+    async with app.run_test(size=(100, 40)) as pilot:
+        await ready(app, pilot)
+        hold = threading.Event()
+        app.generator.generate = scripted_generate(LONG_TITLES, hold=hold)
+        app.sampling.update(n=3)
+        await pilot.press("ctrl+g")
+        await pilot.pause()
+        app.editor.text_area.focus()
+        await pilot.press("ctrl+end", *" Revised.")
+        app.candidates.focus()
+        await pilot.press("t")  # an own title for the revised abstract: a new abstract in the store
+        await type_into_prompt(pilot, "Own title for the revision")
+        hold.set()
+        await settle(app, pilot)
+        assert [view.text for view in app.candidates.views()] == ["Own title for the revision"]
+    with Store(db_path) as store:
+        revised = store.find_abstract(ABSTRACT + " Revised.")
+        assert revised is not None and store.candidates(revised) == []
+        assert [d.title for d in store.history(revised)] == ["Own title for the revision"]
+
+
+async def test_the_highlighted_row_stays_in_view_when_candidates_overflow(make_app):
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(app, pilot)
+        titles = [f"Title {i} about sparse graph attention for molecular property prediction" for i in range(5)]
+        app.generator.generate = scripted_generate(titles, step_delay=0.05)
+        app.sampling.update(n=5)
+        await pilot.press("ctrl+g")
+        await settle(app, pilot)
+        await pilot.pause(0.3)
+        candidates = app.candidates
+        assert candidates.max_scroll_y > 0 and candidates.cursor == 0  # the list overflows its pane
+        row = candidates.current.region
+        assert candidates.region.y <= row.y and row.bottom <= candidates.region.bottom
+
+
+async def test_a_stream_repaint_that_reaches_a_row_before_it_is_composed_is_harmless(make_app):
+    app = make_app()
+    async with app.run_test(size=(100, 40)) as pilot:
+        await ready(app, pilot)
+        candidates = app.candidates
+        candidates.add_rows([CandidateView(text="Streaming")])
+        candidates.rows[-1].show_view()  # a repaint that came due before the new row composed
+        await pilot.pause()
+        assert "Streaming" in candidates.rows[-1].query_one(".title", Static).content.plain
+    assert app.return_code in (None, 0)

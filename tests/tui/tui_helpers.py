@@ -47,8 +47,14 @@ async def ready(app: TitlecraftApp, pilot, abstract: str = ABSTRACT) -> None:
     await pilot.pause()
 
 
-def scripted_generate(titles: Sequence[str], step_delay: float = 0.0, started: threading.Event | None = None):
-    """A stand-in for ``TitleGenerator.generate`` that streams ``titles`` word by word.
+def scripted_generate(
+    titles: Sequence[str],
+    step_delay: float = 0.0,
+    started: threading.Event | None = None,
+    hold: threading.Event | None = None,
+):
+    """A stand-in for ``TitleGenerator.generate`` that streams ``titles`` word by word; with ``hold``,
+    it stops after the first word until that event is set (a run that is still going, for sure).
 
     It posts through the same callback and returns the same result type as the real generator, so the
     app's streaming, ranking and recording paths run unchanged, with fixed text and timings.
@@ -68,6 +74,8 @@ def scripted_generate(titles: Sequence[str], step_delay: float = 0.0, started: t
                     on_event(CandidateEvent(start_index + i, text, last))
             if started is not None:
                 started.set()
+            if hold is not None:
+                hold.wait(timeout=30)
             time.sleep(step_delay)
         finished = [] if cancelled else chosen
         candidates = [
