@@ -75,6 +75,7 @@ class TitlecraftApp(App[None]):
     CSS_PATH = Path(__file__).parent / "app.tcss"
     TITLE = "titlecraft"
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (32, "-tall")]  # short terminals get tighter dialogs
     ENABLE_COMMAND_PALETTE = False
     # The live generation run (id, first row, cancel event); the footer dims escape without one.
     running: var[dict | None] = var(None, bindings=True)

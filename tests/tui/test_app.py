@@ -599,3 +599,22 @@ async def test_a_stream_repaint_that_reaches_a_row_before_it_is_composed_is_harm
         await pilot.pause()
         assert "Streaming" in candidates.rows[-1].query_one(".title", Static).content.plain
     assert app.return_code in (None, 0)
+
+
+async def test_a_short_terminal_shows_candidates_and_whole_dialogs(make_app):
+    app = make_app()
+    async with app.run_test(size=(40, 12)) as pilot:
+        await ready(app, pilot)
+        app.generator.generate = scripted_generate(["A title that fits", "Another one"])
+        app.sampling.update(n=2)
+        await pilot.press("ctrl+g")
+        await settle(app, pilot)
+        row = app.candidates.current.region
+        assert row.height > 0 and app.screen.region.contains_region(row)
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("tab", "s")
+        await pilot.pause()
+        save = app.screen.query_one("#save").region
+        assert save.height > 0 and app.screen.region.contains_region(save)
