@@ -44,6 +44,7 @@ from tui.messages import (
     ModelLoadFailed,
     StoreOpened,
     StoreOpenFailed,
+    TokensCounted,
     WriteFailed,
     WriteSaved,
 )
@@ -324,19 +325,19 @@ class TitlecraftApp(App[None]):
         if not text.strip():
             self.editor.show_token_note("0 tokens")
             return
-        try:
-            tokens, dropped = self.generator.count_tokens(text, self.sampling["max_new_tokens"])
-        except Exception as error:  # noqa: BLE001
-            self.editor.show_token_note(f"tokens: could not count ({_error_text(error)})")
-            return
-        self.editor.show_token_count(tokens, dropped)
         few_shot_store = self.store if self.few_shot else None
-        self._prefill(text, self.sampling["max_new_tokens"], few_shot_store)
+        self._count_and_prefill(text, self.sampling["max_new_tokens"], few_shot_store)
 
     @work(thread=True, exclusive=True, group="prefill")
-    def _prefill(self, abstract: str, max_new_tokens: int, few_shot_store: Any = None) -> None:
-        """Run the edited abstract's prompt while the researcher reads it, so that Generate starts
-        decoding at once; skipped while candidates are coming."""
+    def _count_and_prefill(self, abstract: str, max_new_tokens: int, few_shot_store: Any = None) -> None:
+        """Count the edited abstract's tokens off the UI thread (a long one takes a noticeable moment),
+        then run its prompt while the researcher reads it, so that Generate starts decoding at once."""
+        try:
+            tokens, dropped = self.generator.count_tokens(abstract, max_new_tokens)
+        except Exception as error:  # noqa: BLE001
+            self.post_message(TokensCounted(abstract, None, error=_error_text(error)))
+            return
+        self.post_message(TokensCounted(abstract, tokens, dropped))
         try:
             examples = []
             if few_shot_store is not None:
@@ -344,6 +345,14 @@ class TitlecraftApp(App[None]):
             self.generator.prefill(abstract, max_new_tokens, examples)
         except Exception:  # noqa: BLE001, S110 - only a head start: Generate runs the prompt and reports errors
             pass
+
+    def on_tokens_counted(self, message: TokensCounted) -> None:
+        if message.abstract != self.editor.text:
+            return  # the abstract changed meanwhile: its own count follows
+        if message.tokens is None:
+            self.editor.show_token_note(f"tokens: could not count ({message.error})")
+        else:
+            self.editor.show_token_count(message.tokens, message.dropped)
 
     def _session_for_editor(self) -> Session | None:
         """The session for the editor's text: the current one if unchanged, else a new abstract."""

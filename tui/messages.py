@@ -96,6 +96,17 @@ class ExportFailed(Message):
         self.error = error
 
 
+class TokensCounted(Message):
+    """The token count of ``abstract`` (``tokens`` None and ``error`` set when it could not be counted)."""
+
+    def __init__(self, abstract: str, tokens: int | None, dropped: int = 0, error: str | None = None) -> None:
+        super().__init__()
+        self.abstract = abstract
+        self.tokens = tokens
+        self.dropped = dropped
+        self.error = error
+
+
 class StoreOpened(Message):
     """The store opened (at start-up, or later when a retried write finally reached it)."""
 

@@ -348,8 +348,19 @@ async def test_the_edited_abstract_is_prefilled_so_generate_starts_decoding_at_o
 async def test_a_long_abstract_warns_before_and_during_generation(make_app):
     app = make_app()
     async with app.run_test(size=(100, 40)) as pilot:
+        await settle(app, pilot)  # the model has loaded
+        counting_threads = []
+        count_tokens = app.generator.count_tokens
+
+        def recorded_count(*args, **kwargs):
+            counting_threads.append(threading.current_thread())
+            return count_tokens(*args, **kwargs)
+
+        app.generator.count_tokens = recorded_count
         await ready(app, pilot, ABSTRACT * 30)
         await pilot.pause(0.5)  # the count waits for a pause in typing
+        await settle(app, pilot)
+        assert counting_threads and threading.main_thread() not in counting_threads  # typing never waits on it
         token_count = app.query_one("#token-count", Static)
         assert token_count.has_class("-truncated")
         assert "dropped" in token_count.content.plain
@@ -609,12 +620,13 @@ async def test_a_short_terminal_shows_candidates_and_whole_dialogs(make_app):
         app.sampling.update(n=2)
         await pilot.press("ctrl+g")
         await settle(app, pilot)
+        await pilot.pause(0.1)
         row = app.candidates.current.region
         assert row.height > 0 and app.screen.region.contains_region(row)
     app = make_app()
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(app, pilot)
         await pilot.press("tab", "s")
-        await pilot.pause()
+        await pilot.pause(0.1)
         save = app.screen.query_one("#save").region
         assert save.height > 0 and app.screen.region.contains_region(save)
