@@ -117,7 +117,8 @@ class TitlecraftApp(App[None]):
         self.generator: Any = None
         self.model_info: Any = None
         self.model_error: str | None = None
-        self.store: Any = None
+        self.store: Any = None  # the writer thread's connection
+        self.reader: Any = None  # the UI thread's, for quick reads
         self.sampling = dict(DEFAULT_SAMPLING)
         self.session: Session | None = None
         self.pending: deque[PendingWrite] = deque()
@@ -161,6 +162,8 @@ class TitlecraftApp(App[None]):
     def on_unmount(self) -> None:
         if self.running:
             self.running["cancel"].set()
+        if self.reader is not None:
+            self.reader.close()
         if self.store is not None:
             self.store.close()  # waits for a write in flight: the store serialises its calls
 
@@ -221,6 +224,10 @@ class TitlecraftApp(App[None]):
             message.store.close()
             return
         self.store = message.store
+        try:  # reads on the UI thread get a connection of their own: they never queue behind a write
+            self.reader = _open_store(self.store.path)  # waiting for another process's lock (WAL)
+        except Exception:  # noqa: BLE001 - reads then share the writer's connection
+            self.reader = None
         self._read_settings()
         self._show_status()
         self._flush_writes()
@@ -236,7 +243,7 @@ class TitlecraftApp(App[None]):
         if self.store is None:
             return default
         try:
-            return read(self.store)
+            return read(self.reader or self.store)
         except Exception as error:  # noqa: BLE001
             self.notify_error(f"Reading the store failed: {_error_text(error)}")
             return default
@@ -754,7 +761,7 @@ class TitlecraftApp(App[None]):
                 self.open_abstract(abstract_id)
                 self.candidates.focus()
 
-        self.push_screen(ReviewScreen(self.store), chosen)
+        self.push_screen(ReviewScreen(self.reader or self.store), chosen)
 
     def action_settings(self) -> None:
         def saved(values: dict | None) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import threading
 
 from textual.widgets import DataTable, Input, Static
@@ -630,3 +631,25 @@ async def test_a_short_terminal_shows_candidates_and_whole_dialogs(make_app):
         await pilot.pause(0.1)
         save = app.screen.query_one("#save").region
         assert save.height > 0 and app.screen.region.contains_region(save)
+
+
+async def test_reads_do_not_queue_behind_a_write_that_waits_for_another_process(make_app, db_path):
+    app = make_app()
+    async with app.run_test(size=(100, 40)) as pilot:
+        await ready(app, pilot)
+        app.generator.generate = scripted_generate(["Alpha title", "Beta title"])
+        app.sampling.update(n=2)
+        await pilot.press("ctrl+g")
+        await settle(app, pilot)
+        other = sqlite3.connect(db_path, isolation_level=None, check_same_thread=False)
+        other.execute("BEGIN IMMEDIATE")  # another process is writing
+        await pilot.press("a")  # the acceptance now waits for that lock (up to the 5 s busy timeout)
+        await pilot.pause()
+        assert app.writing
+        counts = app._read(lambda store: store.counts())  # a read on the UI thread, e.g. the status line
+        other.execute("COMMIT")  # released at once, unless the read above had to outwait the writer
+        other.close()
+        await settle(app, pilot)
+        assert counts["abstracts"] == 1
+        assert not app.errors() and not app.pending
+    assert live_decisions(db_path) == [("accept", "Alpha title", None)]
