@@ -426,6 +426,9 @@ class TitlecraftApp(App[None]):
         if more and self.running is not None:
             self.notify("Candidates are still coming: wait, or press escape to stop them.", severity="warning")
             return
+        if self.candidates.editing:
+            self.notify("A title is being edited: enter saves it, escape leaves it, then generate.", severity="warning")
+            return
         session = self.session if more else self._session_for_editor()
         if session is None:
             return
@@ -864,12 +867,14 @@ class TitlecraftApp(App[None]):
         self.query_one(StatusBar).show(info)
 
     def action_quit(self) -> None:
-        """Quit, unless decisions are unsaved: then ask for a second ctrl+q."""
-        if self.pending and not self.quit_requested:
+        """Quit, unless decisions are unsaved or a title is being edited: then ask for a second ctrl+q."""
+        unsaved = [f"{len(self.pending)} change(s) are not saved yet"] if self.pending else []
+        if self.candidates.editing:
+            unsaved.append("a title is being edited (enter saves it)")
+        if unsaved and not self.quit_requested:
             self.quit_requested = True
             self.notify(
-                f"{len(self.pending)} change(s) are not saved yet. Press ctrl+q again to quit and lose them.",
-                severity="warning",
+                "; ".join(unsaved).capitalize() + ". Press ctrl+q again to quit and lose them.", severity="warning"
             )
             return
         self._cancel_run()

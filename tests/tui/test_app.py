@@ -653,3 +653,26 @@ async def test_reads_do_not_queue_behind_a_write_that_waits_for_another_process(
         assert counts["abstracts"] == 1
         assert not app.errors() and not app.pending
     assert live_decisions(db_path) == [("accept", "Alpha title", None)]
+
+
+async def test_an_open_edit_is_never_thrown_away_by_generate_or_a_single_quit(make_app):
+    app = make_app()
+    async with app.run_test(size=(100, 40)) as pilot:
+        await ready(app, pilot)
+        app.generator.generate = scripted_generate(["Alpha title", "Beta title"])
+        app.sampling.update(n=2)
+        await pilot.press("ctrl+g")
+        await settle(app, pilot)
+        await pilot.press("e")
+        await pilot.pause()
+        await pilot.press("ctrl+u", *"Half-typed")
+        await pilot.press("ctrl+g")
+        await settle(app, pilot)
+        assert any("A title is being edited" in message for _, message in app.told)
+        assert app.candidates.editing and [view.text for view in app.candidates.views()] == ["Alpha title", "Beta title"]
+        await pilot.press("ctrl+q")
+        await pilot.pause()
+        assert app.is_running and any("a title is being edited" in message.lower() for _, message in app.told[-1:])
+        await pilot.press("ctrl+q")
+        await pilot.pause()
+        assert not app.is_running

@@ -145,6 +145,11 @@ class CandidateList(VerticalScroll, can_focus=True):
     def current(self) -> CandidateRow | None:
         return self.rows[self.cursor] if 0 <= self.cursor < len(self.rows) else None
 
+    @property
+    def editing(self) -> bool:
+        """Whether a row's in-place editor is open (its text would be lost by replacing the rows)."""
+        return bool(self.query(EditInput))
+
     def views(self) -> list[CandidateView]:
         return [row.view for row in self.rows]
 
