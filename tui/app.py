@@ -788,8 +788,20 @@ class TitlecraftApp(App[None]):
             return self.few_shot_choice
         return self.model_info is not None and self.model_info.template == CHAT
 
+    @property
+    def few_shot_known(self) -> bool:
+        """Whether the toggle's state is known: chosen by the user, or the loaded model's default."""
+        return self.few_shot_choice is not None or self.model_info is not None
+
     def action_few_shot(self) -> None:
         """Toggle few-shot from my titles; the choice is remembered in the store."""
+        if not self.few_shot_known:
+            self.notify(
+                "The model is still loading: few-shot starts on for instruct models and off for fine-tuned "
+                "ones, so it can be toggled once the model has loaded.",
+                severity="warning",
+            )
+            return
         self.few_shot_choice = enabled = not self.few_shot
         self.last_few_shot = None
         self.submit(
@@ -852,7 +864,8 @@ class TitlecraftApp(App[None]):
             info.tokens_per_second = self.last_run.tokens_per_second
         counts = self._read(lambda store: store.counts())
         self.curated_count = None if counts is None else counts["curated"]
-        info.few_shot, info.curated = self.few_shot, self.curated_count
+        info.few_shot = self.few_shot if self.few_shot_known else None
+        info.curated = self.curated_count
         info.few_shot_used = self.last_few_shot if self.few_shot else None
         for stats in self._read(lambda store: store.model_stats(), []):
             info.accepted += stats.accepted

@@ -325,8 +325,12 @@ async def test_abstract_can_be_pasted_while_the_model_loads(make_app, monkeypatc
         await pilot.press(*"Pasted while loading.")
         await pilot.press("ctrl+g")
         assert any("still loading" in error for error in app.errors())
+        assert "few-shot: set once the model loads" in app.query_one(StatusBar).text()
+        await pilot.press("tab", "f")  # the default depends on the model: nothing is toggled or saved yet
+        assert app.few_shot_choice is None and any("still loading" in message for _, message in app.told[-1:])
         release.set()
         await settle(app, pilot)
+        assert "few-shot: set once" not in app.query_one(StatusBar).text()  # the loaded model's default
         assert app.editor.text == "Pasted while loading."
         assert app.query_one("#token-count", Static).content.plain.endswith("tokens")
         assert not app.query_one(StatusBar).info.loading
