@@ -25,22 +25,34 @@ from core.evaluate import load_generator, select_rows  # noqa: E402
 from core.metrics import rouge  # noqa: E402
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def baseline_parser(doc: str) -> argparse.ArgumentParser:
+    """The options every decoding baseline shares: which model, and which abstracts (as an eval picks them)."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="embedded")
     parser.add_argument("--data", default="data/prepared/validation.parquet")
     parser.add_argument("--limit", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--beams", type=int, default=5)
-    parser.add_argument("--max-new-tokens", type=int, default=40)
     parser.add_argument("--threads", type=int)
-    args = parser.parse_args()
+    return parser
+
+
+def load_baseline_generator(args: argparse.Namespace):
+    """The generator, and the token ids ``model.generate`` must stop at: end of sequence or a newline."""
     if args.threads:
         torch.set_num_threads(args.threads)
     generator = load_generator(args.model, "auto")
     tokenizer = generator.tokenizer
     newline_ids = {i for token, i in tokenizer.get_vocab().items() if "\n" in tokenizer.convert_tokens_to_string([token])}
-    stops = sorted(generator.stop_ids | newline_ids)
+    return generator, sorted(generator.stop_ids | newline_ids)
+
+
+def main() -> None:
+    parser = baseline_parser(__doc__)
+    parser.add_argument("--beams", type=int, default=5)
+    parser.add_argument("--max-new-tokens", type=int, default=40)
+    args = parser.parse_args()
+    generator, stops = load_baseline_generator(args)
+    tokenizer = generator.tokenizer
     top1, best, distinct = [], [], []
     started = time.perf_counter()
     for row in select_rows(args.data, args.limit, args.seed):

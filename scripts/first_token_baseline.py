@@ -11,7 +11,6 @@ differences with their standard errors.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 from pathlib import Path
@@ -20,6 +19,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from beam_baseline import baseline_parser, load_baseline_generator  # noqa: E402
 from core.candidates import clean_title, keep_diverse, rank_candidates, title_key  # noqa: E402
 from core.evaluate import abstract_seed, load_generator, select_rows  # noqa: E402
 from core.generate import SamplingParams  # noqa: E402
@@ -55,21 +55,11 @@ def first_token_drafts(generator, abstract: str, first_tokens: int, max_new_toke
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="embedded")
-    parser.add_argument("--data", default="data/prepared/validation.parquet")
-    parser.add_argument("--limit", type=int, default=100)
-    parser.add_argument("--seed", type=int, default=0)
+    parser = baseline_parser(__doc__)
     parser.add_argument("-n", type=int, default=5)
     parser.add_argument("--first-tokens", type=int, default=8, help="K: how many first tokens to start from")
-    parser.add_argument("--threads", type=int)
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    generator = load_generator(args.model, "auto")
-    tokenizer = generator.tokenizer
-    newline_ids = {i for token, i in tokenizer.get_vocab().items() if "\n" in tokenizer.convert_tokens_to_string([token])}
-    stops = sorted(generator.stop_ids | newline_ids)
+    generator, stops = load_baseline_generator(args)
     defaults = SamplingParams(n=args.n)
     scores: dict[str, list[tuple[float, float]]] = {"default": [], "first tokens": []}
     for row in select_rows(args.data, args.limit, args.seed):

@@ -523,14 +523,23 @@ async def test_few_shot_defaults_off_for_fine_tuned_models_until_the_user_turns_
 LONG_TITLES = [f"Title {i}" + " about sparse graph attention" * 2 for i in range(12)]
 
 
+async def generated(app, pilot, titles, n: int, hold: threading.Event | None = None) -> None:
+    """Paste the abstract and generate ``n`` scripted candidates; with ``hold``, the run streams its
+    first words and then waits (still running) until ``hold`` is set, else it is waited for."""
+    await ready(app, pilot)
+    app.generator.generate = scripted_generate(titles, hold=hold)
+    app.sampling.update(n=n)
+    await pilot.press("ctrl+g")
+    if hold is None:
+        await settle(app, pilot)
+    else:
+        await pilot.pause()
+
+
 async def test_a_refused_write_is_dropped_and_does_not_hold_up_later_decisions(make_app, db_path):
     app = make_app()
     async with app.run_test(size=(100, 40)) as pilot:
-        await ready(app, pilot)
-        app.generator.generate = scripted_generate(["Alpha title", "Beta title", "Gamma title"])
-        app.sampling.update(n=3)
-        await pilot.press("ctrl+g")
-        await settle(app, pilot)
+        await generated(app, pilot, ["Alpha title", "Beta title", "Gamma title"], 3)
         await pilot.press("a")
         await settle(app, pilot)
         app.action_undo()
@@ -546,12 +555,8 @@ async def test_a_refused_write_is_dropped_and_does_not_hold_up_later_decisions(m
 async def test_an_own_title_written_during_a_run_stays_when_the_run_ends(make_app, db_path):
     app = make_app()
     async with app.run_test(size=(100, 40)) as pilot:
-        await ready(app, pilot)
         hold = threading.Event()
-        app.generator.generate = scripted_generate(LONG_TITLES, hold=hold)
-        app.sampling.update(n=3)
-        await pilot.press("ctrl+g")
-        await pilot.pause()
+        await generated(app, pilot, LONG_TITLES, 3, hold)
         await pilot.press("t")
         await type_into_prompt(pilot, "My own title")
         assert app.running is not None
@@ -569,12 +574,8 @@ async def test_an_own_title_written_during_a_run_stays_when_the_run_ends(make_ap
 async def test_a_new_abstract_stops_the_run_of_the_previous_one(make_app, db_path):
     app = make_app()
     async with app.run_test(size=(100, 40)) as pilot:
-        await ready(app, pilot)
         hold = threading.Event()
-        app.generator.generate = scripted_generate(LONG_TITLES, hold=hold)
-        app.sampling.update(n=3)
-        await pilot.press("ctrl+g")
-        await pilot.pause()
+        await generated(app, pilot, LONG_TITLES, 3, hold)
         app.editor.text_area.focus()
         await pilot.press("ctrl+end", *" Revised.")
         app.candidates.focus()
@@ -620,11 +621,7 @@ async def test_a_stream_repaint_that_reaches_a_row_before_it_is_composed_is_harm
 async def test_a_short_terminal_shows_candidates_and_whole_dialogs(make_app):
     app = make_app()
     async with app.run_test(size=(40, 12)) as pilot:
-        await ready(app, pilot)
-        app.generator.generate = scripted_generate(["A title that fits", "Another one"])
-        app.sampling.update(n=2)
-        await pilot.press("ctrl+g")
-        await settle(app, pilot)
+        await generated(app, pilot, ["A title that fits", "Another one"], 2)
         await pilot.pause(0.1)
         row = app.candidates.current.region
         assert row.height > 0 and app.screen.region.contains_region(row)
@@ -640,11 +637,7 @@ async def test_a_short_terminal_shows_candidates_and_whole_dialogs(make_app):
 async def test_reads_do_not_queue_behind_a_write_that_waits_for_another_process(make_app, db_path):
     app = make_app()
     async with app.run_test(size=(100, 40)) as pilot:
-        await ready(app, pilot)
-        app.generator.generate = scripted_generate(["Alpha title", "Beta title"])
-        app.sampling.update(n=2)
-        await pilot.press("ctrl+g")
-        await settle(app, pilot)
+        await generated(app, pilot, ["Alpha title", "Beta title"], 2)
         other = sqlite3.connect(db_path, isolation_level=None, check_same_thread=False)
         other.execute("BEGIN IMMEDIATE")  # another process is writing
         await pilot.press("a")  # the acceptance now waits for that lock (up to the 5 s busy timeout)
@@ -662,11 +655,7 @@ async def test_reads_do_not_queue_behind_a_write_that_waits_for_another_process(
 async def test_an_open_edit_is_never_thrown_away_by_generate_or_a_single_quit(make_app):
     app = make_app()
     async with app.run_test(size=(100, 40)) as pilot:
-        await ready(app, pilot)
-        app.generator.generate = scripted_generate(["Alpha title", "Beta title"])
-        app.sampling.update(n=2)
-        await pilot.press("ctrl+g")
-        await settle(app, pilot)
+        await generated(app, pilot, ["Alpha title", "Beta title"], 2)
         await pilot.press("e")
         await pilot.pause()
         await pilot.press("ctrl+u", *"Half-typed")
