@@ -45,6 +45,7 @@ from core.train_data import (
 )
 
 STATE_DIR = "last"
+RUN_IDENTITY = "run.json"
 PRECISIONS = ("auto", "bf16", "fp32")
 BUDGET_CLOCK_STEPS = (10, 50)  # --max-minutes times the steps between these two to plan the rest
 
@@ -300,7 +301,35 @@ def _replace_folder(staging: Path, folder: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _save_state(folder: Path, model, optimizer, scheduler, progress: Progress, lora: bool) -> None:
+# Settings a resumed run may change: where and how fast it runs, and how often it reports.
+RESUMABLE_CHANGES = frozenset({"out", "device", "compile", "max_minutes", "eval_every", "val_limit"})
+
+
+def _run_identity(config: TrainConfig, provenance: dict) -> dict:
+    """What an interrupted run's saved state must match to be resumed: the settings that shape its
+    steps, and the hashes of its data (main rank only: the others have no provenance)."""
+    settings = {k: v for k, v in asdict(config).items() if k not in RESUMABLE_CHANGES}
+    return {"config": settings, **provenance}
+
+
+def _require_same_run(state_dir: Path, identity: dict, out: Path) -> None:
+    path = state_dir / RUN_IDENTITY
+    if not path.is_file():
+        return  # saved before runs recorded their identity
+    saved = json.loads(path.read_text())
+    changed = sorted(k for k in {*saved["config"], *identity["config"]} if saved["config"].get(k) != identity["config"].get(k))
+    if saved.get("data") != identity.get("data") or saved.get("init_adapter") != identity.get("init_adapter"):
+        changed.append("data files")
+    if changed:
+        raise TitlecraftError(
+            f"{out} holds an interrupted run with other settings ({', '.join(changed)}); re-run it with its own "
+            "settings to resume it, or choose another --out"
+        )
+
+
+def _save_state(
+    folder: Path, model, optimizer, scheduler, progress: Progress, lora: bool, identity: dict
+) -> None:
     staging = folder.with_name(f".{folder.name}.staging")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
@@ -310,6 +339,7 @@ def _save_state(folder: Path, model, optimizer, scheduler, progress: Progress, l
     save_file(state, str(staging / "weights.safetensors"))
     torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, staging / "optimizer.pt")
     (staging / "progress.json").write_text(json.dumps(asdict(progress)))
+    (staging / RUN_IDENTITY).write_text(json.dumps(identity))
     _replace_folder(staging, folder)
 
 
@@ -341,8 +371,11 @@ def train(config: TrainConfig, on_progress: Callable[[dict], None] | None = None
     # Batch shapes vary from step to step; expandable segments keep the CUDA allocator from fragmenting.
     os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
     out = Path(config.out)
-    if (out / CHECKPOINT_META).is_file() and not (out / STATE_DIR).is_dir():
+    state_dir = out / STATE_DIR
+    if (out / CHECKPOINT_META).is_file() and not (state_dir / "progress.json").is_file():
         raise TitlecraftError(f"{out} already holds a finished run; choose another --out")
+    if Path(config.base).expanduser().is_dir():  # the checkpoint names its base: it must load from anywhere
+        config = replace(config, base=str(Path(config.base).expanduser().resolve()))
     if config.init_adapter:
         config = continuing_adapter(config)
     torch.manual_seed(config.seed)
@@ -390,14 +423,17 @@ def train(config: TrainConfig, on_progress: Callable[[dict], None] | None = None
         betas=(0.9, 0.98),
         fused=device.startswith("cuda"),
     )
-    steps_per_epoch = len(length_grouped_batches(lengths, config.batch_size, config.seed, 0)) // (
-        config.grad_accum * ranks.world
+    # The last step of an epoch may hold fewer micro-batches: every example is seen once per epoch.
+    steps_per_epoch = math.ceil(
+        len(length_grouped_batches(lengths, config.batch_size, config.seed, 0)) / (config.grad_accum * ranks.world)
     )
     progress = Progress(planned_steps=max(1, math.ceil(steps_per_epoch * config.epochs)))
     warmup = max(1, int(progress.planned_steps * config.warmup_ratio))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(progress, warmup))
-    state_dir = out / STATE_DIR
+    identity = _run_identity(config, provenance)
     if (state_dir / "progress.json").is_file():
+        if ranks.main:
+            _require_same_run(state_dir, identity, out)
         progress.__dict__.update(asdict(_load_state(state_dir, model, optimizer, scheduler, config.lora)))
         _log(f"resuming from step {progress.step} of {progress.planned_steps}", ranks)
 
@@ -409,10 +445,15 @@ def train(config: TrainConfig, on_progress: Callable[[dict], None] | None = None
         result = []
         for k in range(config.grad_accum):
             index = (step * micro_per_step) + k * ranks.world + ranks.rank
-            epoch, position = divmod(index, max(1, steps_per_epoch * micro_per_step))
+            epoch, position = divmod(index, steps_per_epoch * micro_per_step)
             if epoch not in epoch_batches:
                 epoch_batches[epoch] = length_grouped_batches(lengths, config.batch_size, config.seed, epoch)
-            result.append(epoch_batches[epoch][position])
+            batches = epoch_batches[epoch]
+            if position >= len(batches):  # past the epoch's end, in its shorter last step
+                if result:
+                    break
+                position %= len(batches)  # a rank with none left repeats one: data-parallel ranks step together
+            result.append(batches[position])
         return result
 
     seen_examples: list[int] = []
@@ -473,7 +514,7 @@ def train(config: TrainConfig, on_progress: Callable[[dict], None] | None = None
                         progress.best_val_loss = record.get("val_loss")
                         progress.best_step = progress.step
                         save_checkpoint(model, tokenizer, out / "best", _meta(config, info, progress, model, len(examples), provenance), config.lora)
-                    _save_state(state_dir, model, optimizer, scheduler, progress, config.lora)
+                    _save_state(state_dir, model, optimizer, scheduler, progress, config.lora, identity)
                 barrier()
                 if on_progress:
                     on_progress(record)
@@ -484,7 +525,13 @@ def train(config: TrainConfig, on_progress: Callable[[dict], None] | None = None
     if ranks.main:
         _publish(out, config, info, progress, model, len(examples), provenance)
         (out / "ranks").mkdir(exist_ok=True)
-        shutil.rmtree(state_dir, ignore_errors=True)  # finished: the resume state is no longer needed
+        # Finished: the resume state goes, in one rename first, so a kill meanwhile never leaves a state
+        # without its progress (which a re-run would take for no state, and train again from scratch).
+        finished = out / f".{STATE_DIR}.finished"
+        shutil.rmtree(finished, ignore_errors=True)
+        if state_dir.exists():
+            os.replace(state_dir, finished)
+        shutil.rmtree(finished, ignore_errors=True)
     barrier()
     (out / "ranks" / f"rank{ranks.rank}.json").write_text(json.dumps({"rank": ranks.rank, "examples": seen_examples}))
     return out
@@ -582,8 +629,11 @@ def _publish(
         best_meta = json.loads((best / CHECKPOINT_META).read_text())
         meta.update({k: best_meta[k] for k in ("steps",)})
         meta["history"] = progress.history
-        (best / CHECKPOINT_META).write_text(json.dumps(meta, indent=2))
-        for item in best.iterdir():
+        written = best / f".{CHECKPOINT_META}.partial"
+        written.write_text(json.dumps(meta, indent=2))
+        os.replace(written, best / CHECKPOINT_META)
+        # titlecraft.json goes last: until it has, a re-run finds the rest of best/ and finishes the move.
+        for item in sorted(best.iterdir(), key=lambda item: item.name == CHECKPOINT_META):
             target = out / item.name
             if target.is_dir():
                 shutil.rmtree(target)

@@ -20,6 +20,7 @@ from core.generate import SamplingParams, TitleGenerator
 from core.models import ADAPTER_WEIGHTS, file_sha256, load_model
 from core.prompts import COMPLETION, build_prompt, completion_prompt, completion_target
 from core.distributed import Ranks
+import core.train as core_train
 from core.train import Progress, TitleLoss, TrainConfig, _replan_for_time_budget, decoder_layers, train
 from core.train_data import IGNORE_INDEX, ExampleEncoder, collate, length_grouped_batches, read_pairs
 
@@ -175,11 +176,66 @@ def test_an_interrupted_run_resumes_and_ends_where_an_uninterrupted_one_does(tmp
         train(_config(tmp_path / "b", tiny_llama_dir, *split_files), on_progress=stop_after_first_save)
     saved = json.loads((tmp_path / "b" / "run" / "last" / "progress.json").read_text())
     assert saved["step"] == 3
+    with pytest.raises(TitlecraftError, match="holds an interrupted run with other settings \\(lr\\)"):
+        train(_config(tmp_path / "b", tiny_llama_dir, *split_files, lr=1e-3))
+    other_data = tmp_path / "other.parquet"
+    pd.read_parquet(split_files[0]).iloc[::-1].to_parquet(other_data)
+    with pytest.raises(TitlecraftError, match="other settings \\(train, data files\\)"):
+        train(_config(tmp_path / "b", tiny_llama_dir, other_data, split_files[1]))
+    assert json.loads((tmp_path / "b" / "run" / "last" / "progress.json").read_text()) == saved
     steps_seen = []
     resumed = train(_config(tmp_path / "b", tiny_llama_dir, *split_files), on_progress=lambda r: steps_seen.append(r["step"]))
     assert steps_seen == [6, 9, 10]
     first, second = load_file(str(straight / "model.safetensors")), load_file(str(resumed / "model.safetensors"))
     assert all(torch.allclose(first[name], second[name], atol=1e-6) for name in first)
+
+
+def test_a_run_killed_while_publishing_or_cleaning_up_finishes_on_a_re_run(tmp_path, tiny_gptneo_dir, split_files, monkeypatch):
+    config = _config(tmp_path, tiny_gptneo_dir, *split_files, epochs=0.3)
+    out, real_replace, real_rmtree = Path(config.out), os.replace, core_train.shutil.rmtree
+
+    published = []
+
+    def replace_then_die(source, target):  # dies after moving the first file of best/ into the run folder
+        if Path(source).parent == out / "best" and Path(target).parent == out:
+            if published:
+                raise Interrupted
+            published.append(source)
+        return real_replace(source, target)
+
+    monkeypatch.setattr(core_train.os, "replace", replace_then_die)
+    with pytest.raises(Interrupted):
+        train(config)
+    monkeypatch.setattr(core_train.os, "replace", real_replace)
+    assert (out / "best" / "titlecraft.json").is_file()  # the metadata moves last
+    train(config)
+    assert (out / "titlecraft.json").is_file() and not (out / "best").exists() and not (out / "last").exists()
+    load_model(str(out))
+
+    def rmtree_then_die(path, *args, **kwargs):  # dies while the finished run's state is deleted
+        if Path(path).name == ".last.finished" and Path(path).exists():
+            raise Interrupted
+        return real_rmtree(path, *args, **kwargs)
+
+    second = _config(tmp_path / "second", tiny_gptneo_dir, *split_files, epochs=0.3)
+    monkeypatch.setattr(core_train.shutil, "rmtree", rmtree_then_die)
+    with pytest.raises(Interrupted):
+        train(second)
+    monkeypatch.setattr(core_train.shutil, "rmtree", real_rmtree)
+    with pytest.raises(TitlecraftError, match="already holds a finished run"):  # not trained again from scratch
+        train(second)
+
+
+def test_every_example_once_per_epoch_with_gradient_accumulation_and_a_relative_base(
+    tmp_path, tiny_llama_dir, split_files, monkeypatch
+):
+    monkeypatch.chdir(tiny_llama_dir.parent)
+    config = _config(tmp_path, tiny_llama_dir.name, *split_files, grad_accum=3, eval_every=100, lora=True, lora_r=4)
+    out = train(config)  # 80 examples in 10 batches of 8: 4 steps, the last with one micro-batch
+    seen = json.loads((out / "ranks" / "rank0.json").read_text())["examples"]
+    assert sorted(seen) == list(range(80))
+    meta = json.loads((out / "titlecraft.json").read_text())
+    assert meta["steps"] == 4 and meta["base"] == str(tiny_llama_dir.resolve())  # loads from any folder
 
 
 def test_lora_checkpoint_holds_only_the_adapter_and_merges_at_load(tmp_path, tiny_llama_dir, split_files):
