@@ -85,7 +85,8 @@ class EvalConfig:
         """What must match for samples to be reused: everything but the limit (a larger limit with the
         same seed extends the same shuffled order)."""
         return {
-            "model": self.model,
+            "model": model_identity(self.model),
+            "generation_ranking": self.rankings[0],  # which candidates are kept depends on it
             "data": str(Path(self.data).resolve()),
             "mode": self.mode,
             "n": self.n,
@@ -99,6 +100,19 @@ class EvalConfig:
         """The overridable sampling settings as the generator will use them (defaults filled in)."""
         sampling = self.sampling()
         return {name: getattr(sampling, name) for name in SAMPLING_OVERRIDES}
+
+
+def model_identity(spec: str) -> str:
+    """A model spec as samples depend on it: a local checkpoint by its full path and a hash of its
+    metadata (a retrained checkpoint in the same folder is another model); ``embedded`` by its adapter's."""
+    from core.models import CHECKPOINT_META, EMBEDDED, SHIPPED_ADAPTER_DIR, file_sha256
+
+    folder = SHIPPED_ADAPTER_DIR if spec == EMBEDDED else Path(spec).expanduser()
+    if not folder.is_dir():
+        return spec  # a hub id, or embedded-base
+    name = spec if spec == EMBEDDED else str(folder.resolve())
+    metadata = next((folder / f for f in (CHECKPOINT_META, "config.json") if (folder / f).is_file()), None)
+    return f"{name}@{file_sha256(metadata)[:16]}" if metadata else name
 
 
 def row_id(arxiv_id, abstract: str) -> str:

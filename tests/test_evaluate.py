@@ -11,7 +11,7 @@ from shared_pairs import shared_pairs
 from core.candidates import candidate_flags
 from core.cli import main
 from core.errors import TitlecraftError
-from core.evaluate import EvalConfig, evaluate, read_samples, select_rows
+from core.evaluate import EvalConfig, evaluate, model_identity, read_samples, select_rows
 from core.generate import TitleGenerator
 from core.metrics import (
     best_of_n,
@@ -151,6 +151,22 @@ def test_evaluation_writes_samples_metrics_and_report_and_resumes(tiny_generator
     assert {k: v for k, v in again.items() if k != "created"} == {k: v for k, v in metrics.items() if k != "created"}
     with pytest.raises(TitlecraftError, match="different settings \\(n\\)"):
         evaluate(replace(config, n=3), tmp_path, generator=tiny_generator, progress=False)
+    with pytest.raises(TitlecraftError, match="different settings \\(generation_ranking\\)"):
+        evaluate(replace(config, ranking="consensus"), tmp_path, generator=tiny_generator, progress=False)
+    evaluate(replace(config, ranking="score"), tmp_path, generator=tiny_generator, progress=False)  # same candidates
+
+
+def test_a_checkpoint_is_identified_by_its_full_path_and_its_metadata(tmp_path, monkeypatch):
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "titlecraft.json").write_text('{"steps": 10}')
+    monkeypatch.chdir(tmp_path)
+    first = model_identity("run")
+    assert first == model_identity("./run") == model_identity(str(folder)) and first.startswith(str(folder) + "@")
+    (folder / "titlecraft.json").write_text('{"steps": 20}')  # retrained in the same folder: another model
+    assert model_identity("run") != first
+    assert model_identity("EleutherAI/gpt-neo-125m") == "EleutherAI/gpt-neo-125m"
+    assert model_identity("embedded").startswith("embedded@")
 
 
 def test_few_shot_prompts_get_retrieved_examples_but_never_their_own_title(tiny_generator, tmp_path):
