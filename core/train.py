@@ -286,7 +286,11 @@ def save_checkpoint(model, tokenizer, folder: Path, meta: dict, lora: bool) -> N
         state = {k: v.detach().to(torch.bfloat16).contiguous().cpu() for k, v in _trainable_state(model, True).items()}
         save_file(state, str(staging / ADAPTER_WEIGHTS))
     else:
-        model.save_pretrained(staging, safe_serialization=True)
+        model.config.use_cache = True  # off while training; whoever generates from the checkpoint wants it
+        try:
+            model.save_pretrained(staging, safe_serialization=True)
+        finally:
+            model.config.use_cache = False
         tokenizer.save_pretrained(staging)
     (staging / CHECKPOINT_META).write_text(json.dumps(meta, indent=2))
     _replace_folder(staging, folder)

@@ -151,6 +151,7 @@ def test_training_writes_a_checkpoint_that_generates(tmp_path, tiny_gptneo_dir, 
     assert meta["template"] == "completion" and meta["base"] == str(tiny_gptneo_dir)
     assert meta["steps"] == 10 and meta["best_val_loss"] == min(h["val_loss"] for h in meta["history"])
     assert [d["sha256"] for d in meta["data"]][0] and (out / "model.safetensors").is_file()
+    assert json.loads((out / "config.json").read_text())["use_cache"] is True  # plain generate stays fast
     assert not (out / "last").exists()
     model, tokenizer, info = load_model(str(out))
     result = TitleGenerator(model, tokenizer, info).generate(
