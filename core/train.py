@@ -297,12 +297,23 @@ def save_checkpoint(model, tokenizer, folder: Path, meta: dict, lora: bool) -> N
 
 
 def _replace_folder(staging: Path, folder: Path) -> None:
-    old = folder.with_name(f".{folder.name}.old")
+    old = _previous_copy(folder)
     shutil.rmtree(old, ignore_errors=True)
     if folder.exists():
         os.replace(folder, old)
     os.replace(staging, folder)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def _previous_copy(folder: Path) -> Path:
+    return folder.with_name(f".{folder.name}.old")
+
+
+def _recover_replaced_folder(folder: Path) -> None:
+    """A kill between the two renames of _replace_folder leaves only the previous copy: put it back."""
+    old = _previous_copy(folder)
+    if old.is_dir() and not folder.exists():
+        os.replace(old, folder)
 
 
 # Settings a resumed run may change: where and how fast it runs, and how often it reports.
@@ -376,6 +387,8 @@ def train(config: TrainConfig, on_progress: Callable[[dict], None] | None = None
     os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
     out = Path(config.out)
     state_dir = out / STATE_DIR
+    for folder in (state_dir, out / "best"):
+        _recover_replaced_folder(folder)
     if (out / CHECKPOINT_META).is_file() and not (state_dir / "progress.json").is_file():
         raise TitlecraftError(f"{out} already holds a finished run; choose another --out")
     if Path(config.base).expanduser().is_dir():  # the checkpoint names its base: it must load from anywhere
