@@ -391,7 +391,8 @@ def load_model(
         else:
             model, tokenizer = _load_pretrained(folder, spec, dtype=dtype)
     elif spec.startswith(("/", "./", "../", "~")) or Path(spec).expanduser().exists():
-        raise TitlecraftError(f"no checkpoint folder at {spec}")
+        what = "is a file, not a checkpoint folder" if Path(spec).expanduser().exists() else "does not exist"
+        raise TitlecraftError(f"no checkpoint folder at {spec}: the path {what}")
     else:
         model, tokenizer = _load_pretrained(spec, spec, dtype=dtype)
         kind, name = "hub", spec

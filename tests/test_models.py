@@ -176,8 +176,10 @@ def test_a_folder_or_path_that_is_no_checkpoint_is_named_as_such(tmp_path):
     with pytest.raises(TitlecraftError, match="is a folder but not a model checkpoint: it holds neither config.json"):
         load_model(str(tmp_path))
     for missing in (tmp_path / "no-such-run", "./no-such-run", "~/no-such-run"):
-        with pytest.raises(TitlecraftError, match="no checkpoint folder at"):
+        with pytest.raises(TitlecraftError, match="no checkpoint folder at .*no-such-run: the path does not exist"):
             load_model(str(missing))
+    with pytest.raises(TitlecraftError, match="notes.txt: the path is a file, not a checkpoint folder"):
+        load_model(str(tmp_path / "notes.txt"))
 
 
 def test_devices_resolve_and_absent_cuda_is_refused():
