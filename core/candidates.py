@@ -21,9 +21,17 @@ MAX_WORDS = 25
 COPY_MIN_SHARE = 0.8
 RANKINGS = ("score", "consensus")
 
-_TITLE_PREFIX = re.compile(r"^(?:(?:paper|suggested|proposed)\s+)?title\s*[:\-\u2013\u2014]\s*", re.IGNORECASE)
+# "Title:", "Title —", "Paper title - ": a hyphen only after a space ("Title-Conditioned ..." is a title).
+_TITLE_PREFIX = re.compile(
+    r"^(?:(?:paper|suggested|proposed)\s+)?title(?:\s*[:\u2013\u2014]|\s+-)\s*", re.IGNORECASE
+)
+# Markdown emphasis: star pairs around text anywhere ("*Sparse* Attention"; a lone star as in "A* Search"
+# stays), underscores only around the whole title ("__init__" inside a title is a name).
+_STAR_EMPHASIS = re.compile(r"(\*\*?)(?=\S)(.+?)(?<=\S)\1")
+_UNDERSCORE_EMPHASIS = re.compile(r"^(__?)(?=\S)(.+?)(?<=\S)\1$")
 _QUOTE_PAIRS = {'"': '"', "'": "'", "`": "`", "\u201c": "\u201d", "\u2018": "\u2019", "\u00ab": "\u00bb", "\u201e": "\u201c"}
-_LONE_QUOTES = "\"\u201c\u201d`"
+# Quote marks that are never part of a word (apostrophes are: "Models' ...").
+_QUOTE_MARKS = "\"`\u201c\u201d\u00ab\u00bb\u201e"
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
 
@@ -42,22 +50,33 @@ class Candidate:
 
 
 def _strip_quotes(text: str) -> str:
+    """Quotes around the whole title, or one dangling quote mark at either end; quoted words inside
+    (``"Attention" Is All You "Need"``) stay."""
     if len(text) >= 2 and _QUOTE_PAIRS.get(text[0]) == text[-1]:
-        return text[1:-1]
-    for quote in _LONE_QUOTES:
-        if text.count(quote) == 1 and (text.startswith(quote) or text.endswith(quote)):
-            return text.replace(quote, "")
+        inner = text[1:-1]
+        if text[0] not in inner and text[-1] not in inner:
+            return inner
+    marks = [c for c in text if c in _QUOTE_MARKS]
+    if len(marks) == 1 and marks[0] in (text[0], text[-1]):
+        return text.replace(marks[0], "")
     return text
+
+
+def _strip_final_period(text: str) -> str:
+    """A sentence's full stop goes; an abbreviation's ("U.S.", "e.g.") and an ellipsis stay."""
+    if not text.endswith(".") or text.endswith(".."):
+        return text
+    last_word = text.split()[-1]
+    return text if "." in last_word[:-1] else text[:-1].rstrip()
 
 
 def _clean_once(text: str) -> str:
-    text = text.replace("**", "").replace("__", "").replace("*", "").strip()
+    text = _STAR_EMPHASIS.sub(r"\2", text).strip()
+    text = _UNDERSCORE_EMPHASIS.sub(r"\2", text)
     text = re.sub(r"^#+\s*", "", text)
     text = _TITLE_PREFIX.sub("", text).strip()
     text = _strip_quotes(text).strip()
-    if text.endswith(".") and not text.endswith(".."):
-        text = text[:-1].rstrip()
-    return text
+    return _strip_final_period(text)
 
 
 def clean_title(text: str) -> str:

@@ -41,6 +41,15 @@ ABSTRACT = (
         ('"Unclosed quote', "Unclosed quote"),
         ("Titles: Not a Prefix", "Titles: Not a Prefix"),
         ("", ""),
+        ("\u201cDeep\u201d Learning for Cats", "\u201cDeep\u201d Learning for Cats"),
+        ('"Attention" Is All You "Need"', '"Attention" Is All You "Need"'),
+        ("A* Search Revisited", "A* Search Revisited"),
+        ("Learning __init__ Methods", "Learning __init__ Methods"),
+        ("__Whole Title Underlined__", "Whole Title Underlined"),
+        ("Title-Conditioned Image Generation", "Title-Conditioned Image Generation"),
+        ("Title \u2014 Dashed Prefix", "Dashed Prefix"),
+        ("Elections in the U.S.", "Elections in the U.S."),
+        ("Why Titles Matter?", "Why Titles Matter?"),
     ],
 )
 def test_clean_title(raw, cleaned):
