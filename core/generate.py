@@ -333,7 +333,7 @@ class TitleGenerator:
             for row in rows:
                 title = clean_title(row.text)
                 key = title_key(title)
-                if key not in seen:
+                if key and key not in seen:  # an empty title is no title: its slot is refilled
                     seen.add(key)
                     kept[row.slot] = (title, row.score)
             missing = params.n - len(kept)

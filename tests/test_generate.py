@@ -126,6 +126,13 @@ def test_repeats_are_replaced_by_a_refill_pass_into_the_same_slots(tiny_llama):
     assert {e.index for e in events} == {10, 11, 12}
 
 
+def test_an_empty_candidate_is_refilled_not_counted(tiny_llama):
+    generator, decoder = scripted(tiny_llama, [["Sparse Graph Learning", "", "Dense Graph Learning"], ["A Third Title"]])
+    _, result = collect(generator, params=SamplingParams(n=3, oversample=0))
+    assert decoder.rows_asked == [3, 1]
+    assert [c.text for c in result.candidates] == ["Sparse Graph Learning", "A Third Title", "Dense Graph Learning"]
+
+
 def test_refills_stop_after_the_bound(tiny_llama):
     passes = [["Same Old Title", "Same Old Title"]] + [["same old title"]] * MAX_REFILL_PASSES
     generator, decoder = scripted(tiny_llama, passes)
