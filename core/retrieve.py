@@ -28,7 +28,10 @@ K1 = 1.2
 B = 0.75
 # Extra neighbours fetched beyond k, so that excluded self-matches and duplicates can be skipped.
 SPARE_RESULTS = 8
-_WORD = re.compile(r"[a-z0-9]+")
+# Words of any script (Cyrillic, Greek, accented Latin...); Chinese, Japanese and Korean characters
+# one by one, as those scripts do not separate words.
+_CJK = "\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af"
+_WORD = re.compile(rf"[{_CJK}]|[^\W_{_CJK}]+")
 
 
 def tokenize(text: str) -> list[str]:
@@ -126,7 +129,15 @@ class Retriever:
         if k <= 0 or not len(self):
             return []
         scores = self.scores(abstract)
-        wanted = min(len(self), k + SPARE_RESULTS)
+        # A few spare results usually cover the skipped repeats; when they do not, rank them all.
+        for wanted in (min(len(self), k + SPARE_RESULTS), len(self)):
+            found = self._best(abstract, scores, wanted, k)
+            if len(found) == k or wanted == len(self):
+                return found
+        return found
+
+    def _best(self, abstract: str, scores: np.ndarray, wanted: int, k: int) -> list[Neighbour]:
+        """Up to k neighbours among the ``wanted`` best-scoring pairs, skipping the query and repeats."""
         top = np.argpartition(-scores, wanted - 1)[:wanted]
         top = top[np.argsort(-scores[top], kind="stable")]
         seen = {text_key(abstract)}

@@ -23,6 +23,19 @@ def test_tokenize_keeps_lowercase_alphanumeric_words():
     assert tokenize("GNNs (2024): fast, O(n)-time!") == ["gnns", "2024", "fast", "o", "n", "time"]
 
 
+def test_words_of_any_script_are_indexed():
+    assert tokenize("Über Графовые_сети 图神经网络") == ["über", "графовые", "сети", "图", "神", "经", "网", "络"]
+    retriever = Retriever.from_pairs([*PAIRS, ("Графовые нейронные сети для молекул.", "Графовые сети")])
+    assert retriever.examples("графовые нейронные сети", 1) == [("Графовые нейронные сети для молекул.", "Графовые сети")]
+
+
+def test_many_copies_of_the_query_do_not_hide_the_other_neighbours():
+    query = PAIRS[0][0]
+    copies = [(query + " " * i, f"Copy {i}") for i in range(12)]
+    retriever = Retriever.from_pairs([*copies, PAIRS[3]])
+    assert retriever.examples(query, 2) == [PAIRS[3]]
+
+
 def test_the_most_similar_abstracts_come_first():
     retriever = Retriever.from_pairs(PAIRS)
     titles = [n.title for n in retriever.search("Graph neural networks that predict molecules", 2)]
