@@ -9,9 +9,10 @@ samples at random, and near-variants of a kept title give way to different ones 
 When sampling repeats itself, further passes sample the missing number (continuing the same random
 stream) so that the researcher gets N distinct titles.
 
-Event indices are slots: 0..N-1 plus ``start_index``; the extra candidates stream no events. A refill
-pass streams into the slots whose first candidate was a repeat, so a front end can show exactly N rows;
-the final ranked list arrives in the GenerationResult.
+Event indices are slots: 0..N-1 plus ``start_index``; the extra candidates stream no events. A slot whose
+candidate was a repeat (or empty) gets a second finished event: a distinct extra candidate when there is
+one, else what a refill pass streams into it, so a front end can show exactly N different rows; the final
+ranked list arrives in the GenerationResult.
 """
 
 from __future__ import annotations
@@ -336,12 +337,26 @@ class TitleGenerator:
                 if key and key not in seen:  # an empty title is no title: its slot is refilled
                     seen.add(key)
                     kept[row.slot] = (title, row.score)
+            if not force_length:
+                yield from self._fill_repeats_from_extras(kept, params.n, start_index)
             missing = params.n - len(kept)
             if missing <= 0 or progress.cancelled or force_length or sampler.greedy:
                 break
             # Refill into the shown slots that hold a repeat (there are at least `missing` of them).
             open_slots = [slot for slot in range(params.n) if slot not in kept][:missing]
         return [kept[slot] for slot in sorted(kept)]
+
+    @staticmethod
+    def _fill_repeats_from_extras(
+        kept: dict[int, tuple[str, float]], n: int, start_index: int
+    ) -> Generator[CandidateEvent, None, None]:
+        """Move distinct unseen extra candidates into the shown slots that hold a repeat (or nothing), so
+        that the streamed rows end as N different titles without a refill pass."""
+        repeats = [slot for slot in range(n) if slot not in kept]
+        extras = [slot for slot in sorted(kept) if slot >= n]
+        for slot, extra in zip(repeats, extras, strict=False):
+            kept[slot] = kept.pop(extra)
+            yield CandidateEvent(start_index + slot, kept[slot][0], True)
 
     def _sample_pass(
         self,

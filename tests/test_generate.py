@@ -193,9 +193,11 @@ def test_the_kept_set_trades_a_near_variant_for_a_different_title(tiny_llama):
 def test_a_distinct_extra_candidate_saves_a_refill(tiny_llama):
     texts = ["Sparse Graph Learning", "sparse graph learning", "Dense Graph Learning"]
     generator, decoder = scripted(tiny_llama, [texts])
-    _, result = collect(generator, params=SamplingParams(n=2, oversample=1))
+    events, result = collect(generator, params=SamplingParams(n=2, oversample=1))
     assert decoder.rows_asked == [3]
     assert [c.text for c in result.candidates] == ["Sparse Graph Learning", "Dense Graph Learning"]
+    # The shown slot that streamed the repeat ends with the extra title: the rows are N different titles.
+    assert [e.text for e in events if e.index == 1 and e.finished] == ["sparse graph learning", "Dense Graph Learning"]
 
 
 def test_refills_go_to_shown_slots_and_only_for_what_is_missing(tiny_llama):
@@ -203,9 +205,8 @@ def test_refills_go_to_shown_slots_and_only_for_what_is_missing(tiny_llama):
     generator, decoder = scripted(tiny_llama, [first, ["Third Title Words"]])
     events, result = collect(generator, params=SamplingParams(n=3, oversample=1))
     assert decoder.rows_asked == [4, 1]
-    refill = [e.text for e in events if e.finished][3:]
-    assert refill == ["Third Title Words"]
-    assert [e.index for e in events if e.finished][3:] == [1]  # the first shown slot holding a repeat
+    replaced = [(e.index, e.text) for e in events if e.finished][3:]
+    assert replaced == [(1, "Other Title Words"), (2, "Third Title Words")]  # the extra, then a refill
     assert sorted(c.text for c in result.candidates) == ["Other Title Words", "Same Title Words", "Third Title Words"]
 
 
