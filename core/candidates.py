@@ -32,7 +32,8 @@ _UNDERSCORE_EMPHASIS = re.compile(r"^(__?)(?=\S)(.+?)(?<=\S)\1$")
 _QUOTE_PAIRS = {'"': '"', "'": "'", "`": "`", "\u201c": "\u201d", "\u2018": "\u2019", "\u00ab": "\u00bb", "\u201e": "\u201c"}
 # Quote marks that are never part of a word (apostrophes are: "Models' ...").
 _QUOTE_MARKS = "\"`\u201c\u201d\u00ab\u00bb\u201e"
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+# A sentence ends at ., ! or ? and a space, but not after "e.g.", "i.e.", "et al.", "vs." or "cf.".
+_SENTENCE_END = re.compile(r"(?<![Ee]\.g\.)(?<![Ii]\.e\.)(?<!\bal\.)(?<!\bvs\.)(?<!\bcf\.)(?<=[.!?])\s+")
 
 
 @dataclass

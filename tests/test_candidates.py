@@ -67,6 +67,11 @@ def test_copies_abstract_most_of_one_sentence_as_a_contiguous_run():
     assert copies_abstract("Study Sparse Attention for Long Documents", ABSTRACT)  # 6 of 7 words
 
 
+def test_copies_abstract_sees_through_abbreviations():
+    abstract = "Small models title papers well, e.g. with curated examples in the prompt. Code is out."
+    assert copies_abstract("Small Models Title Papers Well, e.g. With Curated Examples in the Prompt", abstract)
+
+
 def test_copies_abstract_whole_short_sentence():
     assert copies_abstract("Code Is Available", ABSTRACT)
 
