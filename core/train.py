@@ -332,7 +332,8 @@ def _require_same_run(state_dir: Path, identity: dict, out: Path) -> None:
     if not path.is_file():
         return  # saved before runs recorded their identity
     saved = json.loads(path.read_text())
-    changed = sorted(k for k in {*saved["config"], *identity["config"]} if saved["config"].get(k) != identity["config"].get(k))
+    before, now = saved["config"], identity["config"]
+    changed = sorted(key for key in {*before, *now} if before.get(key) != now.get(key))
     if saved.get("data") != identity.get("data") or saved.get("init_adapter") != identity.get("init_adapter"):
         changed.append("data files")
     if changed:
