@@ -129,11 +129,9 @@ class Retriever:
         if k <= 0 or not len(self):
             return []
         scores = self.scores(abstract)
-        # A few spare results usually cover the skipped repeats; when they do not, rank them all.
-        for wanted in (min(len(self), k + SPARE_RESULTS), len(self)):
-            found = self._best(abstract, scores, wanted, k)
-            if len(found) == k or wanted == len(self):
-                return found
+        found = self._best(abstract, scores, min(len(self), k + SPARE_RESULTS), k)
+        if len(found) < k:  # the spare results did not cover the skipped repeats: rank them all
+            found = self._best(abstract, scores, len(self), k)
         return found
 
     def _best(self, abstract: str, scores: np.ndarray, wanted: int, k: int) -> list[Neighbour]:
