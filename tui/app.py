@@ -217,17 +217,15 @@ class TitlecraftApp(App[None]):
         except Exception as error:  # noqa: BLE001
             self.post_message(StoreOpenFailed(_error_text(error)))
         else:
-            self.post_message(StoreOpened(store))
+            self.post_message(StoreOpened(store, _open_reader(store)))
 
     def on_store_opened(self, message: StoreOpened) -> None:
         if self.store is not None:  # the start-up open and a retried write both got there
-            message.store.close()
+            for store in (message.store, message.reader):
+                if store is not None:
+                    store.close()
             return
-        self.store = message.store
-        try:  # reads on the UI thread get a connection of their own: they never queue behind a write
-            self.reader = _open_store(self.store.path)  # waiting for another process's lock (WAL)
-        except Exception:  # noqa: BLE001 - reads then share the writer's connection
-            self.reader = None
+        self.store, self.reader = message.store, message.reader
         self._read_settings()
         self._show_status()
         self._flush_writes()
@@ -285,7 +283,7 @@ class TitlecraftApp(App[None]):
         else:
             outcome = WriteSaved(write, result)
         if opened is not None:
-            self.post_message(StoreOpened(opened))
+            self.post_message(StoreOpened(opened, _open_reader(opened)))
         self.post_message(outcome)
 
     def on_write_saved(self, message: WriteSaved) -> None:
@@ -898,3 +896,12 @@ def _open_store(path: str | Path | None) -> Any:
     from core.store import Store
 
     return Store(path)
+
+
+def _open_reader(store: Any) -> Any:
+    """A second connection for reads on the UI thread (opened off it): with WAL, reads never queue behind a
+    write that waits for another process's lock. None if it cannot open: reads then share the writer's."""
+    try:
+        return _open_store(store.path)
+    except Exception:  # noqa: BLE001
+        return None

@@ -108,11 +108,13 @@ class TokensCounted(Message):
 
 
 class StoreOpened(Message):
-    """The store opened (at start-up, or later when a retried write finally reached it)."""
+    """The store opened (at start-up, or later when a retried write finally reached it), with a second
+    connection for the UI thread's reads (None if that one could not be opened)."""
 
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: Any, reader: Any = None) -> None:
         super().__init__()
         self.store = store
+        self.reader = reader
 
 
 class StoreOpenFailed(Message):
