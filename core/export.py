@@ -79,20 +79,24 @@ def export(
     with store.snapshot():
         pairs = store.curated_pairs(since=since, model=model)
         rejected = store.rejected_candidates() if format_name == "dpo" else []
-    if not pairs or (format_name == "dpo" and not preference_records(pairs, rejected)):
-        raise TitlecraftError(_nothing_to_export(format_name, out, bool(pairs), since, model))
     if format_name == "sft":
-        rows = _write_jsonl(out, sft_records(pairs))
+        records = sft_records(pairs)
     elif format_name == "chat":
-        rows = _write_jsonl(out, chat_records(pairs))
+        records = chat_records(pairs)
     elif format_name == "dpo":
-        rows = _write_jsonl(out, preference_records(pairs, rejected))
-    elif format_name == "csv":
-        rows = _write_csv(out, table_rows(pairs))
-    elif format_name == "parquet":
-        rows = _write_parquet(out, table_rows(pairs))
+        records = preference_records(pairs, rejected)
     else:
-        rows = _write_dataset(out, table_rows(pairs))
+        records = table_rows(pairs)
+    if not records:
+        raise TitlecraftError(_nothing_to_export(format_name, out, bool(pairs), since, model))
+    if format_name in ("sft", "chat", "dpo"):
+        rows = _write_jsonl(out, records)
+    elif format_name == "csv":
+        rows = _write_csv(out, records)
+    elif format_name == "parquet":
+        rows = _write_parquet(out, records)
+    else:
+        rows = _write_dataset(out, records)
     return ExportResult(out, format_name, rows)
 
 
