@@ -316,15 +316,20 @@ def _recover_replaced_folder(folder: Path) -> None:
         os.replace(old, folder)
 
 
-# Settings a resumed run may change: where and how fast it runs, and how often it reports.
-RESUMABLE_CHANGES = frozenset({"out", "device", "compile", "max_minutes", "eval_every", "val_limit"})
+# Settings a resumed run may change: where and how fast it runs, and how often it reports. The data
+# files count by their contents (hashes), not by the paths they were named with.
+RESUMABLE_CHANGES = frozenset(
+    {"out", "device", "compile", "max_minutes", "eval_every", "val_limit", "train", "val", "extra"}
+)
 
 
 def _run_identity(config: TrainConfig, provenance: dict) -> dict:
     """What an interrupted run's saved state must match to be resumed: the settings that shape its
-    steps, and the hashes of its data (main rank only: the others have no provenance)."""
+    steps, and the hashes of its data and continued adapter (main rank only: the others have none)."""
     settings = {k: v for k, v in asdict(config).items() if k not in RESUMABLE_CHANGES}
-    return {"config": settings, **provenance}
+    data = [entry["sha256"] for entry in provenance.get("data", [])]
+    adapter = provenance.get("init_adapter", {}).get("sha256")
+    return {"config": settings, "data": data, "init_adapter": adapter}
 
 
 def _require_same_run(state_dir: Path, identity: dict, out: Path) -> None:
