@@ -365,6 +365,7 @@ def load_model(
     meta: dict = {}
     adapter: str | None = None
     path: str | None = None
+    local = Path(spec).expanduser()
     if spec in (EMBEDDED, EMBEDDED_BASE):
         with_adapter = spec == EMBEDDED and shipped_adapter_present()
         model, tokenizer = _load_embedded(cache_dir, dtype, with_adapter)
@@ -373,8 +374,8 @@ def load_model(
             meta = read_checkpoint_meta(SHIPPED_ADAPTER_DIR)
             adapter = str(SHIPPED_ADAPTER_DIR)
             name = f"{EMBEDDED_NAME} + titlecraft LoRA"
-    elif Path(spec).expanduser().is_dir():
-        folder = Path(spec).expanduser().resolve()
+    elif local.is_dir():
+        folder = local.resolve()
         path = str(folder)
         meta = read_checkpoint_meta(folder)
         kind, name = "checkpoint", meta.get("name", folder.name)
@@ -390,8 +391,8 @@ def load_model(
             adapter = str(folder)
         else:
             model, tokenizer = _load_pretrained(folder, spec, dtype=dtype)
-    elif spec.startswith(("/", "./", "../", "~")) or Path(spec).expanduser().exists():
-        what = "is a file, not a checkpoint folder" if Path(spec).expanduser().exists() else "does not exist"
+    elif spec.startswith(("/", "./", "../", "~")) or local.exists():
+        what = "is a file, not a checkpoint folder" if local.exists() else "does not exist"
         raise TitlecraftError(f"no checkpoint folder at {spec}: the path {what}")
     else:
         model, tokenizer = _load_pretrained(spec, spec, dtype=dtype)
