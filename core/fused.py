@@ -21,6 +21,11 @@ from torch.nn import functional
 
 FUSED_MARK = "_titlecraft_fused"
 
+# transformers' Llama module, bound by fuse_projections: the fused forward reads it as a global because
+# TorchDynamo in torch 2.11 cannot trace an import of it there (transformers' lazy modules), which cost
+# the GPU its compiled decode step.
+modeling_llama = None
+
 
 def _stack(module: nn.Module, names: tuple[str, ...], weight_name: str, bias_name: str) -> tuple[int, ...]:
     """Register the named Linear layers' weights (and biases) stacked, and re-point each layer at its
@@ -43,9 +48,6 @@ def _stack(module: nn.Module, names: tuple[str, ...], weight_name: str, bias_nam
 
 def _fused_attention(self, hidden_states, position_embeddings, attention_mask=None, past_key_values=None, **kwargs):
     """LlamaAttention.forward with one projection multiply instead of three."""
-    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
-    from transformers.models.llama import modeling_llama
-
     input_shape = hidden_states.shape[:-1]
     heads = (*input_shape, -1, self.head_dim)
     projected = functional.linear(hidden_states, self.qkv_weight, self.qkv_bias).split(self.qkv_sizes, dim=-1)
@@ -54,7 +56,7 @@ def _fused_attention(self, hidden_states, position_embeddings, attention_mask=No
     query, key = modeling_llama.apply_rotary_pos_emb(query, key, cos, sin)
     if past_key_values is not None:
         key, value = past_key_values.update(key, value, self.layer_idx)
-    attend = ALL_ATTENTION_FUNCTIONS.get_interface(
+    attend = modeling_llama.ALL_ATTENTION_FUNCTIONS.get_interface(
         self.config._attn_implementation, modeling_llama.eager_attention_forward
     )
     dropout = self.attention_dropout if self.training else 0.0
@@ -75,18 +77,19 @@ def _plain_linears(module: nn.Module, names: tuple[str, ...]) -> bool:
 def fuse_projections(model) -> int:
     """Fuse every plain Llama attention and MLP block of ``model`` in place (once); returns how many
     blocks use a fused forward afterwards."""
-    from transformers.models.llama.modeling_llama import LlamaAttention, LlamaMLP
+    global modeling_llama
+    from transformers.models.llama import modeling_llama
 
     fused = 0
     for module in model.modules():
         if getattr(module, FUSED_MARK, False):
             fused += 1
-        elif type(module) is LlamaAttention and _plain_linears(module, ("q_proj", "k_proj", "v_proj")):
+        elif type(module) is modeling_llama.LlamaAttention and _plain_linears(module, ("q_proj", "k_proj", "v_proj")):
             module.qkv_sizes = _stack(module, ("q_proj", "k_proj", "v_proj"), "qkv_weight", "qkv_bias")
             module.forward = types.MethodType(_fused_attention, module)
             setattr(module, FUSED_MARK, True)
             fused += 1
-        elif type(module) is LlamaMLP and _plain_linears(module, ("gate_proj", "up_proj")):
+        elif type(module) is modeling_llama.LlamaMLP and _plain_linears(module, ("gate_proj", "up_proj")):
             module.gate_up_sizes = _stack(module, ("gate_proj", "up_proj"), "gate_up_weight", "gate_up_bias")
             module.forward = types.MethodType(_fused_mlp, module)
             setattr(module, FUSED_MARK, True)
