@@ -18,6 +18,7 @@ ranked list arrives in the GenerationResult.
 from __future__ import annotations
 
 import gc
+import os
 import threading
 import time
 from collections.abc import Callable, Generator, Sequence
@@ -49,6 +50,7 @@ MAX_REFILL_PASSES = 3
 REFILL_TEMPERATURE_RISE = 0.2
 # Prompts never use more of a long context than this: titles need the abstract, not 8k tokens.
 PROMPT_CONTEXT_CAP = 1024
+COMPILE_STEP_ENV = "TITLECRAFT_COMPILE_STEP"
 
 
 @dataclass
@@ -139,10 +141,24 @@ class _Progress:
     cancelled: bool = False
 
 
+def compile_step_requested() -> bool:
+    """Whether ``$TITLECRAFT_COMPILE_STEP`` asks the GPU fast path to compile its decode step.
+
+    Off by default: a compiled step decodes 20 candidates about 2.4x faster on an H200 (docs/results),
+    but each new (candidates, cache length) pair costs a compilation of many seconds first.
+    """
+    chosen = os.environ.get(COMPILE_STEP_ENV, "0")
+    if chosen not in ("0", "1"):
+        raise TitlecraftError(f"${COMPILE_STEP_ENV} must be 0 or 1, not {chosen!r}")
+    return chosen == "1"
+
+
 def default_decoder(model) -> Decoder:
-    """The CUDA-graph fast path on CUDA where the architecture allows it, plain decoding elsewhere."""
+    """The CUDA-graph fast path on CUDA where the architecture allows it (its decode step compiled if
+    ``$TITLECRAFT_COMPILE_STEP`` is 1), plain decoding elsewhere."""
+    compile_step = compile_step_requested()
     if model_device(model).type == "cuda" and supports_fast_path(model):
-        return StaticDecoder(model)
+        return StaticDecoder(model, compile_step=compile_step)
     return EagerDecoder(model)
 
 

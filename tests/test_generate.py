@@ -335,8 +335,17 @@ def test_bf16_on_cpu_streams_reproducible_candidates_and_reuses_a_prefill(tiny_l
     assert [(c.text, c.score) for c in again.candidates] == [(c.text, c.score) for c in first.candidates]
 
 
-def test_default_decoder_on_cpu_is_the_eager_one(tiny_llama):
+def test_default_decoder_on_cpu_is_the_eager_one(tiny_llama, monkeypatch):
     assert isinstance(default_decoder(tiny_llama[0]), EagerDecoder)
+    monkeypatch.setenv("TITLECRAFT_COMPILE_STEP", "1")  # compiling is for the GPU fast path only
+    assert isinstance(default_decoder(tiny_llama[0]), EagerDecoder)
+
+
+def test_a_mistyped_compile_step_setting_is_named_before_any_generation(tiny_llama, monkeypatch):
+    model, tokenizer, info = tiny_llama
+    monkeypatch.setenv("TITLECRAFT_COMPILE_STEP", "yes")
+    with pytest.raises(TitlecraftError, match=r"\$TITLECRAFT_COMPILE_STEP must be 0 or 1, not 'yes'"):
+        TitleGenerator(model, tokenizer, info)
 
 
 def test_cli_json(tiny_llama_dir, tmp_path, capsys):
