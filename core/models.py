@@ -19,11 +19,13 @@ import importlib.metadata
 import json
 import os
 import shutil
+import socket
 import tempfile
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from core.errors import TitlecraftError, TitlecraftWarning
 from core.prompts import CHAT, COMPLETION
@@ -256,33 +258,75 @@ def embedded_dir(cache_dir: str | os.PathLike | None = None, with_adapter: bool 
     return _cached(folder, merge, {"gguf_sha256": gguf_hash, "adapter_sha256": adapter_hash})
 
 
-def _hub_error(spec: str, error: Exception) -> TitlecraftError:
+HUB_CONNECT_TIMEOUT = 3.0
+
+
+def hub_endpoint() -> str:
+    from huggingface_hub import constants
+
+    return constants.ENDPOINT
+
+
+def hub_reachable() -> bool:
+    """Whether a TCP connection to the Hugging Face endpoint opens within a few seconds."""
+    url = urlsplit(hub_endpoint())
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname, port), timeout=HUB_CONNECT_TIMEOUT):
+            return True
+    except OSError:
+        return False
+
+
+def _hub_unavailable_reason(source: str | Path) -> str | None:
+    """Why a hub id can only come from the local cache now (offline mode, or the hub cannot be
+    reached); None for a local folder or a reachable hub."""
+    from huggingface_hub import constants
+
+    if Path(source).expanduser().exists():
+        return None
+    if constants.is_offline_mode():
+        return "HF_HUB_OFFLINE is set"
+    return None if hub_reachable() else f"{hub_endpoint()} cannot be reached"
+
+
+def _hub_error(spec: str, error: Exception, offline_reason: str | None) -> TitlecraftError:
     if Path(spec).expanduser().is_dir():
         return TitlecraftError(f"could not load the checkpoint {spec!r}: {error}")
+    where = (
+        f"not in the Hugging Face cache, and {offline_reason}"
+        if offline_reason
+        else f"could not be fetched from {hub_endpoint()}"
+    )
     return TitlecraftError(
         f"could not load model {spec!r}: it is neither 'embedded', 'embedded-base', a local checkpoint "
-        "directory, nor a hub id available offline (not in the Hugging Face cache and the hub is "
-        f"unreachable). Details: {str(error).splitlines()[0] if str(error) else type(error).__name__}"
+        f"directory, nor a hub id available here ({where}). "
+        f"Details: {str(error).splitlines()[0] if str(error) else type(error).__name__}"
     )
 
 
-def _load_pretrained_tokenizer(source: str | Path, spec: str):
+def _load_pretrained_tokenizer(source: str | Path, spec: str, offline_reason: str | None = None):
+    """``offline_reason`` (from ``_hub_unavailable_reason``) loads from the local cache only: the hub
+    client would otherwise retry an unreachable host for most of a minute before failing the same way."""
     from transformers import AutoTokenizer
 
     try:
-        return AutoTokenizer.from_pretrained(source, trust_remote_code=False)
+        return AutoTokenizer.from_pretrained(source, trust_remote_code=False, local_files_only=bool(offline_reason))
     except (OSError, ValueError) as error:
-        raise _hub_error(spec, error) from None
+        raise _hub_error(spec, error, offline_reason) from None
 
 
 def _load_pretrained(source: str | Path, spec: str, **kwargs):
     from transformers import AutoModelForCausalLM
 
-    tokenizer = _load_pretrained_tokenizer(source, spec)
+    offline_reason = _hub_unavailable_reason(source)
+    tokenizer = _load_pretrained_tokenizer(source, spec, offline_reason)
     try:
-        model = AutoModelForCausalLM.from_pretrained(source, trust_remote_code=False, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(
+            source, trust_remote_code=False, local_files_only=bool(offline_reason), **kwargs
+        )
     except (OSError, ValueError) as error:
-        raise _hub_error(spec, error) from None
+        raise _hub_error(spec, error, offline_reason) from None
     return model, tokenizer
 
 
@@ -444,7 +488,7 @@ def load_tokenizer(spec: str = EMBEDDED, cache_dir: str | os.PathLike | None = N
             return load_tokenizer(meta["base"], cache_dir)
         tokenizer = _load_pretrained_tokenizer(folder, spec)
     else:
-        tokenizer = _load_pretrained_tokenizer(spec, spec)
+        tokenizer = _load_pretrained_tokenizer(spec, spec, _hub_unavailable_reason(spec))
     if spec in (EMBEDDED, EMBEDDED_BASE):
         _fix_embedded_tokenizer(tokenizer)
     return tokenizer

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import socket
 import warnings
 
 import pytest
@@ -16,6 +17,7 @@ from core.models import (
     SHIPPED_ADAPTER_DIR,
     cache_root,
     default_dtype,
+    hub_reachable,
     load_model,
     load_tokenizer,
     resolve_device,
@@ -151,13 +153,51 @@ def test_unknown_spec_is_a_clear_error(monkeypatch):
 
 
 def test_offline_hub_id_names_the_spec(monkeypatch, tmp_path):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     with pytest.raises(TitlecraftError) as error:
         load_model("EleutherAI/gpt-neo-125m")
     message = str(error.value)
-    assert "'EleutherAI/gpt-neo-125m'" in message and "hub is unreachable" in message
+    assert "'EleutherAI/gpt-neo-125m'" in message
+    assert "not in the Hugging Face cache, and HF_HUB_OFFLINE is set" in message
     assert "Traceback" not in message
+
+
+def _closed_port_endpoint() -> str:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{probe.getsockname()[1]}"
+
+
+def test_an_unreachable_hub_is_not_retried_and_a_cached_hub_model_still_loads(monkeypatch, tmp_path, tiny_llama_dir):
+    # The hub client retries an unreachable host for most of a minute; titlecraft goes to the cache at once.
+    from huggingface_hub import constants
+
+    endpoint = _closed_port_endpoint()
+    monkeypatch.setattr(constants, "ENDPOINT", endpoint)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    assert not hub_reachable()
+    with pytest.raises(TitlecraftError, match=f"not in the Hugging Face cache, and {endpoint} cannot be reached"):
+        load_model("someorg/tiny-llama")
+    revision = "0" * 40
+    repo = tmp_path / "hub" / "models--someorg--tiny-llama"
+    shutil.copytree(tiny_llama_dir, repo / "snapshots" / revision)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(revision)
+    _, _, info = load_model("someorg/tiny-llama", device="cpu")
+    assert info.kind == "hub" and info.name == "someorg/tiny-llama"
+
+
+def test_a_listening_hub_endpoint_counts_as_reachable(monkeypatch):
+    from huggingface_hub import constants
+
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{server.getsockname()[1]}")
+        assert hub_reachable()
 
 
 def test_a_checkpoint_with_broken_metadata_is_a_clear_error(tmp_path, tiny_gptneo_dir):
