@@ -112,6 +112,14 @@ def _encode(tokenizer, text: str) -> list[int]:
     return tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
+def _whole_characters(tokenizer, ids: list[int]) -> list[int]:
+    """``ids`` less the last tokens while they hold only part of a character: byte-level tokenizers
+    split CJK characters and emoji across tokens, and a cut between them decodes to U+FFFD."""
+    while ids and tokenizer.decode(ids).endswith("\ufffd"):
+        ids = ids[:-1]
+    return ids
+
+
 def build_prompt(
     tokenizer,
     template: str,
@@ -132,7 +140,9 @@ def build_prompt(
         raise ValueError(f"a prompt budget of {max_prompt_tokens} tokens leaves no room for the abstract")
     dropped = max(0, len(abstract_ids) - room)
     if dropped:
-        abstract = tokenizer.decode(abstract_ids[:room]).strip()
+        kept = _whole_characters(tokenizer, abstract_ids[:room])
+        dropped = len(abstract_ids) - len(kept)
+        abstract = tokenizer.decode(kept).strip()
     used: list[Example] = []
     text = render(template, abstract, (), tokenizer)
     ids = _encode(tokenizer, text)

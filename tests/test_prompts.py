@@ -56,6 +56,18 @@ def test_long_abstract_is_cut_from_the_end_with_a_notice(plain_tokenizer):
     assert prompt.text.endswith("\nTitle:")
 
 
+@pytest.mark.parametrize("room", [16, 17, 18])
+def test_a_cut_never_splits_a_character(plain_tokenizer, room):
+    # The tiny tokenizer spells each of these characters as three byte tokens: two of the three room
+    # sizes would cut one in half.
+    abstract = "我们提出了一种学习图的稀疏表示的简单方法" * 4
+    overhead = len(build_prompt(plain_tokenizer, COMPLETION, "", 10_000).input_ids)
+    prompt = build_prompt(plain_tokenizer, COMPLETION, abstract, overhead + room)
+    kept = prompt.text.removeprefix("Abstract: ").removesuffix("\nTitle:")
+    assert "\ufffd" not in prompt.text and abstract.startswith(kept) and kept
+    assert prompt.dropped_tokens == prompt.abstract_tokens - len(plain_tokenizer(kept)["input_ids"])
+
+
 @pytest.mark.parametrize("template", [CHAT, COMPLETION])
 @pytest.mark.parametrize("room", [16, 17, 23, 40, 121])
 def test_prompt_never_exceeds_its_budget(chat_tokenizer, template, room):
