@@ -148,7 +148,30 @@ _SCHEMA_V2 = (
     "CREATE INDEX decisions_by_candidate ON decisions (candidate_id, id)",
     "CREATE INDEX generations_by_abstract ON generations (abstract_id)",
 )
-MIGRATIONS = (_SCHEMA_V1, _SCHEMA_V2)
+# v3: a candidate rejected after it was accepted or edited no longer titles its abstract; the curated
+# title falls back to the latest earlier curation whose candidate was not rejected since.
+_SCHEMA_V3 = (
+    "DROP VIEW curated_pairs",
+    """CREATE VIEW curated_pairs AS
+    SELECT a.id AS abstract_id, a.arxiv_id, a.text AS abstract,
+           CASE WHEN d.action = 'accept' THEN c.text ELSE d.text END AS title,
+           a.categories, a.date, a.source, a.reference_title,
+           d.id AS decision_id, d.action, d.decided_at,
+           c.id AS candidate_id, c.rank AS candidate_rank, c.score AS candidate_score,
+           c.text AS candidate_text,
+           g.id AS generation_id, g.model_spec, g.model_id, g.params, g.seed, g.device
+    FROM (SELECT *, row_number() OVER (PARTITION BY abstract_id ORDER BY id DESC) AS recency
+          FROM live_decisions AS curation
+          WHERE action IN ('accept', 'edit', 'own_title')
+            AND NOT EXISTS (SELECT 1 FROM live_decisions AS later
+                            WHERE later.candidate_id = curation.candidate_id AND later.id > curation.id
+                              AND later.action = 'reject')) AS d
+    JOIN abstracts AS a ON a.id = d.abstract_id
+    LEFT JOIN candidates AS c ON c.id = d.candidate_id
+    LEFT JOIN generations AS g ON g.id = c.generation_id
+    WHERE d.recency = 1""",
+)
+MIGRATIONS = (_SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

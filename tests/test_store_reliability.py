@@ -235,9 +235,14 @@ def apply(store: Store, abstract_ids, candidate_ids, live: dict[int, list[tuple]
 
 
 def expected_curated(live: dict[int, list[tuple]]) -> dict[str, str]:
+    """Each abstract's latest accepted, edited or own title whose candidate was not rejected since."""
     curated = {}
     for which, decisions in live.items():
-        titled = [title for action, _, title in decisions if action != "reject"]
+        verdicts = {candidate: action for action, candidate, _ in decisions if candidate is not None}
+        titled = [
+            title for action, candidate, title in decisions
+            if action != "reject" and (candidate is None or verdicts[candidate] != "reject")
+        ]
         if titled:
             curated[ABSTRACTS[which]] = titled[-1]
     return curated
