@@ -16,6 +16,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import sqlite3
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -173,6 +174,16 @@ _SCHEMA_V3 = (
 )
 MIGRATIONS = (_SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3)
 SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def _tables_of_version(version: int) -> set[str]:
+    """The tables a titlecraft database at schema ``version`` has: those its migrations created."""
+    return {
+        name
+        for statements in MIGRATIONS[:version]
+        for statement in statements
+        for name in re.findall(r"CREATE TABLE (\w+)", statement)
+    }
 
 
 def default_db_path() -> Path:
@@ -358,6 +369,7 @@ class Store:
                         f"the database {self.path} has schema version {version}, newer than this titlecraft "
                         f"understands ({SCHEMA_VERSION}); upgrade titlecraft to open it"
                     )
+                self._refuse_foreign_schema(version)
                 if self.db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
                     self.db.execute("PRAGMA journal_mode = WAL")
                 migrate(self.db)
@@ -403,6 +415,29 @@ class Store:
             header = file.read(len(SQLITE_HEADER))
         if header and header != SQLITE_HEADER:
             raise TitlecraftError(self._not_a_database_message())
+
+    def _refuse_foreign_schema(self, version: int) -> None:
+        """Refuse another program's SQLite file before switching it to WAL or adding titlecraft's tables."""
+        names = {
+            row[0]
+            for row in self.db.execute(
+                "SELECT name FROM sqlite_master "
+                "WHERE type IN ('table', 'view') AND name NOT LIKE 'sqlite!_%' ESCAPE '!'"
+            )
+        }
+        if version == 0 and names:  # titlecraft sets the version in the transaction that creates its tables
+            shown = ", ".join(sorted(names)[:5]) + (", ..." if len(names) > 5 else "")
+            raise TitlecraftError(
+                f"{self.path} is not a titlecraft database (it holds another program's tables: {shown}); "
+                "titlecraft left it untouched. Pass --db with another path."
+            )
+        missing = _tables_of_version(version) - names
+        if missing:
+            raise TitlecraftError(
+                f"{self.path} claims titlecraft schema version {version} but lacks its tables "
+                f"({', '.join(sorted(missing))}): it is another program's database or a damaged one; "
+                "titlecraft left it untouched. Pass --db with another path."
+            )
 
     def _not_a_database_message(self) -> str:
         return (
