@@ -161,6 +161,8 @@ def _sft_row(record: dict[str, Any]) -> ImportRow:
     prompt, completion = record["prompt"], record["completion"]
     if not isinstance(prompt, str) or not isinstance(completion, str):
         raise BadRow("'prompt' and 'completion' must be text")
+    _require_unicode("prompt", prompt)
+    _require_unicode("completion", completion)
     try:
         abstract = parse_completion_prompt(prompt)
     except ValueError as error:
@@ -193,7 +195,7 @@ def _required_abstract(value: Any) -> str:
         raise BadRow("missing 'abstract' (it must be text)")
     if not value.strip():
         raise BadRow("the abstract is empty")
-    return value
+    return _require_unicode("abstract", value)
 
 
 def _optional_text(key: str, value: Any) -> str | None:
@@ -201,6 +203,17 @@ def _optional_text(key: str, value: Any) -> str | None:
         return None
     if not isinstance(value, str):
         raise BadRow(f"'{key}' must be text, not {type(value).__name__}")
+    return _require_unicode(key, value)
+
+
+def _require_unicode(key: str, value: str) -> str:
+    """JSON escapes can spell a lone surrogate ("\\ud800"), which is not text and cannot be stored."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise BadRow(
+            f"'{key}' holds a lone surrogate {value[error.start]!r} at character {error.start + 1}, which is not text"
+        ) from None
     return value
 
 

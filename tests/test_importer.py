@@ -153,6 +153,31 @@ def test_sft_rows_become_own_title_decisions_and_conflicts_are_kept(store, tmp_p
     assert store.curated_title(pair.abstract_id) == "A Newer Title"
 
 
+def test_lone_surrogates_are_row_problems_and_the_other_rows_land(store, tmp_path):
+    bad_prompt = completion_prompt("Bad \ud800 prompt.")
+    surrogate_at = bad_prompt.index("\ud800") + 1
+    path = write_jsonl(
+        tmp_path / "surrogates.jsonl",
+        [
+            {"abstract": "Good before."},
+            {"abstract": "Bad \ud800 abstract."},
+            {"abstract": "Bad title.", "title": "T\udfff"},
+            {"prompt": completion_prompt("Bad completion."), "completion": " Title \udc80"},
+            {"prompt": bad_prompt, "completion": " Title"},
+            {"abstract": "Good after."},
+        ],
+    )
+    summary = import_file(store, path)
+    assert summary.imported == 2
+    assert [str(p) for p in summary.problems] == [
+        f"{path}:line 2: 'abstract' holds a lone surrogate '\\ud800' at character 5, which is not text",
+        f"{path}:line 3: 'title' holds a lone surrogate '\\udfff' at character 2, which is not text",
+        f"{path}:line 4: 'completion' holds a lone surrogate '\\udc80' at character 8, which is not text",
+        f"{path}:line 5: 'prompt' holds a lone surrogate '\\ud800' at character {surrogate_at}, which is not text",
+    ]
+    assert [store.abstract(e.abstract_id).text for e in store.queue()] == ["Good before.", "Good after."]
+
+
 def test_rows_commit_in_chunks(store, tmp_path, monkeypatch):
     monkeypatch.setattr(importer, "ROWS_PER_COMMIT", 2)
     lines = [{"abstract": f"Abstract {n}."} for n in range(5)]
