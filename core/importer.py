@@ -8,6 +8,7 @@ with its file, place and reason, and the good rows still land.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -23,6 +24,8 @@ from core.store import Store
 JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
 CSV_SUFFIXES = (".csv",)
 PARQUET_SUFFIXES = (".parquet", ".pq")
+# The csv module's default field limit, kept as a row rule: a longer field is no abstract.
+CSV_FIELD_LIMIT = 131_072
 # Rows are committed in chunks: a crash keeps what was committed, and the TUI is never locked out long.
 ROWS_PER_COMMIT = 500
 
@@ -226,17 +229,49 @@ def _guarded(parse, *args) -> ImportRow | BadRow:
 
 
 def _csv_rows(path: Path, text: str) -> Iterator[tuple[str, ImportRow | BadRow]]:
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    if reader.fieldnames is None or "abstract" not in reader.fieldnames:
-        raise TitlecraftError(f"{path} has no 'abstract' column (columns: {reader.fieldnames or 'none'})")
+    # strict: an unbalanced quote is an error, not a field that silently swallows the rest of the file.
+    reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)
+    try:
+        fieldnames = reader.fieldnames
+    except csv.Error as error:
+        raise TitlecraftError(f"{path} has a malformed CSV header ({error})") from None
+    if fieldnames is None or "abstract" not in fieldnames:
+        raise TitlecraftError(f"{path} has no 'abstract' column (columns: {fieldnames or 'none'})")
     start_line = reader.line_num + 1
-    for record in reader:
-        if None in record:
-            row: ImportRow | BadRow = BadRow("more fields than the header has columns")
-        else:
-            row = _guarded(_record_row, record)
-        yield f"line {start_line}", row
+    while True:
+        try:
+            with _csv_field_limit(len(text) + 1):
+                record = next(reader, None)
+        except csv.Error as error:
+            yield f"line {start_line}", BadRow(
+                f"malformed CSV in the row starting here ({error}), likely an unbalanced quote; the rest of the "
+                "file was not read: fix it and import again (rows already imported are not imported twice)"
+            )
+            return
+        if record is None:
+            return
+        yield f"line {start_line}", _guarded(_csv_record_row, record)
         start_line = reader.line_num + 1
+
+
+@contextlib.contextmanager
+def _csv_field_limit(limit: int) -> Iterator[None]:
+    """Lift the csv module's process-wide field limit while our reader parses: a reader stopped by it
+    mid-record resumes inside that record, so the limit is checked per row instead (CSV_FIELD_LIMIT)."""
+    previous = csv.field_size_limit(limit)
+    try:
+        yield
+    finally:
+        csv.field_size_limit(previous)
+
+
+def _csv_record_row(record: dict[str | None, Any]) -> ImportRow:
+    if None in record:
+        raise BadRow("more fields than the header has columns")
+    longest = max(len(value or "") for value in record.values())
+    if longest > CSV_FIELD_LIMIT:
+        raise BadRow(f"a field holds {longest:,} characters, more than the {CSV_FIELD_LIMIT:,} a CSV field may hold")
+    return _record_row(record)
 
 
 def _parquet_rows(path: Path) -> Iterator[tuple[str, ImportRow | BadRow]]:

@@ -90,6 +90,41 @@ def test_csv_with_multiline_fields_reports_the_line_a_bad_row_starts_on(store, t
     assert store.abstract(store.queue()[1].abstract_id).reference_title == 'Quoted "Title"'
 
 
+def test_csv_field_over_the_limit_is_one_row_problem_and_the_other_rows_land(store, tmp_path):
+    path = tmp_path / "papers.csv"
+    with path.open("w", encoding="utf-8", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(["title", "abstract"])
+        writer.writerow(["Before", "Good before."])
+        writer.writerow(["Huge", "word " * 20_000 + "\nand a second line " * 2_000])
+        writer.writerow(["After", "Good after,\non two lines."])
+    limit_before = csv.field_size_limit()
+    summary = import_file(store, path)
+    assert csv.field_size_limit() == limit_before
+    assert summary.imported == 2
+    assert [str(p) for p in summary.problems] == [
+        f"{path}:line 3: a field holds 138,000 characters, more than the 131,072 a CSV field may hold"
+    ]
+    assert [store.abstract(e.abstract_id).text for e in store.queue()] == ["Good before.", "Good after, on two lines."]
+
+
+def test_csv_with_an_unbalanced_quote_reports_its_row_and_swallows_nothing(store, tmp_path):
+    path = tmp_path / "papers.csv"
+    path.write_text(
+        'abstract,title\n"Good before.",T1\n"Stray quote,T2\nAnother abstract,T3\n"Last",T4\n', encoding="utf-8"
+    )
+    summary = import_file(store, path)
+    assert summary.imported == 1
+    [problem] = summary.problems
+    assert str(problem).startswith(f"{path}:line 3: malformed CSV in the row starting here")
+    assert "the rest of the file was not read" in problem.reason
+    assert [store.abstract(e.abstract_id).text for e in store.queue()] == ["Good before."]
+    header = tmp_path / "header.csv"
+    header.write_text('"abstract,title\nAn abstract,A title\n', encoding="utf-8")
+    with pytest.raises(TitlecraftError, match="header.csv has a malformed CSV header"):
+        import_file(store, header)
+
+
 def test_csv_without_an_abstract_column_is_a_file_error(store, tmp_path):
     path = tmp_path / "titles.csv"
     path.write_text("title\nOnly titles\n", encoding="utf-8")
