@@ -127,6 +127,7 @@ def read_rows(path: Path) -> Iterator[tuple[str, ImportRow | BadRow]]:
         return _parquet_rows(path)
     text = _read_text(path)
     if suffix in JSONL_SUFFIXES:
+        _refuse_json_document(path, text)
         return _jsonl_rows(text)
     if suffix in CSV_SUFFIXES:
         return _csv_rows(path, text)
@@ -138,6 +139,25 @@ def _read_text(path: Path) -> str:
         return path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as error:
         raise TitlecraftError(f"{path} is not UTF-8 text ({error})") from error
+
+
+def _refuse_json_document(path: Path, text: str) -> None:
+    """A JSON array, or an object spread over lines, read line by line would import whichever of its lines
+    happen to parse alone; refuse it whole instead."""
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError:
+        return  # JSON Lines (or a broken file, whose bad lines are reported one by one)
+    if isinstance(document, list):
+        shape, jq_filter = "a JSON array", ".[]"
+    elif isinstance(document, dict) and "\n" in text.strip():
+        shape, jq_filter = "one JSON object spread over several lines", "."
+    else:
+        return
+    raise TitlecraftError(
+        f"{path} is {shape}, which import does not support: use JSON Lines (one object per line), e.g. "
+        f"jq -c '{jq_filter}' {path} > {path.stem}.jsonl; nothing was imported"
+    )
 
 
 def _jsonl_rows(text: str) -> Iterator[tuple[str, ImportRow | BadRow]]:

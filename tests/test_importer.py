@@ -188,6 +188,23 @@ def test_sft_rows_become_own_title_decisions_and_conflicts_are_kept(store, tmp_p
     assert store.curated_title(pair.abstract_id) == "A Newer Title"
 
 
+@pytest.mark.parametrize(
+    ("text", "shape"),
+    [
+        (json.dumps([{"abstract": "First."}, {"abstract": "Second."}], indent=2), "a JSON array"),
+        ('[\n{"abstract": "First."},\n{"abstract": "Second."}\n]\n', "a JSON array"),  # its last row parses alone
+        (json.dumps({"abstract": "Only.", "title": "A Title"}, indent=2), "one JSON object spread over several lines"),
+    ],
+    ids=["indented array", "array of one-line objects", "indented object"],
+)
+def test_pretty_printed_json_is_refused_whole(store, tmp_path, text, shape):
+    path = tmp_path / "papers.json"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(TitlecraftError, match=f"papers.json is {shape}, which import does not support: use JSON Lines"):
+        import_file(store, path)
+    assert store.counts()["abstracts"] == 0
+
+
 def test_lone_surrogates_are_row_problems_and_the_other_rows_land(store, tmp_path):
     bad_prompt = completion_prompt("Bad \ud800 prompt.")
     surrogate_at = bad_prompt.index("\ud800") + 1
