@@ -1,4 +1,4 @@
-"""Queue abstracts for curation from JSONL, CSV, parquet, plain text, or a titlecraft SFT export.
+"""Queue abstracts for curation from JSONL, CSV, parquet, plain text (.txt), or a titlecraft SFT export.
 
 A row with a ``title`` column keeps it as the reference title (the paper's real title). A row of an SFT
 export (``{"prompt", "completion"}``) carries a curated title, so it is recorded as an own-title decision:
@@ -24,6 +24,7 @@ from core.store import Store
 JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
 CSV_SUFFIXES = (".csv",)
 PARQUET_SUFFIXES = (".parquet", ".pq")
+TEXT_SUFFIXES = (".txt",)
 # The csv module's default field limit, kept as a row rule: a longer field is no abstract.
 CSV_FIELD_LIMIT = 131_072
 # Rows are committed in chunks: a crash keeps what was committed, and the TUI is never locked out long.
@@ -117,12 +118,20 @@ def _apply(store: Store, row: ImportRow, default_source: str) -> bool:
 
 
 def read_rows(path: Path) -> Iterator[tuple[str, ImportRow | BadRow]]:
-    """(location, row) pairs of a file, its format chosen by suffix; anything unknown is plain text."""
+    """(location, row) pairs of a file, its format chosen by suffix; an unknown suffix is refused rather
+    than read as plain text, where a TSV or any other format would become one garbled abstract per block."""
     if path.is_dir():
         raise TitlecraftError(f"{path} is a folder; name a file to import")
     if not path.is_file():
         raise TitlecraftError(f"there is no file {path} to import")
     suffix = path.suffix.lower()
+    if suffix not in (*PARQUET_SUFFIXES, *JSONL_SUFFIXES, *CSV_SUFFIXES, *TEXT_SUFFIXES):
+        what = f"the suffix {suffix!r}" if suffix else "a file without a suffix"
+        raise TitlecraftError(
+            f"cannot import {path}: {what} is not supported. Use JSON Lines ({', '.join(JSONL_SUFFIXES)}), "
+            f"CSV ({', '.join(CSV_SUFFIXES)}), parquet ({', '.join(PARQUET_SUFFIXES)}) or plain text with "
+            f"abstracts separated by blank lines ({', '.join(TEXT_SUFFIXES)})"
+        )
     if suffix in PARQUET_SUFFIXES:
         return _parquet_rows(path)
     text = _read_text(path)

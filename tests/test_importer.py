@@ -163,6 +163,17 @@ def test_plain_text_abstracts_separated_by_blank_lines(store, tmp_path):
     assert texts == ["First abstract, wrapped.", "[bold]Second[/bold] abstract.", "Third."]
 
 
+@pytest.mark.parametrize("name", ["papers.tsv", "export.sft", "abstracts"])
+def test_unknown_suffixes_are_refused_with_the_supported_ones_listed(store, tmp_path, name):
+    path = tmp_path / name
+    path.write_text("abstract\ttitle\nAn abstract.\tA title\n", encoding="utf-8")
+    with pytest.raises(TitlecraftError, match=f"cannot import {path}: .* is not supported") as refused:
+        import_file(store, path)
+    for suffix in (".jsonl", ".json", ".csv", ".parquet", ".txt"):
+        assert suffix in str(refused.value)
+    assert store.counts()["abstracts"] == 0
+
+
 def test_sft_rows_become_own_title_decisions_and_conflicts_are_kept(store, tmp_path):
     path = write_jsonl(
         tmp_path / "sft.jsonl",
