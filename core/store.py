@@ -187,8 +187,10 @@ def _tables_of_version(version: int) -> set[str]:
 
 
 def default_db_path() -> Path:
-    """The store used when no --db is given: $TITLECRAFT_DB, else data/titlecraft.db under the cwd."""
-    return Path(os.environ.get(DB_PATH_ENV) or DEFAULT_DB_PATH)
+    """The store used when no --db is given: $TITLECRAFT_DB, else data/titlecraft.db under the cwd.
+
+    A quoted '~/tc.db' reaches us unexpanded by the shell, so ~ is expanded here."""
+    return Path(os.environ.get(DB_PATH_ENV) or DEFAULT_DB_PATH).expanduser()
 
 
 def content_hash(text: str) -> str:
@@ -351,7 +353,7 @@ class Store:
         create: bool = True,
         busy_timeout: float = BUSY_TIMEOUT_SECONDS,
     ) -> None:
-        self.path = Path(path) if path is not None else default_db_path()
+        self.path = Path(path).expanduser() if path is not None else default_db_path()
         self.busy_timeout = busy_timeout
         self._lock = threading.RLock()
         self._refuse_unusable_file(create)

@@ -7,6 +7,7 @@ import sqlite3
 import pytest
 import sqlite_utils
 
+from core.cli import main
 from core.errors import TitlecraftError
 from core.prompts import normalise_whitespace
 from core.store import SCHEMA_VERSION, Store, default_db_path, migrate, schema_version
@@ -261,6 +262,18 @@ def test_default_path_is_data_folder_or_environment(tmp_path, monkeypatch):
     assert (tmp_path / "data" / "titlecraft.db").is_file()
     monkeypatch.setenv("TITLECRAFT_DB", str(tmp_path / "elsewhere.db"))
     assert default_db_path() == tmp_path / "elsewhere.db"
+
+
+def test_a_tilde_in_the_environment_or_db_path_means_the_home_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("TITLECRAFT_DB", "~/from-env.db")
+    assert default_db_path() == tmp_path / "from-env.db"
+    with Store() as store:
+        assert store.path == tmp_path / "from-env.db"
+    with Store("~/given.db") as store:
+        assert store.path == tmp_path / "given.db"
+    assert main(["stats", "--db", "~/given.db"]) == 0
+    assert sorted(p.name for p in tmp_path.glob("*.db")) == ["from-env.db", "given.db"]
 
 
 def test_database_is_wal_with_foreign_keys_and_durable_commits(store):
