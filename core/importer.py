@@ -1,9 +1,10 @@
 """Queue abstracts for curation from JSONL, CSV, parquet, plain text (.txt), or a titlecraft SFT export.
 
 A row with a ``title`` column keeps it as the reference title (the paper's real title). A row of an SFT
-export (``{"prompt", "completion"}``) carries a curated title, so it is recorded as an own-title decision:
-exporting and importing again loses nothing. Re-importing a file changes nothing. A bad row is reported
-with its file, place and reason, and the good rows still land.
+export (``{"prompt", "completion"}``) carries a curated title, and so does one of a csv or parquet export
+(``title`` beside ``reference_title``); either is recorded as an own-title decision: exporting and importing
+again loses no title. Re-importing a file changes nothing. A bad row is reported with its file, place
+and reason, and the good rows still land.
 """
 
 from __future__ import annotations
@@ -212,9 +213,15 @@ def _record_row(record: dict[str, Any]) -> ImportRow:
     date = record.get("date")
     if date is not None and hasattr(date, "isoformat"):  # parquet date columns arrive as date objects
         date = date.isoformat()
+    if "reference_title" in record:  # titlecraft's own csv/parquet export, whose title is the curated one
+        reference_title = _optional_text("reference_title", record["reference_title"])
+        curated_title = _optional_text("title", record.get("title"))
+    else:
+        reference_title, curated_title = _optional_text("title", record.get("title")), None
     return ImportRow(
         abstract=_required_abstract(record.get("abstract")),
-        reference_title=_optional_text("title", record.get("title")),
+        reference_title=reference_title,
+        curated_title=curated_title,
         arxiv_id=_optional_text("arxiv_id", record.get("arxiv_id")),
         categories=_optional_text("categories", categories),
         date=_optional_text("date", date),

@@ -13,6 +13,7 @@ import pytest
 from core import importer
 from core.cli import main
 from core.errors import TitlecraftError
+from core.export import export
 from core.importer import import_file
 from core.prompts import completion_prompt, completion_target
 from core.store import Store
@@ -239,6 +240,24 @@ def test_lone_surrogates_are_row_problems_and_the_other_rows_land(store, tmp_pat
         f"{path}:line 5: 'prompt' holds a lone surrogate '\\ud800' at character {surrogate_at}, which is not text",
     ]
     assert [store.abstract(e.abstract_id).text for e in store.queue()] == ["Good before.", "Good after."]
+
+
+@pytest.mark.parametrize("format_name", ["csv", "parquet"])
+def test_a_csv_or_parquet_export_reimports_with_its_curated_and_reference_titles(tmp_path, format_name):
+    with Store(tmp_path / "original.db") as original:
+        referenced = original.add_abstract("An arXiv abstract.", arxiv_id="2401.00001", reference_title="Paper Title")
+        _, [candidate] = original.record_generation(
+            referenced, "base", "base-id", {}, 1, "cpu", 1.0, 0.1, [{"text": "Model Title"}]
+        )
+        original.accept(candidate)
+        original.own_title(original.add_abstract("A pasted abstract."), "My Title")
+        export(original, format_name, tmp_path / f"pairs.{format_name}")
+        expected = [(p.abstract, p.title, p.reference_title, p.arxiv_id) for p in original.curated_pairs()]
+    with Store(tmp_path / "imported.db") as imported:
+        summary = import_file(imported, tmp_path / f"pairs.{format_name}")
+        assert (summary.imported, summary.problems) == (2, [])
+        assert [(p.abstract, p.title, p.reference_title, p.arxiv_id) for p in imported.curated_pairs()] == expected
+        assert import_file(imported, tmp_path / f"pairs.{format_name}").already_present == 2
 
 
 def test_rows_commit_in_chunks(store, tmp_path, monkeypatch):
