@@ -75,6 +75,7 @@ def export(
     if format_name not in FORMATS:
         raise TitlecraftError(f"unknown export format {format_name!r}; choose one of {', '.join(FORMATS)}")
     out = Path(out)
+    _refuse_overwriting_the_store(store, out)
     since = parse_since(since) if since is not None else None
     with store.snapshot():
         pairs = store.curated_pairs(since=since, model=model)
@@ -98,6 +99,19 @@ def export(
     else:
         rows = _write_dataset(out, records)
     return ExportResult(out, format_name, rows)
+
+
+def _refuse_overwriting_the_store(store: Store, out: Path) -> None:
+    """An export renamed onto the database or its journal files would destroy every decision in it."""
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        store_file = store.path.with_name(store.path.name + suffix)
+        same_file = out.exists() and store_file.exists() and out.samefile(store_file)
+        if same_file or out.resolve() == store_file.resolve():
+            what = "the store itself" if not suffix else f"the store's {suffix[1:]} file"
+            raise TitlecraftError(
+                f"{out} is {what} ({store_file}); exporting there would destroy the curation database. "
+                "Choose another --out path."
+            )
 
 
 def _nothing_to_export(format_name: str, out: Path, any_pairs: bool, since: str | None, model: str | None) -> str:

@@ -1,13 +1,15 @@
-"""Queue abstracts for curation from JSONL, CSV, parquet, plain text, or a titlecraft SFT export.
+"""Queue abstracts for curation from JSONL, CSV, parquet, plain text (.txt), or a titlecraft SFT export.
 
 A row with a ``title`` column keeps it as the reference title (the paper's real title). A row of an SFT
-export (``{"prompt", "completion"}``) carries a curated title, so it is recorded as an own-title decision:
-exporting and importing again loses nothing. Re-importing a file changes nothing. A bad row is reported
-with its file, place and reason, and the good rows still land.
+export (``{"prompt", "completion"}``) carries a curated title, and so does one of a csv or parquet export
+(``title`` beside ``reference_title``); either is recorded as an own-title decision: exporting and importing
+again loses no title. Re-importing a file changes nothing. A bad row is reported with its file, place
+and reason, and the good rows still land.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -23,6 +25,9 @@ from core.store import Store
 JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
 CSV_SUFFIXES = (".csv",)
 PARQUET_SUFFIXES = (".parquet", ".pq")
+TEXT_SUFFIXES = (".txt",)
+# The csv module's default field limit, kept as a row rule: a longer field is no abstract.
+CSV_FIELD_LIMIT = 131_072
 # Rows are committed in chunks: a crash keeps what was committed, and the TUI is never locked out long.
 ROWS_PER_COMMIT = 500
 
@@ -114,16 +119,25 @@ def _apply(store: Store, row: ImportRow, default_source: str) -> bool:
 
 
 def read_rows(path: Path) -> Iterator[tuple[str, ImportRow | BadRow]]:
-    """(location, row) pairs of a file, its format chosen by suffix; anything unknown is plain text."""
+    """(location, row) pairs of a file, its format chosen by suffix; an unknown suffix is refused rather
+    than read as plain text, where a TSV or any other format would become one garbled abstract per block."""
     if path.is_dir():
         raise TitlecraftError(f"{path} is a folder; name a file to import")
     if not path.is_file():
         raise TitlecraftError(f"there is no file {path} to import")
     suffix = path.suffix.lower()
+    if suffix not in (*PARQUET_SUFFIXES, *JSONL_SUFFIXES, *CSV_SUFFIXES, *TEXT_SUFFIXES):
+        what = f"the suffix {suffix!r}" if suffix else "a file without a suffix"
+        raise TitlecraftError(
+            f"cannot import {path}: {what} is not supported. Use JSON Lines ({', '.join(JSONL_SUFFIXES)}), "
+            f"CSV ({', '.join(CSV_SUFFIXES)}), parquet ({', '.join(PARQUET_SUFFIXES)}) or plain text with "
+            f"abstracts separated by blank lines ({', '.join(TEXT_SUFFIXES)})"
+        )
     if suffix in PARQUET_SUFFIXES:
         return _parquet_rows(path)
     text = _read_text(path)
     if suffix in JSONL_SUFFIXES:
+        _refuse_json_document(path, text)
         return _jsonl_rows(text)
     if suffix in CSV_SUFFIXES:
         return _csv_rows(path, text)
@@ -135,6 +149,25 @@ def _read_text(path: Path) -> str:
         return path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as error:
         raise TitlecraftError(f"{path} is not UTF-8 text ({error})") from error
+
+
+def _refuse_json_document(path: Path, text: str) -> None:
+    """A JSON array, or an object spread over lines, read line by line would import whichever of its lines
+    happen to parse alone; refuse it whole instead."""
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError:
+        return  # JSON Lines (or a broken file, whose bad lines are reported one by one)
+    if isinstance(document, list):
+        shape, jq_filter = "a JSON array", ".[]"
+    elif isinstance(document, dict) and "\n" in text.strip():
+        shape, jq_filter = "one JSON object spread over several lines", "."
+    else:
+        return
+    raise TitlecraftError(
+        f"{path} is {shape}, which import does not support: use JSON Lines (one object per line), e.g. "
+        f"jq -c '{jq_filter}' {path} > {path.stem}.jsonl; nothing was imported"
+    )
 
 
 def _jsonl_rows(text: str) -> Iterator[tuple[str, ImportRow | BadRow]]:
@@ -161,6 +194,8 @@ def _sft_row(record: dict[str, Any]) -> ImportRow:
     prompt, completion = record["prompt"], record["completion"]
     if not isinstance(prompt, str) or not isinstance(completion, str):
         raise BadRow("'prompt' and 'completion' must be text")
+    _require_unicode("prompt", prompt)
+    _require_unicode("completion", completion)
     try:
         abstract = parse_completion_prompt(prompt)
     except ValueError as error:
@@ -178,9 +213,15 @@ def _record_row(record: dict[str, Any]) -> ImportRow:
     date = record.get("date")
     if date is not None and hasattr(date, "isoformat"):  # parquet date columns arrive as date objects
         date = date.isoformat()
+    if "reference_title" in record:  # titlecraft's own csv/parquet export, whose title is the curated one
+        reference_title = _optional_text("reference_title", record["reference_title"])
+        curated_title = _optional_text("title", record.get("title"))
+    else:
+        reference_title, curated_title = _optional_text("title", record.get("title")), None
     return ImportRow(
         abstract=_required_abstract(record.get("abstract")),
-        reference_title=_optional_text("title", record.get("title")),
+        reference_title=reference_title,
+        curated_title=curated_title,
         arxiv_id=_optional_text("arxiv_id", record.get("arxiv_id")),
         categories=_optional_text("categories", categories),
         date=_optional_text("date", date),
@@ -193,7 +234,7 @@ def _required_abstract(value: Any) -> str:
         raise BadRow("missing 'abstract' (it must be text)")
     if not value.strip():
         raise BadRow("the abstract is empty")
-    return value
+    return _require_unicode("abstract", value)
 
 
 def _optional_text(key: str, value: Any) -> str | None:
@@ -201,6 +242,17 @@ def _optional_text(key: str, value: Any) -> str | None:
         return None
     if not isinstance(value, str):
         raise BadRow(f"'{key}' must be text, not {type(value).__name__}")
+    return _require_unicode(key, value)
+
+
+def _require_unicode(key: str, value: str) -> str:
+    """JSON escapes can spell a lone surrogate ("\\ud800"), which is not text and cannot be stored."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise BadRow(
+            f"'{key}' holds a lone surrogate {value[error.start]!r} at character {error.start + 1}, which is not text"
+        ) from None
     return value
 
 
@@ -213,17 +265,49 @@ def _guarded(parse, *args) -> ImportRow | BadRow:
 
 
 def _csv_rows(path: Path, text: str) -> Iterator[tuple[str, ImportRow | BadRow]]:
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    if reader.fieldnames is None or "abstract" not in reader.fieldnames:
-        raise TitlecraftError(f"{path} has no 'abstract' column (columns: {reader.fieldnames or 'none'})")
+    # strict: an unbalanced quote is an error, not a field that silently swallows the rest of the file.
+    reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)
+    try:
+        fieldnames = reader.fieldnames
+    except csv.Error as error:
+        raise TitlecraftError(f"{path} has a malformed CSV header ({error})") from None
+    if fieldnames is None or "abstract" not in fieldnames:
+        raise TitlecraftError(f"{path} has no 'abstract' column (columns: {fieldnames or 'none'})")
     start_line = reader.line_num + 1
-    for record in reader:
-        if None in record:
-            row: ImportRow | BadRow = BadRow("more fields than the header has columns")
-        else:
-            row = _guarded(_record_row, record)
-        yield f"line {start_line}", row
+    while True:
+        try:
+            with _csv_field_limit(len(text) + 1):
+                record = next(reader, None)
+        except csv.Error as error:
+            yield f"line {start_line}", BadRow(
+                f"malformed CSV in the row starting here ({error}), likely an unbalanced quote; the rest of the "
+                "file was not read: fix it and import again (rows already imported are not imported twice)"
+            )
+            return
+        if record is None:
+            return
+        yield f"line {start_line}", _guarded(_csv_record_row, record)
         start_line = reader.line_num + 1
+
+
+@contextlib.contextmanager
+def _csv_field_limit(limit: int) -> Iterator[None]:
+    """Lift the csv module's process-wide field limit while our reader parses: a reader stopped by it
+    mid-record resumes inside that record, so the limit is checked per row instead (CSV_FIELD_LIMIT)."""
+    previous = csv.field_size_limit(limit)
+    try:
+        yield
+    finally:
+        csv.field_size_limit(previous)
+
+
+def _csv_record_row(record: dict[str | None, Any]) -> ImportRow:
+    if None in record:
+        raise BadRow("more fields than the header has columns")
+    longest = max(len(value or "") for value in record.values())
+    if longest > CSV_FIELD_LIMIT:
+        raise BadRow(f"a field holds {longest:,} characters, more than the {CSV_FIELD_LIMIT:,} a CSV field may hold")
+    return _record_row(record)
 
 
 def _parquet_rows(path: Path) -> Iterator[tuple[str, ImportRow | BadRow]]:

@@ -16,6 +16,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import sqlite3
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -148,13 +149,48 @@ _SCHEMA_V2 = (
     "CREATE INDEX decisions_by_candidate ON decisions (candidate_id, id)",
     "CREATE INDEX generations_by_abstract ON generations (abstract_id)",
 )
-MIGRATIONS = (_SCHEMA_V1, _SCHEMA_V2)
+# v3: a candidate rejected after it was accepted or edited no longer titles its abstract; the curated
+# title falls back to the latest earlier curation whose candidate was not rejected since.
+_SCHEMA_V3 = (
+    "DROP VIEW curated_pairs",
+    """CREATE VIEW curated_pairs AS
+    SELECT a.id AS abstract_id, a.arxiv_id, a.text AS abstract,
+           CASE WHEN d.action = 'accept' THEN c.text ELSE d.text END AS title,
+           a.categories, a.date, a.source, a.reference_title,
+           d.id AS decision_id, d.action, d.decided_at,
+           c.id AS candidate_id, c.rank AS candidate_rank, c.score AS candidate_score,
+           c.text AS candidate_text,
+           g.id AS generation_id, g.model_spec, g.model_id, g.params, g.seed, g.device
+    FROM (SELECT *, row_number() OVER (PARTITION BY abstract_id ORDER BY id DESC) AS recency
+          FROM live_decisions AS curation
+          WHERE action IN ('accept', 'edit', 'own_title')
+            AND NOT EXISTS (SELECT 1 FROM live_decisions AS later
+                            WHERE later.candidate_id = curation.candidate_id AND later.id > curation.id
+                              AND later.action = 'reject')) AS d
+    JOIN abstracts AS a ON a.id = d.abstract_id
+    LEFT JOIN candidates AS c ON c.id = d.candidate_id
+    LEFT JOIN generations AS g ON g.id = c.generation_id
+    WHERE d.recency = 1""",
+)
+MIGRATIONS = (_SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
+def _tables_of_version(version: int) -> set[str]:
+    """The tables a titlecraft database at schema ``version`` has: those its migrations created."""
+    return {
+        name
+        for statements in MIGRATIONS[:version]
+        for statement in statements
+        for name in re.findall(r"CREATE TABLE (\w+)", statement)
+    }
+
+
 def default_db_path() -> Path:
-    """The store used when no --db is given: $TITLECRAFT_DB, else data/titlecraft.db under the cwd."""
-    return Path(os.environ.get(DB_PATH_ENV) or DEFAULT_DB_PATH)
+    """The store used when no --db is given: $TITLECRAFT_DB, else data/titlecraft.db under the cwd.
+
+    A quoted '~/tc.db' reaches us unexpanded by the shell, so ~ is expanded here."""
+    return Path(os.environ.get(DB_PATH_ENV) or DEFAULT_DB_PATH).expanduser()
 
 
 def content_hash(text: str) -> str:
@@ -317,7 +353,7 @@ class Store:
         create: bool = True,
         busy_timeout: float = BUSY_TIMEOUT_SECONDS,
     ) -> None:
-        self.path = Path(path) if path is not None else default_db_path()
+        self.path = Path(path).expanduser() if path is not None else default_db_path()
         self.busy_timeout = busy_timeout
         self._lock = threading.RLock()
         self._refuse_unusable_file(create)
@@ -335,6 +371,7 @@ class Store:
                         f"the database {self.path} has schema version {version}, newer than this titlecraft "
                         f"understands ({SCHEMA_VERSION}); upgrade titlecraft to open it"
                     )
+                self._refuse_foreign_schema(version)
                 if self.db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
                     self.db.execute("PRAGMA journal_mode = WAL")
                 migrate(self.db)
@@ -380,6 +417,29 @@ class Store:
             header = file.read(len(SQLITE_HEADER))
         if header and header != SQLITE_HEADER:
             raise TitlecraftError(self._not_a_database_message())
+
+    def _refuse_foreign_schema(self, version: int) -> None:
+        """Refuse another program's SQLite file before switching it to WAL or adding titlecraft's tables."""
+        names = {
+            row[0]
+            for row in self.db.execute(
+                "SELECT name FROM sqlite_master "
+                "WHERE type IN ('table', 'view') AND name NOT LIKE 'sqlite!_%' ESCAPE '!'"
+            )
+        }
+        if version == 0 and names:  # titlecraft sets the version in the transaction that creates its tables
+            shown = ", ".join(sorted(names)[:5]) + (", ..." if len(names) > 5 else "")
+            raise TitlecraftError(
+                f"{self.path} is not a titlecraft database (it holds another program's tables: {shown}); "
+                "titlecraft left it untouched. Pass --db with another path."
+            )
+        missing = _tables_of_version(version) - names
+        if missing:
+            raise TitlecraftError(
+                f"{self.path} claims titlecraft schema version {version} but lacks its tables "
+                f"({', '.join(sorted(missing))}): it is another program's database or a damaged one; "
+                "titlecraft left it untouched. Pass --db with another path."
+            )
 
     def _not_a_database_message(self) -> str:
         return (

@@ -200,6 +200,31 @@ def test_export_command_writes_and_reports(db, tmp_path, capsys):
     assert len(read_jsonl(out)) == 2
 
 
+@pytest.mark.parametrize("format_name", ["sft", "parquet", "csv", "hf"])
+@pytest.mark.parametrize("suffix", ["", "-wal", "-shm"])
+def test_export_refuses_to_overwrite_the_store_or_its_journal_files(db, tmp_path, format_name, suffix):
+    target = db.with_name(db.name + suffix)
+    with Store(db) as store:
+        store.own_title(store.add_abstract("Kept while the store is open."), "Kept")  # the -wal file exists now
+        before = target.read_bytes()
+        with pytest.raises(TitlecraftError, match="exporting there would destroy the curation database"):
+            export(store, format_name, tmp_path / "." / target.name)
+        assert target.read_bytes() == before
+    with Store(db) as store:
+        assert len(store.curated_pairs()) == 4
+
+
+def test_export_command_refuses_the_default_store_given_as_out(db, tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("TITLECRAFT_DB", raising=False)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    db.rename(tmp_path / "data" / "titlecraft.db")
+    before = (tmp_path / "data" / "titlecraft.db").read_bytes()
+    assert main(["export", "--format", "csv", "--out", "data/../data/titlecraft.db"]) == 2
+    assert "is the store itself" in capsys.readouterr().err
+    assert (tmp_path / "data" / "titlecraft.db").read_bytes() == before
+
+
 def test_export_command_needs_an_existing_database(tmp_path, capsys):
     missing = tmp_path / "missing.db"
     assert main(["export", "--format", "sft", "--out", str(tmp_path / "x.jsonl"), "--db", str(missing)]) == 2

@@ -13,6 +13,7 @@ import pytest
 from core import importer
 from core.cli import main
 from core.errors import TitlecraftError
+from core.export import export
 from core.importer import import_file
 from core.prompts import completion_prompt, completion_target
 from core.store import Store
@@ -90,6 +91,41 @@ def test_csv_with_multiline_fields_reports_the_line_a_bad_row_starts_on(store, t
     assert store.abstract(store.queue()[1].abstract_id).reference_title == 'Quoted "Title"'
 
 
+def test_csv_field_over_the_limit_is_one_row_problem_and_the_other_rows_land(store, tmp_path):
+    path = tmp_path / "papers.csv"
+    with path.open("w", encoding="utf-8", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(["title", "abstract"])
+        writer.writerow(["Before", "Good before."])
+        writer.writerow(["Huge", "word " * 20_000 + "\nand a second line " * 2_000])
+        writer.writerow(["After", "Good after,\non two lines."])
+    limit_before = csv.field_size_limit()
+    summary = import_file(store, path)
+    assert csv.field_size_limit() == limit_before
+    assert summary.imported == 2
+    assert [str(p) for p in summary.problems] == [
+        f"{path}:line 3: a field holds 138,000 characters, more than the 131,072 a CSV field may hold"
+    ]
+    assert [store.abstract(e.abstract_id).text for e in store.queue()] == ["Good before.", "Good after, on two lines."]
+
+
+def test_csv_with_an_unbalanced_quote_reports_its_row_and_swallows_nothing(store, tmp_path):
+    path = tmp_path / "papers.csv"
+    path.write_text(
+        'abstract,title\n"Good before.",T1\n"Stray quote,T2\nAnother abstract,T3\n"Last",T4\n', encoding="utf-8"
+    )
+    summary = import_file(store, path)
+    assert summary.imported == 1
+    [problem] = summary.problems
+    assert str(problem).startswith(f"{path}:line 3: malformed CSV in the row starting here")
+    assert "the rest of the file was not read" in problem.reason
+    assert [store.abstract(e.abstract_id).text for e in store.queue()] == ["Good before."]
+    header = tmp_path / "header.csv"
+    header.write_text('"abstract,title\nAn abstract,A title\n', encoding="utf-8")
+    with pytest.raises(TitlecraftError, match="header.csv has a malformed CSV header"):
+        import_file(store, header)
+
+
 def test_csv_without_an_abstract_column_is_a_file_error(store, tmp_path):
     path = tmp_path / "titles.csv"
     path.write_text("title\nOnly titles\n", encoding="utf-8")
@@ -128,6 +164,17 @@ def test_plain_text_abstracts_separated_by_blank_lines(store, tmp_path):
     assert texts == ["First abstract, wrapped.", "[bold]Second[/bold] abstract.", "Third."]
 
 
+@pytest.mark.parametrize("name", ["papers.tsv", "export.sft", "abstracts"])
+def test_unknown_suffixes_are_refused_with_the_supported_ones_listed(store, tmp_path, name):
+    path = tmp_path / name
+    path.write_text("abstract\ttitle\nAn abstract.\tA title\n", encoding="utf-8")
+    with pytest.raises(TitlecraftError, match=f"cannot import {path}: .* is not supported") as refused:
+        import_file(store, path)
+    for suffix in (".jsonl", ".json", ".csv", ".parquet", ".txt"):
+        assert suffix in str(refused.value)
+    assert store.counts()["abstracts"] == 0
+
+
 def test_sft_rows_become_own_title_decisions_and_conflicts_are_kept(store, tmp_path):
     path = write_jsonl(
         tmp_path / "sft.jsonl",
@@ -151,6 +198,66 @@ def test_sft_rows_become_own_title_decisions_and_conflicts_are_kept(store, tmp_p
     assert again.imported == 0
     assert "already has a different curated title 'A Newer Title'; kept it" in again.problems[0].reason
     assert store.curated_title(pair.abstract_id) == "A Newer Title"
+
+
+@pytest.mark.parametrize(
+    ("text", "shape"),
+    [
+        (json.dumps([{"abstract": "First."}, {"abstract": "Second."}], indent=2), "a JSON array"),
+        ('[\n{"abstract": "First."},\n{"abstract": "Second."}\n]\n', "a JSON array"),  # its last row parses alone
+        (json.dumps({"abstract": "Only.", "title": "A Title"}, indent=2), "one JSON object spread over several lines"),
+    ],
+    ids=["indented array", "array of one-line objects", "indented object"],
+)
+def test_pretty_printed_json_is_refused_whole(store, tmp_path, text, shape):
+    path = tmp_path / "papers.json"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(TitlecraftError, match=f"papers.json is {shape}, which import does not support: use JSON Lines"):
+        import_file(store, path)
+    assert store.counts()["abstracts"] == 0
+
+
+def test_lone_surrogates_are_row_problems_and_the_other_rows_land(store, tmp_path):
+    bad_prompt = completion_prompt("Bad \ud800 prompt.")
+    surrogate_at = bad_prompt.index("\ud800") + 1
+    path = write_jsonl(
+        tmp_path / "surrogates.jsonl",
+        [
+            {"abstract": "Good before."},
+            {"abstract": "Bad \ud800 abstract."},
+            {"abstract": "Bad title.", "title": "T\udfff"},
+            {"prompt": completion_prompt("Bad completion."), "completion": " Title \udc80"},
+            {"prompt": bad_prompt, "completion": " Title"},
+            {"abstract": "Good after."},
+        ],
+    )
+    summary = import_file(store, path)
+    assert summary.imported == 2
+    assert [str(p) for p in summary.problems] == [
+        f"{path}:line 2: 'abstract' holds a lone surrogate '\\ud800' at character 5, which is not text",
+        f"{path}:line 3: 'title' holds a lone surrogate '\\udfff' at character 2, which is not text",
+        f"{path}:line 4: 'completion' holds a lone surrogate '\\udc80' at character 8, which is not text",
+        f"{path}:line 5: 'prompt' holds a lone surrogate '\\ud800' at character {surrogate_at}, which is not text",
+    ]
+    assert [store.abstract(e.abstract_id).text for e in store.queue()] == ["Good before.", "Good after."]
+
+
+@pytest.mark.parametrize("format_name", ["csv", "parquet"])
+def test_a_csv_or_parquet_export_reimports_with_its_curated_and_reference_titles(tmp_path, format_name):
+    with Store(tmp_path / "original.db") as original:
+        referenced = original.add_abstract("An arXiv abstract.", arxiv_id="2401.00001", reference_title="Paper Title")
+        _, [candidate] = original.record_generation(
+            referenced, "base", "base-id", {}, 1, "cpu", 1.0, 0.1, [{"text": "Model Title"}]
+        )
+        original.accept(candidate)
+        original.own_title(original.add_abstract("A pasted abstract."), "My Title")
+        export(original, format_name, tmp_path / f"pairs.{format_name}")
+        expected = [(p.abstract, p.title, p.reference_title, p.arxiv_id) for p in original.curated_pairs()]
+    with Store(tmp_path / "imported.db") as imported:
+        summary = import_file(imported, tmp_path / f"pairs.{format_name}")
+        assert (summary.imported, summary.problems) == (2, [])
+        assert [(p.abstract, p.title, p.reference_title, p.arxiv_id) for p in imported.curated_pairs()] == expected
+        assert import_file(imported, tmp_path / f"pairs.{format_name}").already_present == 2
 
 
 def test_rows_commit_in_chunks(store, tmp_path, monkeypatch):

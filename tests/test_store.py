@@ -7,6 +7,7 @@ import sqlite3
 import pytest
 import sqlite_utils
 
+from core.cli import main
 from core.errors import TitlecraftError
 from core.prompts import normalise_whitespace
 from core.store import SCHEMA_VERSION, Store, default_db_path, migrate, schema_version
@@ -104,6 +105,26 @@ def test_curated_view_follows_the_latest_live_decision_and_undo(store):
     assert store.curated_title(abstract_id) is None
     with pytest.raises(TitlecraftError, match="no decision to undo"):
         store.undo(abstract_id)
+
+
+def test_rejecting_the_curated_candidate_drops_its_title_and_falls_back(store):
+    abstract_id = store.add_abstract(ABSTRACT)
+    store.enqueue(abstract_id)
+    first, second = generate(store, abstract_id, ["Alpha", "Beta"])
+    store.accept(first)
+    store.edit(second, "Beta, improved")
+    store.reject(second, reason="changed my mind")
+    assert store.curated_title(abstract_id) == "Alpha"  # the earlier curation still stands
+    store.reject(first)
+    assert store.curated_title(abstract_id) is None
+    assert store.curated_pairs() == []
+    assert store.counts()["curated"] == 0
+    assert store.next_in_queue() == abstract_id
+    store.undo(abstract_id)  # the rejection of Alpha
+    assert store.curated_title(abstract_id) == "Alpha"
+    store.accept(second)  # a verdict after the rejection counts again
+    assert store.curated_title(abstract_id) == "Beta"
+    assert store.next_in_queue() is None
 
 
 def test_history_is_append_only_and_marks_undone_decisions(store):
@@ -243,6 +264,18 @@ def test_default_path_is_data_folder_or_environment(tmp_path, monkeypatch):
     assert default_db_path() == tmp_path / "elsewhere.db"
 
 
+def test_a_tilde_in_the_environment_or_db_path_means_the_home_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("TITLECRAFT_DB", "~/from-env.db")
+    assert default_db_path() == tmp_path / "from-env.db"
+    with Store() as store:
+        assert store.path == tmp_path / "from-env.db"
+    with Store("~/given.db") as store:
+        assert store.path == tmp_path / "given.db"
+    assert main(["stats", "--db", "~/given.db"]) == 0
+    assert sorted(p.name for p in tmp_path.glob("*.db")) == ["from-env.db", "given.db"]
+
+
 def test_database_is_wal_with_foreign_keys_and_durable_commits(store):
     assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert store.db.execute("PRAGMA foreign_keys").fetchone()[0] == 1
@@ -270,7 +303,7 @@ def test_version_1_database_migrates_forward_keeping_its_data(tmp_path):
     old.close()
 
     with Store(path) as store:
-        assert schema_version(store.db) == SCHEMA_VERSION == 2
+        assert schema_version(store.db) == SCHEMA_VERSION == 3
         pairs = [(p.abstract, p.title, p.model_spec) for p in store.curated_pairs()]
         assert pairs == [("Old abstract.", "Old Title", "base")]
         indexes = {index.name for index in store.db.table("decisions").indexes}
@@ -279,6 +312,33 @@ def test_version_1_database_migrates_forward_keeping_its_data(tmp_path):
         assert store.get_setting("n") == 5
         store.edit(1, "Newer Title")
         assert store.curated_title(1) == "Newer Title"
+
+
+def test_version_2_database_migrates_to_a_curated_view_that_honours_later_rejections(tmp_path):
+    path = tmp_path / "v2.db"
+    old = sqlite_utils.Database(sqlite3.connect(path, isolation_level=None))
+    migrate(old, target=2)
+    old.execute(
+        "INSERT INTO abstracts (id, content_hash, text, source, added_at) "
+        "VALUES (1, 'h', 'Old abstract.', 'pasted', '2025-01-01')"
+    )
+    old.execute(
+        "INSERT INTO generations (id, abstract_id, model_spec, model_id, params, created_at) "
+        "VALUES (1, 1, 'base', 'base-id', '{}', '2025-01-01')"
+    )
+    old.execute("INSERT INTO candidates (id, generation_id, rank, text, flags) VALUES (1, 1, 1, 'Old Title', '[]')")
+    for action in ("accept", "reject"):
+        old.execute(
+            "INSERT INTO decisions (abstract_id, candidate_id, action, decided_at) VALUES (1, 1, ?, '2025-01-02')",
+            [action],
+        )
+    assert [row["title"] for row in old.query("SELECT title FROM curated_pairs")] == ["Old Title"]
+    old.close()
+
+    with Store(path) as store:
+        assert schema_version(store.db) == SCHEMA_VERSION
+        assert store.curated_pairs() == []
+        assert [r.text for r in store.rejected_candidates()] == ["Old Title"]
 
 
 def test_database_from_a_newer_titlecraft_is_refused_untouched(tmp_path):

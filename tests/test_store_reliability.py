@@ -175,6 +175,30 @@ def test_corrupt_file_is_refused_and_never_modified(tmp_path, capsys, content):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["titlecraft.db"]
 
 
+def another_programs_database(path, user_version: int):
+    with sqlite3.connect(path) as connection:
+        connection.execute("CREATE TABLE bookmarks (url TEXT, added TEXT)")
+        connection.execute("INSERT INTO bookmarks VALUES ('https://arxiv.org', '2025-01-01')")
+        connection.execute(f"PRAGMA user_version = {user_version}")
+    connection.close()
+
+
+@pytest.mark.parametrize(
+    ("user_version", "message"),
+    [(0, "is not a titlecraft database .*bookmarks"), (1, "claims titlecraft schema version 1 but lacks its tables")],
+)
+def test_another_programs_database_is_refused_and_never_modified(tmp_path, capsys, user_version, message):
+    path = tmp_path / "other.sqlite"
+    another_programs_database(path, user_version)
+    before = path.read_bytes()
+    with pytest.raises(TitlecraftError, match=message):
+        Store(path)
+    assert main(["stats", "--db", str(path)]) == 2
+    assert "titlecraft left it untouched" in capsys.readouterr().err
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["other.sqlite"]
+
+
 def test_lock_held_past_the_busy_timeout_is_a_clear_error(tmp_path):
     path = tmp_path / "titlecraft.db"
     with Store(path) as store:
@@ -235,9 +259,14 @@ def apply(store: Store, abstract_ids, candidate_ids, live: dict[int, list[tuple]
 
 
 def expected_curated(live: dict[int, list[tuple]]) -> dict[str, str]:
+    """Each abstract's latest accepted, edited or own title whose candidate was not rejected since."""
     curated = {}
     for which, decisions in live.items():
-        titled = [title for action, _, title in decisions if action != "reject"]
+        verdicts = {candidate: action for action, candidate, _ in decisions if candidate is not None}
+        titled = [
+            title for action, candidate, title in decisions
+            if action != "reject" and (candidate is None or verdicts[candidate] != "reject")
+        ]
         if titled:
             curated[ABSTRACTS[which]] = titled[-1]
     return curated

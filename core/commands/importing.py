@@ -16,8 +16,9 @@ def register(subparsers) -> None:
         help="queue abstracts from JSONL, CSV, parquet, an SFT export or plain text",
         description=(
             "Queue abstracts for curation. JSONL/CSV/parquet rows need an 'abstract' column and may have "
-            "'title' (kept as the reference title) and 'arxiv_id'; SFT exports ({prompt, completion}) "
-            "import their titles as curated; other files are plain text, abstracts separated by blank lines."
+            "'title' (kept as the reference title) and 'arxiv_id'; SFT exports ({prompt, completion}) and "
+            "csv/parquet exports ('title' beside 'reference_title') import their titles as curated; .txt "
+            "files are plain text, abstracts separated by blank lines."
         ),
     )
     parser.add_argument("file", type=Path, help="the file to import")
