@@ -139,7 +139,9 @@ def read_pairs(path: str | os.PathLike) -> pd.DataFrame:
 # ---------------------------------------------------------------- cleaning
 
 _ISO_DAY = re.compile(r"(\d{4})-(\d{1,2})-(\d{1,2})(?:[T ].*)?")
-_ARXIV_ID = re.compile(r"^(?:https?://(?:export\.)?arxiv\.org/(?:abs|pdf)/|arxiv:)?(.+?)(?:v\d+)?(?:\.pdf)?$", re.I)
+_ARXIV_ID = re.compile(
+    r"^(?:(?:https?://)?(?:www\.|export\.)?arxiv\.org/(?:abs|pdf)/|oai:arxiv\.org:|arxiv:)?(.+?)(?:v\d+)?(?:\.pdf)?/?$", re.I
+)
 
 
 class _KeepAlphanumeric(dict):
@@ -162,7 +164,9 @@ def _is_missing(value) -> bool:
 
 
 def normalise_arxiv_id(value) -> str | None:
-    """``arXiv:2501.01234v2`` or an abs/pdf URL becomes ``2501.01234``; empty values become None."""
+    """``arXiv:2501.01234v2``, an OAI identifier or an abs/pdf URL (any host spelling, with or without a
+    scheme) becomes ``2501.01234``, so that versions of one paper are recognised as duplicates; empty
+    values become None."""
     if _is_missing(value) or not str(value).strip():
         return None
     return _ARXIV_ID.match(str(value).strip()).group(1)

@@ -190,6 +190,15 @@ def test_parquet_jsonl_and_csv_read_alike(tmp_path):
 def test_ids_and_text_keys_normalise():
     assert normalise_arxiv_id("arXiv:2501.01234v2") == "2501.01234"
     assert normalise_arxiv_id("https://arxiv.org/abs/hep-th/9901001v1") == "hep-th/9901001"
+    for spelling in (
+        "https://www.arxiv.org/abs/2501.01234v3",
+        "arxiv.org/abs/2501.01234",
+        "http://export.arxiv.org/pdf/2501.01234v1.pdf",
+        "oai:arXiv.org:2501.01234",
+        "https://arxiv.org/abs/2501.01234/",
+    ):
+        assert normalise_arxiv_id(spelling) == "2501.01234", spelling
+    assert normalise_arxiv_id("oai:arXiv.org:hep-th/9901001") == "hep-th/9901001"
     assert normalise_arxiv_id(" ") is None
     assert text_key("Étude: GPT-4's (Über) Ranking_2!") == "étudegpt4süberranking2"
 
