@@ -51,6 +51,11 @@ def oai_url(base_url: str | None = None) -> str:
     return (base_url or os.environ.get(OAI_URL_ENV) or DEFAULT_OAI_URL).rstrip("?")
 
 
+class ExpiredResumptionToken(TitlecraftError):
+    """The server no longer knows the resumption token (OAI-PMH ``badResumptionToken``; arXiv's expire
+    after a while), so the list can only be requested again from its start."""
+
+
 @dataclass(frozen=True)
 class Page:
     """One ListRecords response: its pair rows, and where the list continues (None at its end)."""
@@ -118,7 +123,10 @@ def parse_page(xml: bytes, source: str) -> Page:
     if error is not None:
         if error.get("code") == "noRecordsMatch":
             return Page([], 0, None, 0)
-        raise TitlecraftError(f"the OAI-PMH server refused the request: {error.get('code')}: {error.text}")
+        refused = f"the OAI-PMH server refused the request: {error.get('code')}: {error.text}"
+        if error.get("code") == "badResumptionToken":
+            raise ExpiredResumptionToken(refused)
+        raise TitlecraftError(refused)
     list_records = root.find(OAI + "ListRecords")
     if list_records is None:
         raise TitlecraftError("the OAI-PMH server sent a page without ListRecords")
@@ -235,6 +243,12 @@ class HarvestState:
             )
         return cls(folder, **saved)
 
+    def restart_list(self) -> None:
+        """Request the list again from its start once its token has expired. Saved pages are kept (a
+        record seen twice is written once); the record count follows the new list, as the bar does."""
+        self.resumption_token = None
+        self.records = 0
+
     @property
     def resumed(self) -> bool:
         return self.pages > 0
@@ -324,7 +338,9 @@ def harvest(
 ) -> HarvestResult:
     """Harvest an arXiv set into ``out`` (pair parquet), keeping records in any of ``subcats``.
 
-    Re-running the same call after an interruption continues from the last saved page.
+    Re-running the same call after an interruption continues from the last saved page; if the server
+    has forgotten the saved resumption token, the list is requested again from its start, keeping the
+    saved records (each arXiv id is written once).
     """
     out = Path(out)
     wanted = parse_subcats(subcats)
@@ -342,13 +358,23 @@ def harvest(
         desc=f"harvest {category}",
         disable=not progress,
     ) as bar:
+        restarted = False
         while not state.finished:
             try:
                 page = harvester.fetch_page(state.resumption_token, sleep=sleep, notify=bar.write)
             except TitlecraftError as error:
+                if isinstance(error, ExpiredResumptionToken) and not restarted:
+                    bar.write(
+                        "the server has forgotten where this harvest stopped (its resumption token expired); "
+                        f"requesting the list again from its start, keeping the {state.pages} page(s) saved"
+                    )
+                    restarted = True
+                    state.restart_list()
+                    bar.reset()
+                    continue
                 if state.resumed:
                     raise TitlecraftError(
-                        f"{error}. {state.records} records are saved in {state.folder}; "
+                        f"{str(error).rstrip('.')}. {state.records} records are saved in {state.folder}; "
                         "run the same command again to resume"
                     ) from None
                 raise

@@ -173,6 +173,50 @@ def test_failure_midway_keeps_pages_and_rerun_resumes(tmp_path):
     assert len({row["arxiv_id"] for row in read_rows(out)}) == 6
 
 
+BAD_TOKEN = (
+    b'<OAI-PMH xmlns="http://www.openarchives.org/OAI/2.0/">'
+    b'<error code="badResumptionToken">The value of the resumptionToken argument is invalid or expired.</error></OAI-PMH>'
+)
+
+
+def test_a_resume_whose_token_expired_restarts_the_list_and_keeps_saved_records(tmp_path, capsys):
+    out = tmp_path / "out.parquet"
+    first_tokens = iter(["page-2"])
+    page_two = iter([(500, {}, b"internal error")])
+
+    def respond(params):
+        if "resumptionToken" not in params:
+            return ok(with_token(HEP_EX, next(first_tokens, "page-2-again")))
+        if params["resumptionToken"] == "page-2":
+            return next(page_two, ok(BAD_TOKEN))  # failed once, then forgotten by the server
+        return ok(HEP_TH)
+
+    with oai_server(respond) as (url, requests):
+        with pytest.raises(TitlecraftError, match="run the same command again to resume"):
+            harvest("hep-ex", out, base_url=url, progress=False)
+        before = len(requests)
+        result = harvest("hep-ex", out, base_url=url, progress=False)
+
+    assert [params.get("resumptionToken") for params in requests[before:]] == ["page-2", None, "page-2-again"]
+    assert "resumption token expired" in capsys.readouterr().out
+    rows = read_rows(out)
+    assert result.resumed and result.rows == len(rows) == 6 == len({row["arxiv_id"] for row in rows})
+    assert not out.with_name(out.name + PARTIAL_SUFFIX).exists()
+
+
+def test_a_token_that_expires_again_in_the_same_run_is_a_clear_error(tmp_path):
+    def respond(params):
+        return ok(BAD_TOKEN) if "resumptionToken" in params else ok(with_token(HEP_EX, "page-2"))
+
+    with oai_server(respond) as (url, requests):
+        with pytest.raises(TitlecraftError, match="badResumptionToken"):
+            harvest("hep-ex", tmp_path / "out.parquet", base_url=url, progress=False)
+        before = len(requests)
+        with pytest.raises(TitlecraftError, match="3 records are saved"):
+            harvest("hep-ex", tmp_path / "out.parquet", base_url=url, progress=False)
+    assert [params.get("resumptionToken") for params in requests[before:]] == ["page-2", None, "page-2"]
+
+
 def test_killed_harvest_resumes_without_duplicates(tmp_path):
     out = tmp_path / "out.parquet"
     page_two_requested, release = threading.Event(), threading.Event()
