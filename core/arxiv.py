@@ -140,7 +140,8 @@ def parse_page(xml: bytes, source: str) -> Page:
 
 
 def retry_after_seconds(value: str | None) -> float:
-    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date)."""
+    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date; a date without a zone,
+    or with RFC 2822's unknown zone ``-0000``, is taken as UTC, as HTTP dates always are)."""
     if not value:
         return DEFAULT_RETRY_AFTER_S
     value = value.strip()
@@ -150,6 +151,8 @@ def retry_after_seconds(value: str | None) -> float:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return DEFAULT_RETRY_AFTER_S
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
     return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
 
 

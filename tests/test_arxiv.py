@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import email.utils
 import os
 import signal
 import socket
@@ -10,6 +11,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
@@ -147,6 +149,10 @@ def test_a_server_that_stays_busy_is_a_clear_error(tmp_path):
 def test_retry_after_accepts_seconds_and_http_dates():
     assert retry_after_seconds("12") == 12.0
     assert retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # in the past: no wait
+    assert retry_after_seconds("Wed, 21 Oct 2015 07:28:00 -0000") == 0.0  # zone unknown: UTC
+    assert retry_after_seconds("Wed, 21 Oct 2015 07:28:00") == 0.0
+    in_a_minute = email.utils.format_datetime(datetime.now(timezone.utc) + timedelta(seconds=60)).replace("+0000", "-0000")
+    assert 50 < retry_after_seconds(in_a_minute) <= 60
     assert retry_after_seconds(None) == retry_after_seconds("soon") == 30
 
 
