@@ -18,7 +18,7 @@ import shutil
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
 from urllib.error import HTTPError
@@ -226,6 +226,7 @@ class HarvestState:
 
     folder: Path
     request: dict
+    defaulted: list[str] = field(default_factory=list)  # request values filled in from today's date
     pages: int = 0
     records: int = 0
     resumption_token: str | None = None
@@ -233,13 +234,19 @@ class HarvestState:
     finished: bool = False
 
     @classmethod
-    def open(cls, folder: Path, request: dict) -> HarvestState:
-        """The saved state for this request, or a fresh one; a different saved request is an error."""
+    def open(cls, folder: Path, request: dict, defaulted: Sequence[str] = ()) -> HarvestState:
+        """The saved state for this request, or a fresh one; a different saved request is an error.
+
+        ``defaulted`` names the request values the user left to their defaults (from/until, which depend
+        on today's date); where the saved request defaulted them too, its values are kept, so the same
+        command resumes on a later day.
+        """
         state_file = folder / "state.json"
         if not state_file.is_file():
-            return cls(folder, request)
+            return cls(folder, request, sorted(defaulted))
         saved = json.loads(state_file.read_text(encoding="utf-8"))
-        if saved["request"] != request:
+        inherited = set(defaulted).intersection(saved.get("defaulted", []))
+        if saved["request"] != {**request, **{key: saved["request"][key] for key in inherited}}:
             raise TitlecraftError(
                 f"{folder} holds an unfinished harvest of a different request ({saved['request']}); "
                 "re-run that command to finish it, or delete the folder to start this one"
@@ -268,7 +275,7 @@ class HarvestState:
         self.resumption_token = page.resumption_token
         self.complete_list_size = page.complete_list_size or self.complete_list_size
         self.finished = page.resumption_token is None
-        fields = ("request", "pages", "records", "resumption_token", "complete_list_size", "finished")
+        fields = ("request", "defaulted", "pages", "records", "resumption_token", "complete_list_size", "finished")
         _write_text_atomically(self.folder / "state.json", json.dumps({f: getattr(self, f) for f in fields}))
 
     def rows(self) -> list[dict]:
@@ -350,9 +357,10 @@ def harvest(
     date_from, date_until = _check_date(date_from), _check_date(date_until)
     if date_from and date_until and date_until < date_from:
         raise TitlecraftError(f"--until {date_until} is before --from {date_from}: no record can match")
-    harvester = ArxivHarvester(category, date_from, date_until, base_url)
-    request = {**harvester.query, "subcats": sorted(wanted)}
-    state = HarvestState.open(out.with_name(out.name + PARTIAL_SUFFIX), request)
+    request = {**ArxivHarvester(category, date_from, date_until, base_url).query, "subcats": sorted(wanted)}
+    defaulted = [name for name, given in (("from", date_from), ("until", date_until)) if given is None]
+    state = HarvestState.open(out.with_name(out.name + PARTIAL_SUFFIX), request, defaulted)
+    harvester = ArxivHarvester(category, state.request["from"], state.request["until"], base_url)
     resumed = state.resumed
     with tqdm(
         total=state.complete_list_size,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email.utils
+import json
 import os
 import signal
 import socket
@@ -221,6 +222,34 @@ def test_a_token_that_expires_again_in_the_same_run_is_a_clear_error(tmp_path):
         with pytest.raises(TitlecraftError, match="3 records are saved"):
             harvest("hep-ex", tmp_path / "out.parquet", base_url=url, progress=False)
     assert [params.get("resumptionToken") for params in requests[before:]] == ["page-2", None, "page-2"]
+
+
+def test_a_harvest_with_default_dates_resumes_on_a_later_day(tmp_path):
+    out = tmp_path / "out.parquet"
+    first_tokens = iter(["page-2"])
+    page_two = iter([(500, {}, b"internal error")])
+
+    def respond(params):
+        if "resumptionToken" not in params:
+            return ok(with_token(HEP_EX, next(first_tokens, "page-2-again")))
+        if params["resumptionToken"] == "page-2":
+            return next(page_two, ok(BAD_TOKEN))
+        return ok(HEP_TH)
+
+    with oai_server(respond) as (url, requests):
+        with pytest.raises(TitlecraftError, match="run the same command again to resume"):
+            harvest("hep-ex", out, base_url=url, progress=False)
+        state_file = out.with_name(out.name + PARTIAL_SUFFIX) / "state.json"
+        state = json.loads(state_file.read_text())
+        assert state["defaulted"] == ["from", "until"]
+        state["request"].update({"from": "2017-12-01", "until": "2017-12-14"})  # as saved on an earlier day
+        state_file.write_text(json.dumps(state))
+        before = len(requests)
+        result = harvest("hep-ex", out, base_url=url, progress=False)
+
+    restarted = requests[before + 1]  # the token expired, so the list is requested again with the saved dates
+    assert (restarted["from"], restarted["until"]) == ("2017-12-01", "2017-12-14")
+    assert result.resumed and result.rows == 6
 
 
 def test_killed_harvest_resumes_without_duplicates(tmp_path):
