@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.errors import TitlecraftError, TitlecraftWarning
-from core.evaluate import METRICS_FILE
+from core.evaluate import METRICS_FILE, markdown_cell
 
 # (metric key, column header); keys starting with "top1." follow each row's ranking.
 COLUMNS = (
@@ -122,14 +122,15 @@ def render_markdown(rows: Sequence[ComparedRow], runs: dict[str, dict], problems
     header = ["Run", "Model", "Mode", "Ranking", *(title for _, title in COLUMNS)]
     lines += ["| " + " | ".join(header) + " |", "|---|---|---|---|" + "---:|" * len(COLUMNS)]
     for row in rows:
-        cells = [row.run, row.model, row.mode, row.ranking, *(_format(key, row.values[key]) for key, _ in COLUMNS)]
+        names = [markdown_cell(str(text)) for text in (row.run, row.model, row.mode, row.ranking)]
+        cells = [*names, *(_format(key, row.values[key]) for key, _ in COLUMNS)]
         lines.append("| " + " | ".join(cells) + " |")
     lines += [
         "",
         "ROUGE F1, BLEU and rates are percentages; best-of-N is the candidate closest to the reference "
         "(an oracle: the most a researcher picking from the list could get).",
         "",
-        f"![comparison chart]({chart})",
+        f"![comparison chart](<{chart}>)",  # <...>: a file name with spaces stays one link
     ]
     return "\n".join(lines) + "\n"
 

@@ -33,11 +33,19 @@ def test_a_row_per_run_and_ranking_with_its_own_top_candidate_metrics(tmp_path):
     assert problems == [] and chart == tmp_path / "out" / "compare.png"
     assert chart.read_bytes().startswith(b"\x89PNG")
     text = table.read_text()
-    assert "All runs scored the same 300 abstracts" in text and "![comparison chart](compare.png)" in text
+    assert "All runs scored the same 300 abstracts" in text and "![comparison chart](<compare.png>)" in text
     assert "| base | embedded-base | zero-shot | score | 40.0 | 20.0 | 35.0 | 10.0 | 50.0 |" in text
     assert "| tuned | embedded | finetuned | consensus | 41.0 | 21.0 | 36.0 | 11.0 | 50.0 |" in text
     rows = comparison_rows({"tuned": json.loads((tuned / "metrics.json").read_text())})
     assert [(row.ranking, row.values["top1.rougeL"]) for row in rows] == [("score", 35.0), ("consensus", 36.0)]
+
+
+def test_names_are_shown_literally_and_the_chart_link_survives_spaces(tmp_path):
+    run = write_run(tmp_path / "a|b *new*", "m|odel_x", "zero-shot", ["score"])
+    table, chart, _ = compare([run], tmp_path / "my compare.md")
+    text = table.read_text()
+    assert "| a\\|b \\*new\\* | m\\|odel\\_x | zero-shot | score | 40.0 |" in text
+    assert "![comparison chart](<my compare.png>)" in text and chart.is_file()
 
 
 def test_runs_on_different_abstracts_are_warned_about(tmp_path):
