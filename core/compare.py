@@ -55,12 +55,14 @@ class ComparedRow:
 
 
 def load_run(folder: str | os.PathLike) -> dict:
+    """A run's metrics.json; anything unreadable, or a table metric that is not a number, is a one-line
+    error (a metric that is null or missing is shown as "–")."""
     path = Path(folder) / METRICS_FILE
     if not path.is_file():
         raise TitlecraftError(f"{folder} holds no {METRICS_FILE}; run `titlecraft eval --out {folder}` first")
     try:
-        metrics = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
+        metrics = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise TitlecraftError(f"{path} is not valid JSON: {error}") from None
     missing = [key for key in REQUIRED_METRICS if not isinstance(metrics, dict) or key not in metrics]
     if missing:
@@ -68,6 +70,14 @@ def load_run(folder: str | os.PathLike) -> dict:
             f"{path} is not the metrics of a titlecraft eval run (no {', '.join(missing)}); "
             f"run `titlecraft eval --out {folder}` to write one"
         )
+    table_keys = {key for key, _ in COLUMNS}
+    for key, value in metrics.items():
+        shown = key in table_keys or key.partition(".")[2] in table_keys  # "consensus.top1.rouge1" too
+        if shown and value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise TitlecraftError(
+                f"{path} is not valid metrics: {key} is {value!r}, not a number; "
+                f"run `titlecraft eval --out {folder}` to write it again"
+            )
     return metrics
 
 
@@ -89,9 +99,8 @@ def comparison_rows(runs: dict[str, dict]) -> list[ComparedRow]:
         rankings = metrics.get("rankings") or [metrics.get("ranking", "score")]
         for ranking in rankings:
             prefix = f"{ranking}." if len(rankings) > 1 else ""
-            values = {
-                key: metrics.get(prefix + key if key.startswith("top1.") else key, float("nan")) for key, _ in COLUMNS
-            }
+            values = {key: metrics.get(prefix + key if key.startswith("top1.") else key) for key, _ in COLUMNS}
+            values = {key: float("nan") if value is None else float(value) for key, value in values.items()}
             label = f"{name} ({ranking})" if len(rankings) > 1 else name
             rows.append(ComparedRow(label, name, metrics.get("model", "?"), metrics.get("mode", "?"), ranking, values))
     return rows

@@ -73,6 +73,29 @@ def test_missing_runs_are_user_errors(tmp_path, capsys):
     assert not (tmp_path / "compare.md").exists()
 
 
+CORRUPT_METRICS = {
+    "invalid json": (b'{"model": ', "is not valid JSON"),
+    "not utf-8": (b'{"model": "caf\xe9"}', "is not valid JSON"),
+    "a text metric": (json.dumps({**TOP1, **SET, **CONFIG, "model": "m", "top1.rouge1": "high"}).encode(), "top1.rouge1 is 'high', not a number"),
+}
+
+
+@pytest.mark.parametrize("content, message", CORRUPT_METRICS.values(), ids=CORRUPT_METRICS.keys())
+def test_corrupt_metrics_are_one_line_errors(tmp_path, capsys, content, message):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.json").write_bytes(content)
+    assert main(["compare", str(run), "--out", str(tmp_path / "compare.md")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and len(err.splitlines()) == 1
+
+
+def test_a_null_metric_is_shown_as_a_dash(tmp_path):
+    run = write_run(tmp_path / "run", "embedded", "finetuned", ["score"], **{"top1.bleu": None})
+    table, _, _ = compare([run], tmp_path / "compare.md")
+    assert "| run | embedded | finetuned | score | 40.0 | 20.0 | 35.0 | – | 50.0 |" in table.read_text()
+
+
 def test_a_file_system_error_is_one_line_not_a_traceback(tmp_path, capsys):
     run = write_run(tmp_path / "run", "embedded", "finetuned", ["score"])
     (tmp_path / "notes.txt").write_text("kept")
