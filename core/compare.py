@@ -171,6 +171,11 @@ def compare(folders: Sequence[str | os.PathLike], out: str | os.PathLike) -> tup
     """Write the comparison markdown to ``out`` and its chart beside it (same name, .png)."""
     if not folders:
         raise TitlecraftError("name at least one evaluation folder to compare")
+    if Path(out).suffix.lower() == ".png":
+        raise TitlecraftError(
+            f"--out {out} names the markdown table, and the chart is written beside it as .png: "
+            "give a .md name such as reports/compare.md"
+        )
     runs = {Path(folder).name: load_run(folder) for folder in folders}
     if len(runs) < len(folders):
         raise TitlecraftError("the evaluation folders must have different names (the names label the runs)")

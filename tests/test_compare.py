@@ -71,6 +71,10 @@ def test_missing_runs_are_user_errors(tmp_path, capsys):
     with pytest.raises(TitlecraftError, match="not the metrics of a titlecraft eval run"):
         compare([stranger], tmp_path / "compare.md")
     assert not (tmp_path / "compare.md").exists()
+    run = write_run(tmp_path / "run", "embedded", "finetuned", ["score"])
+    with pytest.raises(TitlecraftError, match="names the markdown table"):
+        compare([run], tmp_path / "chart.PNG")
+    assert not list(tmp_path.glob("chart.*"))
 
 
 CORRUPT_METRICS = {
