@@ -176,7 +176,7 @@ def compare(folders: Sequence[str | os.PathLike], out: str | os.PathLike) -> tup
             f"--out {out} names the markdown table, and the chart is written beside it as .png: "
             "give a .md name such as reports/compare.md"
         )
-    runs = {Path(folder).name: load_run(folder) for folder in folders}
+    runs = {Path(folder).resolve().name: load_run(folder) for folder in folders}  # "." has a name once resolved
     if len(runs) < len(folders):
         raise TitlecraftError("the evaluation folders must have different names (the names label the runs)")
     problems = comparability_warnings(runs)

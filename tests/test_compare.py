@@ -108,6 +108,15 @@ def test_a_file_system_error_is_one_line_not_a_traceback(tmp_path, capsys):
     assert err.startswith("error: ") and "notes.txt" in err and len(err.splitlines()) == 1
 
 
+def test_a_run_named_by_a_relative_path_is_labelled_by_its_folder(tmp_path, monkeypatch):
+    write_run(tmp_path / "tuned", "embedded", "finetuned", ["score"])
+    monkeypatch.chdir(tmp_path / "tuned")
+    table, _, _ = compare(["."], tmp_path / "compare.md")
+    assert "| tuned | embedded | finetuned | score |" in table.read_text()
+    with pytest.raises(TitlecraftError, match="must have different names"):
+        compare([".", "../tuned"], tmp_path / "compare.md")
+
+
 def test_compare_command(tmp_path, capsys):
     runs = [str(write_run(tmp_path / name, "embedded", "finetuned", ["score"])) for name in ("x", "y")]
     assert main(["compare", *runs, "--out", str(tmp_path / "compare.md")]) == 0
