@@ -82,9 +82,15 @@ def load_run(folder: str | os.PathLike) -> dict:
 
 
 def comparability_warnings(runs: dict[str, dict]) -> list[str]:
-    """One message per setting on which the runs disagree."""
+    """One message per setting on which the runs disagree. The data file counts by the selection
+    fingerprint (which abstracts were scored) where every run has one, not by the path it was named
+    with: one file can be named by many paths, and another file may hold the same abstracts."""
+    selections = {metrics.get("selection") for metrics in runs.values()}
+    same_abstracts = len(selections) == 1 and None not in selections
     messages = []
     for setting in SHARED_SETTINGS:
+        if setting == "data" and same_abstracts:
+            continue
         values = {name: metrics.get(setting) for name, metrics in runs.items()}
         if len(set(map(str, values.values()))) > 1:
             listed = ", ".join(f"{name}: {value}" for name, value in values.items())

@@ -40,6 +40,16 @@ def test_a_row_per_run_and_ranking_with_its_own_top_candidate_metrics(tmp_path):
     assert [(row.ranking, row.values["top1.rougeL"]) for row in rows] == [("score", 35.0), ("consensus", 36.0)]
 
 
+def test_the_same_data_named_by_another_path_is_not_warned_about(tmp_path, recwarn):
+    first = write_run(tmp_path / "a", "embedded", "finetuned", ["score"], data="data/prepared/test.parquet")
+    second = write_run(tmp_path / "b", "embedded-base", "zero-shot", ["score"], data="../titlecraft/data/prepared/test.parquet")
+    _, _, problems = compare([first, second], tmp_path / "compare.md")
+    assert problems == [] and not recwarn.list
+    third = write_run(tmp_path / "c", "embedded", "zero-shot", ["score"], data="other.parquet", selection="other")
+    _, _, problems = compare([first, third], tmp_path / "compare.md")
+    assert [problem.split(" (")[0] for problem in problems] == ["the runs differ in data", "the runs differ in selection"]
+
+
 def test_names_are_shown_literally_and_the_chart_link_survives_spaces(tmp_path):
     run = write_run(tmp_path / "a|b *new*", "m|odel_x", "zero-shot", ["score"])
     table, chart, _ = compare([run], tmp_path / "my compare.md")
