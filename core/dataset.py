@@ -500,11 +500,13 @@ def prepare(
     """Read, clean, de-duplicate, split by date and de-leak pair files; write the splits and a summary.
 
     ``out_dir`` receives train/validation/test.parquet, summary.json, summary.md and the token-length
-    histogram; nothing is written there unless every step succeeds. ``token_sample`` rows (None: all)
-    are tokenised for the length statistics, labelled ``tokenizer_name``. Returns the summary.
+    histogram; nothing is written there unless every step succeeds. ``token_sample`` rows (None or 0:
+    all) are tokenised for the length statistics, labelled ``tokenizer_name``. Returns the summary.
     """
     if not inputs:
         raise TitlecraftError("no input files given")
+    if token_sample is not None and token_sample < 0:
+        raise TitlecraftError(f"--token-sample {token_sample} is not a number of rows: give a positive number, or 0 for all")
     train_until, val_until = check_split_dates(train_until, val_until)
     wanted = parse_categories(categories)
     dropped = dict.fromkeys(DROP_REASONS, 0)
@@ -527,7 +529,7 @@ def prepare(
     for name in ("validation", "test"):
         if splits[name].empty:
             warnings.warn(f"the {name} split is empty; check --train-until/--val-until", TitlecraftWarning, stacklevel=2)
-    sample = kept if token_sample is None or token_sample >= len(kept) else kept.sample(token_sample, random_state=0)
+    sample = kept if not token_sample or token_sample >= len(kept) else kept.sample(token_sample, random_state=0)
     with tqdm(total=2 * len(sample), desc="tokenise", unit="text", disable=not progress) as bar:
         abstract_lengths = token_lengths(tokenizer, sample["abstract"].tolist(), bar)
         title_lengths = token_lengths(tokenizer, sample["title"].tolist(), bar)

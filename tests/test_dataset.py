@@ -316,6 +316,10 @@ def test_cli_prepare(shared_slice, tmp_path, monkeypatch, capsys):
 
     assert main(["prepare", "--in", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "x")]) == 2
     assert "missing.jsonl: no such file" in capsys.readouterr().err
+    assert main(["prepare", "--in", str(shared_slice), "--out", str(tmp_path / "x"), "--token-sample", "-1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --token-sample -1 is not a number of rows") and len(err.splitlines()) == 1
+    assert not (tmp_path / "x").exists()
 
 
 def test_a_parquet_saved_from_a_filtered_frame_reads_with_fresh_row_numbers(tmp_path):

@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         train_until=args.train_until,
         val_until=args.val_until,
         categories=args.categories,
-        token_sample=args.token_sample or None,
+        token_sample=args.token_sample,
     )
     sizes = ", ".join(f"{name} {rows:,}" for name, rows in summary["splits"].items())
     print(f"{sizes} rows written to {args.out} (summary.md there)")
