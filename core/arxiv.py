@@ -28,7 +28,7 @@ from urllib.request import urlopen
 import pyarrow as pa
 import pyarrow.parquet as pq
 from arxivscraper import Scraper
-from arxivscraper.constants import OAI
+from arxivscraper.constants import OAI, cats, subcats
 from tqdm import tqdm
 
 from core.dataset import PAIR_SCHEMA
@@ -44,6 +44,9 @@ DEFAULT_RETRY_AFTER_S = 30
 REQUEST_TIMEOUT_S = 60.0
 PARTIAL_SUFFIX = ".partial"
 _SUBCATEGORY = re.compile(r"^[a-z][a-z-]*(\.[A-Za-z][A-Za-z-]*)?$")
+# arXiv's category names by their lower-case spelling ("cs.ai" is cs.AI, "astro-ph.co" is astro-ph.CO):
+# records name them exactly so, and no two differ only in case.
+_CATEGORY_SPELLING = {name.lower(): name for name in (*cats, *(name for names in subcats.values() for name in names))}
 
 
 def oai_url(base_url: str | None = None) -> str:
@@ -318,8 +321,9 @@ class HarvestResult:
 
 
 def parse_subcats(subcats: Iterable[str]) -> frozenset[str]:
-    """Validate arXiv category names such as ``cs.AI`` or ``hep-ex`` used to filter harvested records."""
-    names = frozenset(name.strip() for name in subcats if name.strip())
+    """Validate arXiv category names such as ``cs.AI`` or ``hep-ex`` used to filter harvested records;
+    known names are spelled as arXiv does, so that ``cs.ai`` matches records in cs.AI."""
+    names = frozenset(_CATEGORY_SPELLING.get(name.strip().lower(), name.strip()) for name in subcats if name.strip())
     bad = sorted(name for name in names if not _SUBCATEGORY.match(name))
     if bad:
         raise TitlecraftError(f"not arXiv category names: {', '.join(bad)} (expected e.g. cs.AI or hep-ex)")

@@ -20,7 +20,7 @@ from urllib.parse import parse_qsl, urlsplit
 import pyarrow.parquet as pq
 import pytest
 
-from core.arxiv import OAI_URL_ENV, PARTIAL_SUFFIX, harvest, parse_page, retry_after_seconds
+from core.arxiv import OAI_URL_ENV, PARTIAL_SUFFIX, harvest, parse_page, parse_subcats, retry_after_seconds
 from core.cli import main
 from core.dataset import PAIR_COLUMNS
 from core.errors import TitlecraftError
@@ -311,6 +311,16 @@ def test_cli_uses_env_url_and_keeps_only_requested_subcats(tmp_path, monkeypatch
     assert code == 0 and len(requests) == 1
     assert [row["arxiv_id"] for row in read_rows(out)] == HEP_EX_IDS[1:]
     assert "2 pairs written" in capsys.readouterr().out
+
+
+def test_subcats_are_matched_in_any_case(tmp_path):
+    assert parse_subcats(["cs.ai", " HEP-PH ", "astro-ph.co", "cond-mat.MES-HALL"]) == {
+        "cs.AI", "hep-ph", "astro-ph.CO", "cond-mat.mes-hall"
+    }
+    out = tmp_path / "hep-ph.parquet"
+    with oai_server(pages(HEP_EX, {})) as (url, _):
+        harvest("hep-ex", out, subcats=["Hep-Ph"], base_url=url, progress=False)
+    assert [row["arxiv_id"] for row in read_rows(out)] == HEP_EX_IDS[1:]
 
 
 def test_bad_arguments_are_user_errors(tmp_path):
