@@ -526,7 +526,7 @@ def prepare(
     kept = pd.concat(splits.values())
     if kept.empty:
         raise TitlecraftError(f"no rows are left after cleaning (dropped: {dropped})")
-    for name in ("validation", "test"):
+    for name in SPLITS:
         if splits[name].empty:
             warnings.warn(f"the {name} split is empty; check --train-until/--val-until", TitlecraftWarning, stacklevel=2)
     sample = kept if not token_sample or token_sample >= len(kept) else kept.sample(token_sample, random_state=0)

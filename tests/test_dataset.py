@@ -173,6 +173,8 @@ def test_empty_splits_warn_and_load_as_datasets(tmp_path):
     assert splits["test"][0]["title"] == "Learning Topic 2 With Care"
     with pytest.raises(TitlecraftError, match="no such split"):
         load_split(tmp_path / "missing.parquet")
+    with pytest.warns(TitlecraftWarning, match="train split is empty"):
+        prepare_rows([pair(1, "2025-11-01"), pair(2, "2026-05-01")], tmp_path)
 
 
 def test_parquet_jsonl_and_csv_read_alike(tmp_path):
