@@ -18,7 +18,7 @@ import shutil
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
 from urllib.error import HTTPError
@@ -28,7 +28,7 @@ from urllib.request import urlopen
 import pyarrow as pa
 import pyarrow.parquet as pq
 from arxivscraper import Scraper
-from arxivscraper.constants import OAI
+from arxivscraper.constants import OAI, cats, subcats
 from tqdm import tqdm
 
 from core.dataset import PAIR_SCHEMA
@@ -44,11 +44,19 @@ DEFAULT_RETRY_AFTER_S = 30
 REQUEST_TIMEOUT_S = 60.0
 PARTIAL_SUFFIX = ".partial"
 _SUBCATEGORY = re.compile(r"^[a-z][a-z-]*(\.[A-Za-z][A-Za-z-]*)?$")
+# arXiv's category names by their lower-case spelling ("cs.ai" is cs.AI, "astro-ph.co" is astro-ph.CO):
+# records name them exactly so, and no two differ only in case.
+_CATEGORY_SPELLING = {name.lower(): name for name in (*cats, *(name for names in subcats.values() for name in names))}
 
 
 def oai_url(base_url: str | None = None) -> str:
     """The OAI-PMH endpoint: the argument, else $TITLECRAFT_OAI_URL, else arXiv's own."""
     return (base_url or os.environ.get(OAI_URL_ENV) or DEFAULT_OAI_URL).rstrip("?")
+
+
+class ExpiredResumptionToken(TitlecraftError):
+    """The server no longer knows the resumption token (OAI-PMH ``badResumptionToken``; arXiv's expire
+    after a while), so the list can only be requested again from its start."""
 
 
 @dataclass(frozen=True)
@@ -118,7 +126,10 @@ def parse_page(xml: bytes, source: str) -> Page:
     if error is not None:
         if error.get("code") == "noRecordsMatch":
             return Page([], 0, None, 0)
-        raise TitlecraftError(f"the OAI-PMH server refused the request: {error.get('code')}: {error.text}")
+        refused = f"the OAI-PMH server refused the request: {error.get('code')}: {error.text}"
+        if error.get("code") == "badResumptionToken":
+            raise ExpiredResumptionToken(refused)
+        raise TitlecraftError(refused)
     list_records = root.find(OAI + "ListRecords")
     if list_records is None:
         raise TitlecraftError("the OAI-PMH server sent a page without ListRecords")
@@ -132,7 +143,8 @@ def parse_page(xml: bytes, source: str) -> Page:
 
 
 def retry_after_seconds(value: str | None) -> float:
-    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date)."""
+    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date; a date without a zone,
+    or with RFC 2822's unknown zone ``-0000``, is taken as UTC, as HTTP dates always are)."""
     if not value:
         return DEFAULT_RETRY_AFTER_S
     value = value.strip()
@@ -142,6 +154,8 @@ def retry_after_seconds(value: str | None) -> float:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return DEFAULT_RETRY_AFTER_S
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
     return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
 
 
@@ -215,6 +229,7 @@ class HarvestState:
 
     folder: Path
     request: dict
+    defaulted: list[str] = field(default_factory=list)  # request values filled in from today's date
     pages: int = 0
     records: int = 0
     resumption_token: str | None = None
@@ -222,18 +237,30 @@ class HarvestState:
     finished: bool = False
 
     @classmethod
-    def open(cls, folder: Path, request: dict) -> HarvestState:
-        """The saved state for this request, or a fresh one; a different saved request is an error."""
+    def open(cls, folder: Path, request: dict, defaulted: Sequence[str] = ()) -> HarvestState:
+        """The saved state for this request, or a fresh one; a different saved request is an error.
+
+        ``defaulted`` names the request values the user left to their defaults (from/until, which depend
+        on today's date); where the saved request defaulted them too, its values are kept, so the same
+        command resumes on a later day.
+        """
         state_file = folder / "state.json"
         if not state_file.is_file():
-            return cls(folder, request)
+            return cls(folder, request, sorted(defaulted))
         saved = json.loads(state_file.read_text(encoding="utf-8"))
-        if saved["request"] != request:
+        inherited = set(defaulted).intersection(saved.get("defaulted", []))
+        if saved["request"] != {**request, **{key: saved["request"][key] for key in inherited}}:
             raise TitlecraftError(
                 f"{folder} holds an unfinished harvest of a different request ({saved['request']}); "
                 "re-run that command to finish it, or delete the folder to start this one"
             )
         return cls(folder, **saved)
+
+    def restart_list(self) -> None:
+        """Request the list again from its start once its token has expired. Saved pages are kept (a
+        record seen twice is written once); the record count follows the new list, as the bar does."""
+        self.resumption_token = None
+        self.records = 0
 
     @property
     def resumed(self) -> bool:
@@ -251,7 +278,7 @@ class HarvestState:
         self.resumption_token = page.resumption_token
         self.complete_list_size = page.complete_list_size or self.complete_list_size
         self.finished = page.resumption_token is None
-        fields = ("request", "pages", "records", "resumption_token", "complete_list_size", "finished")
+        fields = ("request", "defaulted", "pages", "records", "resumption_token", "complete_list_size", "finished")
         _write_text_atomically(self.folder / "state.json", json.dumps({f: getattr(self, f) for f in fields}))
 
     def rows(self) -> list[dict]:
@@ -294,8 +321,9 @@ class HarvestResult:
 
 
 def parse_subcats(subcats: Iterable[str]) -> frozenset[str]:
-    """Validate arXiv category names such as ``cs.AI`` or ``hep-ex`` used to filter harvested records."""
-    names = frozenset(name.strip() for name in subcats if name.strip())
+    """Validate arXiv category names such as ``cs.AI`` or ``hep-ex`` used to filter harvested records;
+    known names are spelled as arXiv does, so that ``cs.ai`` matches records in cs.AI."""
+    names = frozenset(_CATEGORY_SPELLING.get(name.strip().lower(), name.strip()) for name in subcats if name.strip())
     bad = sorted(name for name in names if not _SUBCATEGORY.match(name))
     if bad:
         raise TitlecraftError(f"not arXiv category names: {', '.join(bad)} (expected e.g. cs.AI or hep-ex)")
@@ -324,16 +352,19 @@ def harvest(
 ) -> HarvestResult:
     """Harvest an arXiv set into ``out`` (pair parquet), keeping records in any of ``subcats``.
 
-    Re-running the same call after an interruption continues from the last saved page.
+    Re-running the same call after an interruption continues from the last saved page; if the server
+    has forgotten the saved resumption token, the list is requested again from its start, keeping the
+    saved records (each arXiv id is written once).
     """
     out = Path(out)
     wanted = parse_subcats(subcats)
     date_from, date_until = _check_date(date_from), _check_date(date_until)
     if date_from and date_until and date_until < date_from:
         raise TitlecraftError(f"--until {date_until} is before --from {date_from}: no record can match")
-    harvester = ArxivHarvester(category, date_from, date_until, base_url)
-    request = {**harvester.query, "subcats": sorted(wanted)}
-    state = HarvestState.open(out.with_name(out.name + PARTIAL_SUFFIX), request)
+    request = {**ArxivHarvester(category, date_from, date_until, base_url).query, "subcats": sorted(wanted)}
+    defaulted = [name for name, given in (("from", date_from), ("until", date_until)) if given is None]
+    state = HarvestState.open(out.with_name(out.name + PARTIAL_SUFFIX), request, defaulted)
+    harvester = ArxivHarvester(category, state.request["from"], state.request["until"], base_url)
     resumed = state.resumed
     with tqdm(
         total=state.complete_list_size,
@@ -342,13 +373,23 @@ def harvest(
         desc=f"harvest {category}",
         disable=not progress,
     ) as bar:
+        restarted = False
         while not state.finished:
             try:
                 page = harvester.fetch_page(state.resumption_token, sleep=sleep, notify=bar.write)
             except TitlecraftError as error:
+                if isinstance(error, ExpiredResumptionToken) and not restarted:
+                    bar.write(
+                        "the server has forgotten where this harvest stopped (its resumption token expired); "
+                        f"requesting the list again from its start, keeping the {state.pages} page(s) saved"
+                    )
+                    restarted = True
+                    state.restart_list()
+                    bar.reset()
+                    continue
                 if state.resumed:
                     raise TitlecraftError(
-                        f"{error}. {state.records} records are saved in {state.folder}; "
+                        f"{str(error).rstrip('.')}. {state.records} records are saved in {state.folder}; "
                         "run the same command again to resume"
                     ) from None
                 raise

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.errors import TitlecraftError, TitlecraftWarning
-from core.evaluate import METRICS_FILE
+from core.evaluate import METRICS_FILE, markdown_cell
 
 # (metric key, column header); keys starting with "top1." follow each row's ranking.
 COLUMNS = (
@@ -55,12 +55,14 @@ class ComparedRow:
 
 
 def load_run(folder: str | os.PathLike) -> dict:
+    """A run's metrics.json; anything unreadable, or a table metric that is not a number, is a one-line
+    error (a metric that is null or missing is shown as "–")."""
     path = Path(folder) / METRICS_FILE
     if not path.is_file():
         raise TitlecraftError(f"{folder} holds no {METRICS_FILE}; run `titlecraft eval --out {folder}` first")
     try:
-        metrics = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
+        metrics = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise TitlecraftError(f"{path} is not valid JSON: {error}") from None
     missing = [key for key in REQUIRED_METRICS if not isinstance(metrics, dict) or key not in metrics]
     if missing:
@@ -68,13 +70,27 @@ def load_run(folder: str | os.PathLike) -> dict:
             f"{path} is not the metrics of a titlecraft eval run (no {', '.join(missing)}); "
             f"run `titlecraft eval --out {folder}` to write one"
         )
+    table_keys = {key for key, _ in COLUMNS}
+    for key, value in metrics.items():
+        shown = key in table_keys or key.partition(".")[2] in table_keys  # "consensus.top1.rouge1" too
+        if shown and value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise TitlecraftError(
+                f"{path} is not valid metrics: {key} is {value!r}, not a number; "
+                f"run `titlecraft eval --out {folder}` to write it again"
+            )
     return metrics
 
 
 def comparability_warnings(runs: dict[str, dict]) -> list[str]:
-    """One message per setting on which the runs disagree."""
+    """One message per setting on which the runs disagree. The data file counts by the selection
+    fingerprint (which abstracts were scored) where every run has one, not by the path it was named
+    with: one file can be named by many paths, and another file may hold the same abstracts."""
+    selections = {metrics.get("selection") for metrics in runs.values()}
+    same_abstracts = len(selections) == 1 and None not in selections
     messages = []
     for setting in SHARED_SETTINGS:
+        if setting == "data" and same_abstracts:
+            continue
         values = {name: metrics.get(setting) for name, metrics in runs.items()}
         if len(set(map(str, values.values()))) > 1:
             listed = ", ".join(f"{name}: {value}" for name, value in values.items())
@@ -89,9 +105,8 @@ def comparison_rows(runs: dict[str, dict]) -> list[ComparedRow]:
         rankings = metrics.get("rankings") or [metrics.get("ranking", "score")]
         for ranking in rankings:
             prefix = f"{ranking}." if len(rankings) > 1 else ""
-            values = {
-                key: metrics.get(prefix + key if key.startswith("top1.") else key, float("nan")) for key, _ in COLUMNS
-            }
+            values = {key: metrics.get(prefix + key if key.startswith("top1.") else key) for key, _ in COLUMNS}
+            values = {key: float("nan") if value is None else float(value) for key, value in values.items()}
             label = f"{name} ({ranking})" if len(rankings) > 1 else name
             rows.append(ComparedRow(label, name, metrics.get("model", "?"), metrics.get("mode", "?"), ranking, values))
     return rows
@@ -122,14 +137,15 @@ def render_markdown(rows: Sequence[ComparedRow], runs: dict[str, dict], problems
     header = ["Run", "Model", "Mode", "Ranking", *(title for _, title in COLUMNS)]
     lines += ["| " + " | ".join(header) + " |", "|---|---|---|---|" + "---:|" * len(COLUMNS)]
     for row in rows:
-        cells = [row.run, row.model, row.mode, row.ranking, *(_format(key, row.values[key]) for key, _ in COLUMNS)]
+        names = [markdown_cell(str(text)) for text in (row.run, row.model, row.mode, row.ranking)]
+        cells = [*names, *(_format(key, row.values[key]) for key, _ in COLUMNS)]
         lines.append("| " + " | ".join(cells) + " |")
     lines += [
         "",
         "ROUGE F1, BLEU and rates are percentages; best-of-N is the candidate closest to the reference "
         "(an oracle: the most a researcher picking from the list could get).",
         "",
-        f"![comparison chart]({chart})",
+        f"![comparison chart](<{chart}>)",  # <...>: a file name with spaces stays one link
     ]
     return "\n".join(lines) + "\n"
 
@@ -161,7 +177,12 @@ def compare(folders: Sequence[str | os.PathLike], out: str | os.PathLike) -> tup
     """Write the comparison markdown to ``out`` and its chart beside it (same name, .png)."""
     if not folders:
         raise TitlecraftError("name at least one evaluation folder to compare")
-    runs = {Path(folder).name: load_run(folder) for folder in folders}
+    if Path(out).suffix.lower() == ".png":
+        raise TitlecraftError(
+            f"--out {out} names the markdown table, and the chart is written beside it as .png: "
+            "give a .md name such as reports/compare.md"
+        )
+    runs = {Path(folder).resolve().name: load_run(folder) for folder in folders}  # "." has a name once resolved
     if len(runs) < len(folders):
         raise TitlecraftError("the evaluation folders must have different names (the names label the runs)")
     problems = comparability_warnings(runs)

@@ -6,6 +6,7 @@ abstracts and titles are then removed from the earlier splits so that a re-poste
 
 from __future__ import annotations
 
+import email.utils
 import io
 import json
 import os
@@ -43,6 +44,7 @@ DROP_REASONS = {
     "short_abstract": f"abstract under {MIN_ABSTRACT_CHARS} characters",
     "short_title": f"title under {MIN_TITLE_WORDS} words",
     "category": "no requested category",
+    "unreadable_date": "date given but not readable as YYYY-MM-DD",
     "duplicate_id": "same arXiv id as an earlier row (version ignored)",
     "duplicate_title": "same normalised title as an earlier row",
     "leak_test": "train/validation row whose title or abstract is in test",
@@ -136,7 +138,10 @@ def read_pairs(path: str | os.PathLike) -> pd.DataFrame:
 
 # ---------------------------------------------------------------- cleaning
 
-_ARXIV_ID = re.compile(r"^(?:https?://(?:export\.)?arxiv\.org/(?:abs|pdf)/|arxiv:)?(.+?)(?:v\d+)?(?:\.pdf)?$", re.I)
+_ISO_DAY = re.compile(r"(\d{4})-(\d{1,2})-(\d{1,2})(?:[T ].*)?")
+_ARXIV_ID = re.compile(
+    r"^(?:(?:https?://)?(?:www\.|export\.)?arxiv\.org/(?:abs|pdf)/|oai:arxiv\.org:|arxiv:)?(.+?)(?:v\d+)?(?:\.pdf)?/?$", re.I
+)
 
 
 class _KeepAlphanumeric(dict):
@@ -159,7 +164,9 @@ def _is_missing(value) -> bool:
 
 
 def normalise_arxiv_id(value) -> str | None:
-    """``arXiv:2501.01234v2`` or an abs/pdf URL becomes ``2501.01234``; empty values become None."""
+    """``arXiv:2501.01234v2``, an OAI identifier or an abs/pdf URL (any host spelling, with or without a
+    scheme) becomes ``2501.01234``, so that versions of one paper are recognised as duplicates; empty
+    values become None."""
     if _is_missing(value) or not str(value).strip():
         return None
     return _ARXIV_ID.match(str(value).strip()).group(1)
@@ -181,23 +188,37 @@ def _clean_categories(value) -> str | None:
     return text or None
 
 
-def _clean_dates(column: pd.Series) -> pd.Series:
-    """YYYY-MM-DD strings; timestamps are cut to their day and anything unparseable becomes None."""
-    day = column.map(lambda value: None if _is_missing(value) else str(value)[:10])
-    valid = pd.to_datetime(day, format="%Y-%m-%d", errors="coerce").notna()
-    return day.where(valid, None).astype(object)
+def parse_day(value) -> str | None:
+    """The day of an ISO date or timestamp (``2025-9-30``, ``2025-12-31T23:59:00Z``) or of an RFC 2822
+    date (arXiv's version dates) as YYYY-MM-DD, so that dates compare correctly as text; None for
+    anything else, such as the ambiguous ``03/05/2026`` or the impossible ``2026-02-30``."""
+    text = str(value).strip()
+    iso = _ISO_DAY.fullmatch(text)
+    try:
+        if iso:
+            return date(*map(int, iso.groups())).isoformat()
+        return email.utils.parsedate_to_datetime(text).date().isoformat()
+    except (TypeError, ValueError, OverflowError):
+        return None
 
 
 def clean_pairs(frame: pd.DataFrame) -> pd.DataFrame:
-    """Collapse whitespace in title and abstract, strip id versions, and normalise dates."""
+    """Collapse whitespace in title and abstract, strip id versions, and write dates as YYYY-MM-DD.
+
+    A date that is given but cannot be read is kept, as written, in ``unreadable_date`` so that
+    :func:`filter_pairs` can drop its row instead of treating it as undated.
+    """
+    days = frame["date"].map(lambda value: None if _is_missing(value) else parse_day(value)).astype(object)
+    given = frame["date"].map(lambda value: not _is_missing(value) and bool(str(value).strip()))
     return pd.DataFrame(
         {
             "arxiv_id": frame["arxiv_id"].map(normalise_arxiv_id).astype(object),
             "title": frame["title"].map(_clean_text).astype(object),
             "abstract": frame["abstract"].map(_clean_text).astype(object),
             "categories": frame["categories"].map(_clean_categories).astype(object),
-            "date": _clean_dates(frame["date"]),
+            "date": days,
             "source": frame["source"].map(_clean_text).astype(object),
+            "unreadable_date": frame["date"].where(given & days.isna(), None).astype(object),
         }
     )
 
@@ -216,8 +237,24 @@ def _drop(frame: pd.DataFrame, mask: pd.Series, reason: str, dropped: dict[str, 
     return frame[~mask]
 
 
+def _drop_unreadable_dates(frame: pd.DataFrame, dropped: dict[str, int]) -> pd.DataFrame:
+    """Drop rows whose date cannot be read, with a warning: guessing would put them in the wrong
+    split, and treating them as undated would put test-period papers into train."""
+    unreadable = frame["unreadable_date"].notna()
+    if unreadable.any():
+        examples = ", ".join(repr(str(text)) for text in frame.loc[unreadable, "unreadable_date"].unique()[:3])
+        warnings.warn(
+            f"{int(unreadable.sum()):,} row(s) dropped because their date is not readable as YYYY-MM-DD "
+            f"(e.g. {examples}); write those dates as YYYY-MM-DD to keep the rows",
+            TitlecraftWarning,
+            stacklevel=3,
+        )
+    return _drop(frame, unreadable, "unreadable_date", dropped)
+
+
 def filter_pairs(frame: pd.DataFrame, categories: frozenset[str] | None, dropped: dict[str, int]) -> pd.DataFrame:
-    """Drop short texts, unwanted categories and duplicates; the first occurrence of a duplicate wins."""
+    """Drop short texts, unwanted categories, unreadable dates and duplicates; the first occurrence of a
+    duplicate wins."""
     frame = _drop(frame, frame["abstract"].str.len() < MIN_ABSTRACT_CHARS, "short_abstract", dropped)
     frame = _drop(frame, frame["title"].str.split().str.len() < MIN_TITLE_WORDS, "short_title", dropped)
     if categories:
@@ -225,6 +262,7 @@ def filter_pairs(frame: pd.DataFrame, categories: frozenset[str] | None, dropped
             lambda cats: isinstance(cats, str) and not categories.isdisjoint(cats.split())
         )
         frame = _drop(frame, ~in_category.astype(bool), "category", dropped)
+    frame = _drop_unreadable_dates(frame, dropped)
     repeated_id = frame["arxiv_id"].notna() & frame.duplicated("arxiv_id")
     frame = _drop(frame, repeated_id, "duplicate_id", dropped)
     frame = frame.assign(
@@ -462,11 +500,13 @@ def prepare(
     """Read, clean, de-duplicate, split by date and de-leak pair files; write the splits and a summary.
 
     ``out_dir`` receives train/validation/test.parquet, summary.json, summary.md and the token-length
-    histogram; nothing is written there unless every step succeeds. ``token_sample`` rows (None: all)
-    are tokenised for the length statistics, labelled ``tokenizer_name``. Returns the summary.
+    histogram; nothing is written there unless every step succeeds. ``token_sample`` rows (None or 0:
+    all) are tokenised for the length statistics, labelled ``tokenizer_name``. Returns the summary.
     """
     if not inputs:
         raise TitlecraftError("no input files given")
+    if token_sample is not None and token_sample < 0:
+        raise TitlecraftError(f"--token-sample {token_sample} is not a number of rows: give a positive number, or 0 for all")
     train_until, val_until = check_split_dates(train_until, val_until)
     wanted = parse_categories(categories)
     dropped = dict.fromkeys(DROP_REASONS, 0)
@@ -486,10 +526,10 @@ def prepare(
     kept = pd.concat(splits.values())
     if kept.empty:
         raise TitlecraftError(f"no rows are left after cleaning (dropped: {dropped})")
-    for name in ("validation", "test"):
+    for name in SPLITS:
         if splits[name].empty:
             warnings.warn(f"the {name} split is empty; check --train-until/--val-until", TitlecraftWarning, stacklevel=2)
-    sample = kept if token_sample is None or token_sample >= len(kept) else kept.sample(token_sample, random_state=0)
+    sample = kept if not token_sample or token_sample >= len(kept) else kept.sample(token_sample, random_state=0)
     with tqdm(total=2 * len(sample), desc="tokenise", unit="text", disable=not progress) as bar:
         abstract_lengths = token_lengths(tokenizer, sample["abstract"].tolist(), bar)
         title_lengths = token_lengths(tokenizer, sample["title"].tolist(), bar)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
@@ -316,9 +317,14 @@ def run_description(config: EvalConfig, samples: Sequence[dict]) -> dict:
     return settings
 
 
-def _cell(text: str) -> str:
-    """Titles shown in a markdown table: pipes escaped, never empty."""
-    return text.replace("|", "\\|") if text else "(none)"
+# Characters that would end a table cell or turn text into emphasis, code, a link or HTML.
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>~|])")
+
+
+def markdown_cell(text: str) -> str:
+    """Text shown literally in a markdown table cell (titles, run names): markup characters escaped,
+    line breaks made spaces, never empty."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", " ".join(text.splitlines())) if text else "(none)"
 
 
 METRIC_LABELS = {
@@ -371,5 +377,5 @@ def render_report(metrics: dict, samples: Sequence[dict]) -> str:
     lines += ["", "| Candidate set | value |", "|---|---:|"]
     lines += [f"| {label} | {metrics[key]:.2f} |" for key, label in SET_LABELS.items()]
     lines += ["", f"## First {min(REPORT_EXAMPLES, len(samples))} abstracts", "", "| Reference | Top candidate |", "|---|---|"]
-    lines += [f"| {_cell(s['reference'])} | {_cell(s['top1'])} |" for s in samples[:REPORT_EXAMPLES]]
+    lines += [f"| {markdown_cell(s['reference'])} | {markdown_cell(s['top1'])} |" for s in samples[:REPORT_EXAMPLES]]
     return "\n".join(lines) + "\n"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import email.utils
+import json
 import os
 import signal
 import socket
@@ -10,6 +12,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
@@ -17,7 +20,7 @@ from urllib.parse import parse_qsl, urlsplit
 import pyarrow.parquet as pq
 import pytest
 
-from core.arxiv import OAI_URL_ENV, PARTIAL_SUFFIX, harvest, parse_page, retry_after_seconds
+from core.arxiv import OAI_URL_ENV, PARTIAL_SUFFIX, harvest, parse_page, parse_subcats, retry_after_seconds
 from core.cli import main
 from core.dataset import PAIR_COLUMNS
 from core.errors import TitlecraftError
@@ -147,6 +150,10 @@ def test_a_server_that_stays_busy_is_a_clear_error(tmp_path):
 def test_retry_after_accepts_seconds_and_http_dates():
     assert retry_after_seconds("12") == 12.0
     assert retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # in the past: no wait
+    assert retry_after_seconds("Wed, 21 Oct 2015 07:28:00 -0000") == 0.0  # zone unknown: UTC
+    assert retry_after_seconds("Wed, 21 Oct 2015 07:28:00") == 0.0
+    in_a_minute = email.utils.format_datetime(datetime.now(timezone.utc) + timedelta(seconds=60)).replace("+0000", "-0000")
+    assert 50 < retry_after_seconds(in_a_minute) <= 60
     assert retry_after_seconds(None) == retry_after_seconds("soon") == 30
 
 
@@ -171,6 +178,78 @@ def test_failure_midway_keeps_pages_and_rerun_resumes(tmp_path):
     assert requests[before:] == [{"verb": "ListRecords", "resumptionToken": "page-2"}]
     assert result.resumed and result.rows == 6
     assert len({row["arxiv_id"] for row in read_rows(out)}) == 6
+
+
+BAD_TOKEN = (
+    b'<OAI-PMH xmlns="http://www.openarchives.org/OAI/2.0/">'
+    b'<error code="badResumptionToken">The value of the resumptionToken argument is invalid or expired.</error></OAI-PMH>'
+)
+
+
+def test_a_resume_whose_token_expired_restarts_the_list_and_keeps_saved_records(tmp_path, capsys):
+    out = tmp_path / "out.parquet"
+    first_tokens = iter(["page-2"])
+    page_two = iter([(500, {}, b"internal error")])
+
+    def respond(params):
+        if "resumptionToken" not in params:
+            return ok(with_token(HEP_EX, next(first_tokens, "page-2-again")))
+        if params["resumptionToken"] == "page-2":
+            return next(page_two, ok(BAD_TOKEN))  # failed once, then forgotten by the server
+        return ok(HEP_TH)
+
+    with oai_server(respond) as (url, requests):
+        with pytest.raises(TitlecraftError, match="run the same command again to resume"):
+            harvest("hep-ex", out, base_url=url, progress=False)
+        before = len(requests)
+        result = harvest("hep-ex", out, base_url=url, progress=False)
+
+    assert [params.get("resumptionToken") for params in requests[before:]] == ["page-2", None, "page-2-again"]
+    assert "resumption token expired" in capsys.readouterr().out
+    rows = read_rows(out)
+    assert result.resumed and result.rows == len(rows) == 6 == len({row["arxiv_id"] for row in rows})
+    assert not out.with_name(out.name + PARTIAL_SUFFIX).exists()
+
+
+def test_a_token_that_expires_again_in_the_same_run_is_a_clear_error(tmp_path):
+    def respond(params):
+        return ok(BAD_TOKEN) if "resumptionToken" in params else ok(with_token(HEP_EX, "page-2"))
+
+    with oai_server(respond) as (url, requests):
+        with pytest.raises(TitlecraftError, match="badResumptionToken"):
+            harvest("hep-ex", tmp_path / "out.parquet", base_url=url, progress=False)
+        before = len(requests)
+        with pytest.raises(TitlecraftError, match="3 records are saved"):
+            harvest("hep-ex", tmp_path / "out.parquet", base_url=url, progress=False)
+    assert [params.get("resumptionToken") for params in requests[before:]] == ["page-2", None, "page-2"]
+
+
+def test_a_harvest_with_default_dates_resumes_on_a_later_day(tmp_path):
+    out = tmp_path / "out.parquet"
+    first_tokens = iter(["page-2"])
+    page_two = iter([(500, {}, b"internal error")])
+
+    def respond(params):
+        if "resumptionToken" not in params:
+            return ok(with_token(HEP_EX, next(first_tokens, "page-2-again")))
+        if params["resumptionToken"] == "page-2":
+            return next(page_two, ok(BAD_TOKEN))
+        return ok(HEP_TH)
+
+    with oai_server(respond) as (url, requests):
+        with pytest.raises(TitlecraftError, match="run the same command again to resume"):
+            harvest("hep-ex", out, base_url=url, progress=False)
+        state_file = out.with_name(out.name + PARTIAL_SUFFIX) / "state.json"
+        state = json.loads(state_file.read_text())
+        assert state["defaulted"] == ["from", "until"]
+        state["request"].update({"from": "2017-12-01", "until": "2017-12-14"})  # as saved on an earlier day
+        state_file.write_text(json.dumps(state))
+        before = len(requests)
+        result = harvest("hep-ex", out, base_url=url, progress=False)
+
+    restarted = requests[before + 1]  # the token expired, so the list is requested again with the saved dates
+    assert (restarted["from"], restarted["until"]) == ("2017-12-01", "2017-12-14")
+    assert result.resumed and result.rows == 6
 
 
 def test_killed_harvest_resumes_without_duplicates(tmp_path):
@@ -232,6 +311,16 @@ def test_cli_uses_env_url_and_keeps_only_requested_subcats(tmp_path, monkeypatch
     assert code == 0 and len(requests) == 1
     assert [row["arxiv_id"] for row in read_rows(out)] == HEP_EX_IDS[1:]
     assert "2 pairs written" in capsys.readouterr().out
+
+
+def test_subcats_are_matched_in_any_case(tmp_path):
+    assert parse_subcats(["cs.ai", " HEP-PH ", "astro-ph.co", "cond-mat.MES-HALL"]) == {
+        "cs.AI", "hep-ph", "astro-ph.CO", "cond-mat.mes-hall"
+    }
+    out = tmp_path / "hep-ph.parquet"
+    with oai_server(pages(HEP_EX, {})) as (url, _):
+        harvest("hep-ex", out, subcats=["Hep-Ph"], base_url=url, progress=False)
+    assert [row["arxiv_id"] for row in read_rows(out)] == HEP_EX_IDS[1:]
 
 
 def test_bad_arguments_are_user_errors(tmp_path):

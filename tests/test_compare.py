@@ -33,11 +33,29 @@ def test_a_row_per_run_and_ranking_with_its_own_top_candidate_metrics(tmp_path):
     assert problems == [] and chart == tmp_path / "out" / "compare.png"
     assert chart.read_bytes().startswith(b"\x89PNG")
     text = table.read_text()
-    assert "All runs scored the same 300 abstracts" in text and "![comparison chart](compare.png)" in text
+    assert "All runs scored the same 300 abstracts" in text and "![comparison chart](<compare.png>)" in text
     assert "| base | embedded-base | zero-shot | score | 40.0 | 20.0 | 35.0 | 10.0 | 50.0 |" in text
     assert "| tuned | embedded | finetuned | consensus | 41.0 | 21.0 | 36.0 | 11.0 | 50.0 |" in text
     rows = comparison_rows({"tuned": json.loads((tuned / "metrics.json").read_text())})
     assert [(row.ranking, row.values["top1.rougeL"]) for row in rows] == [("score", 35.0), ("consensus", 36.0)]
+
+
+def test_the_same_data_named_by_another_path_is_not_warned_about(tmp_path, recwarn):
+    first = write_run(tmp_path / "a", "embedded", "finetuned", ["score"], data="data/prepared/test.parquet")
+    second = write_run(tmp_path / "b", "embedded-base", "zero-shot", ["score"], data="../titlecraft/data/prepared/test.parquet")
+    _, _, problems = compare([first, second], tmp_path / "compare.md")
+    assert problems == [] and not recwarn.list
+    third = write_run(tmp_path / "c", "embedded", "zero-shot", ["score"], data="other.parquet", selection="other")
+    _, _, problems = compare([first, third], tmp_path / "compare.md")
+    assert [problem.split(" (")[0] for problem in problems] == ["the runs differ in data", "the runs differ in selection"]
+
+
+def test_names_are_shown_literally_and_the_chart_link_survives_spaces(tmp_path):
+    run = write_run(tmp_path / "a|b *new*", "m|odel_x", "zero-shot", ["score"])
+    table, chart, _ = compare([run], tmp_path / "my compare.md")
+    text = table.read_text()
+    assert "| a\\|b \\*new\\* | m\\|odel\\_x | zero-shot | score | 40.0 |" in text
+    assert "![comparison chart](<my compare.png>)" in text and chart.is_file()
 
 
 def test_runs_on_different_abstracts_are_warned_about(tmp_path):
@@ -63,6 +81,33 @@ def test_missing_runs_are_user_errors(tmp_path, capsys):
     with pytest.raises(TitlecraftError, match="not the metrics of a titlecraft eval run"):
         compare([stranger], tmp_path / "compare.md")
     assert not (tmp_path / "compare.md").exists()
+    run = write_run(tmp_path / "run", "embedded", "finetuned", ["score"])
+    with pytest.raises(TitlecraftError, match="names the markdown table"):
+        compare([run], tmp_path / "chart.PNG")
+    assert not list(tmp_path.glob("chart.*"))
+
+
+CORRUPT_METRICS = {
+    "invalid json": (b'{"model": ', "is not valid JSON"),
+    "not utf-8": (b'{"model": "caf\xe9"}', "is not valid JSON"),
+    "a text metric": (json.dumps({**TOP1, **SET, **CONFIG, "model": "m", "top1.rouge1": "high"}).encode(), "top1.rouge1 is 'high', not a number"),
+}
+
+
+@pytest.mark.parametrize("content, message", CORRUPT_METRICS.values(), ids=CORRUPT_METRICS.keys())
+def test_corrupt_metrics_are_one_line_errors(tmp_path, capsys, content, message):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.json").write_bytes(content)
+    assert main(["compare", str(run), "--out", str(tmp_path / "compare.md")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and len(err.splitlines()) == 1
+
+
+def test_a_null_metric_is_shown_as_a_dash(tmp_path):
+    run = write_run(tmp_path / "run", "embedded", "finetuned", ["score"], **{"top1.bleu": None})
+    table, _, _ = compare([run], tmp_path / "compare.md")
+    assert "| run | embedded | finetuned | score | 40.0 | 20.0 | 35.0 | – | 50.0 |" in table.read_text()
 
 
 def test_a_file_system_error_is_one_line_not_a_traceback(tmp_path, capsys):
@@ -71,6 +116,15 @@ def test_a_file_system_error_is_one_line_not_a_traceback(tmp_path, capsys):
     assert main(["compare", str(run), "--out", str(tmp_path / "notes.txt" / "compare.md")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "notes.txt" in err and len(err.splitlines()) == 1
+
+
+def test_a_run_named_by_a_relative_path_is_labelled_by_its_folder(tmp_path, monkeypatch):
+    write_run(tmp_path / "tuned", "embedded", "finetuned", ["score"])
+    monkeypatch.chdir(tmp_path / "tuned")
+    table, _, _ = compare(["."], tmp_path / "compare.md")
+    assert "| tuned | embedded | finetuned | score |" in table.read_text()
+    with pytest.raises(TitlecraftError, match="must have different names"):
+        compare([".", "../tuned"], tmp_path / "compare.md")
 
 
 def test_compare_command(tmp_path, capsys):

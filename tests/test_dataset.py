@@ -74,7 +74,7 @@ def test_cleans_deduplicates_and_splits_by_date(tmp_path):
         pair(7, "2024-01-01", title="Short Title"),
         pair(8, "2024-02-01", arxiv_id="2001.00001v3", title="A Different Title Entirely Here"),
         pair(9, "2024-03-01", title="learning topic-1: with care!"),
-        pair(10, "not a date"),
+        pair(10, "2025-9-30"),  # not zero-padded: still before 2025-10-01
     ]
     summary, splits = prepare_rows(rows, tmp_path)
 
@@ -82,7 +82,8 @@ def test_cleans_deduplicates_and_splits_by_date(tmp_path):
     assert list(train["arxiv_id"]) == ["2001.00001", "2001.00002", "2001.00010"]
     assert train["title"].iloc[0] == "Learning Topic 1 With Care"
     assert "\n" not in train["abstract"].iloc[0] and "  " not in train["abstract"].iloc[0]
-    assert train["date"].isna().sum() == 2  # no date and an unparseable date both go to train
+    assert train["date"].isna().sum() == 1  # undated rows go to train
+    assert train["date"].iloc[2] == "2025-09-30"
     assert list(splits["validation"]["arxiv_id"]) == ["2001.00003", "2001.00004"]
     assert list(splits["validation"]["date"]) == ["2025-10-01", "2025-12-31"]
     assert list(splits["test"]["arxiv_id"]) == ["2001.00005"]
@@ -91,20 +92,41 @@ def test_cleans_deduplicates_and_splits_by_date(tmp_path):
         "short_abstract": 1,
         "short_title": 1,
         "category": 0,
+        "unreadable_date": 0,
         "duplicate_id": 1,
         "duplicate_title": 1,
         "leak_test": 0,
         "leak_validation": 0,
     }
-    assert summary["per_year"]["undated"] == {"train": 2, "validation": 0, "test": 0}
+    assert summary["per_year"]["undated"] == {"train": 1, "validation": 0, "test": 0}
     assert summary["per_primary_category"] == {"cs.CL": {"train": 3, "validation": 2, "test": 1}}
     assert summary["token_lengths"]["title"]["max"] == 5
     out = tmp_path / "prepared"
     assert {path.name for path in out.iterdir()} == OUTPUT_FILES
     assert json.loads((out / "summary.json").read_text()) == summary
-    assert "| train | 3 | 2024-05-01 | 2024-05-01 |" in (out / "summary.md").read_text()
+    assert "| train | 3 | 2024-05-01 | 2025-09-30 |" in (out / "summary.md").read_text()
     assert (out / HISTOGRAM_FILE).read_bytes().startswith(b"\x89PNG")
     assert pq.read_schema(out / "train.parquet").names == list(PAIR_COLUMNS)
+
+
+def test_dates_are_read_strictly_and_unreadable_ones_are_dropped_with_a_warning(tmp_path):
+    rows = [
+        pair(1, "Thu, 5 Mar 2026 10:00:00 GMT"),  # RFC 2822, as arXiv writes version dates
+        pair(2, "03/05/2026"),  # March or May: not guessed
+        pair(3, "20260305"),
+        pair(4, "2026-02-30"),
+        pair(5, None),
+        pair(6, "2024-1-2"),
+        pair(7, "2025-11-1"),
+    ]
+    with pytest.warns(TitlecraftWarning, match=r"3 row\(s\) dropped because their date is not readable.*'03/05/2026'"):
+        summary, splits = prepare_rows(rows, tmp_path)
+    assert [list(splits[name]["arxiv_id"]) for name in SPLITS] == [["2001.00005", "2001.00006"], ["2001.00007"], ["2001.00001"]]
+    assert list(splits["train"]["date"].fillna("undated")) == ["undated", "2024-01-02"]
+    assert list(splits["validation"]["date"]) == ["2025-11-01"]
+    assert list(splits["test"]["date"]) == ["2026-03-05"]
+    assert summary["dropped"]["unreadable_date"] == 3 and summary["undated_in_train"] == 1
+    assert "| date given but not readable as YYYY-MM-DD | 3 |" in (tmp_path / "prepared" / "summary.md").read_text()
 
 
 def test_test_titles_and_abstracts_do_not_leak_into_earlier_splits(tmp_path):
@@ -151,6 +173,8 @@ def test_empty_splits_warn_and_load_as_datasets(tmp_path):
     assert splits["test"][0]["title"] == "Learning Topic 2 With Care"
     with pytest.raises(TitlecraftError, match="no such split"):
         load_split(tmp_path / "missing.parquet")
+    with pytest.warns(TitlecraftWarning, match="train split is empty"):
+        prepare_rows([pair(1, "2025-11-01"), pair(2, "2026-05-01")], tmp_path)
 
 
 def test_parquet_jsonl_and_csv_read_alike(tmp_path):
@@ -168,6 +192,15 @@ def test_parquet_jsonl_and_csv_read_alike(tmp_path):
 def test_ids_and_text_keys_normalise():
     assert normalise_arxiv_id("arXiv:2501.01234v2") == "2501.01234"
     assert normalise_arxiv_id("https://arxiv.org/abs/hep-th/9901001v1") == "hep-th/9901001"
+    for spelling in (
+        "https://www.arxiv.org/abs/2501.01234v3",
+        "arxiv.org/abs/2501.01234",
+        "http://export.arxiv.org/pdf/2501.01234v1.pdf",
+        "oai:arXiv.org:2501.01234",
+        "https://arxiv.org/abs/2501.01234/",
+    ):
+        assert normalise_arxiv_id(spelling) == "2501.01234", spelling
+    assert normalise_arxiv_id("oai:arXiv.org:hep-th/9901001") == "hep-th/9901001"
     assert normalise_arxiv_id(" ") is None
     assert text_key("Étude: GPT-4's (Über) Ranking_2!") == "étudegpt4süberranking2"
 
@@ -285,6 +318,10 @@ def test_cli_prepare(shared_slice, tmp_path, monkeypatch, capsys):
 
     assert main(["prepare", "--in", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "x")]) == 2
     assert "missing.jsonl: no such file" in capsys.readouterr().err
+    assert main(["prepare", "--in", str(shared_slice), "--out", str(tmp_path / "x"), "--token-sample", "-1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --token-sample -1 is not a number of rows") and len(err.splitlines()) == 1
+    assert not (tmp_path / "x").exists()
 
 
 def test_a_parquet_saved_from_a_filtered_frame_reads_with_fresh_row_numbers(tmp_path):

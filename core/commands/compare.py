@@ -10,7 +10,7 @@ def register(subparsers) -> None:
         "compare",
         help="compare evaluation runs in one markdown table and one PNG chart",
         description=(
-            "Read metrics.json from each evaluation folder and write a markdown table (--out) and a bar "
+            "Read metrics.json from each evaluation folder and write a markdown table (--out, a .md name) and a bar "
             "chart beside it (same name, .png). Warns when the runs scored different abstracts."
         ),
     )

@@ -12,7 +12,8 @@ def register(subparsers) -> None:
         "prepare",
         help="clean, de-duplicate and split pair files by date (train/validation/test parquet + summary)",
         description=(
-            "Read pair files (.parquet, .jsonl, .csv), drop short and duplicate rows, split by date, remove "
+            "Read pair files (.parquet, .jsonl, .csv), drop short and duplicate rows and rows whose date is not "
+            "readable as YYYY-MM-DD (undated rows go to train), split by date, remove "
             "test titles and abstracts from the earlier splits, and write train/validation/test.parquet, "
             "summary.json, summary.md and a token-length histogram into --out."
         ),
@@ -50,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         train_until=args.train_until,
         val_until=args.val_until,
         categories=args.categories,
-        token_sample=args.token_sample or None,
+        token_sample=args.token_sample,
     )
     sizes = ", ".join(f"{name} {rows:,}" for name, rows in summary["splits"].items())
     print(f"{sizes} rows written to {args.out} (summary.md there)")

@@ -21,6 +21,8 @@ def register(subparsers) -> None:
             "Harvest titles and abstracts of an arXiv set over OAI-PMH (through arxivscraper). "
             "--from/--until select records by their OAI datestamp (last update), so older papers that "
             "were revised in the window are included; each row's date is its v1 submission date. "
+            "Re-running the same command resumes an interrupted harvest (on a later day too: default dates "
+            "stay those of the day it started). "
             "The endpoint is $TITLECRAFT_OAI_URL or --oai-url (default http://export.arxiv.org/oai2)."
         ),
     )
