@@ -7,6 +7,7 @@ data file, seed or limit) or a different N are named in a warning above the tabl
 from __future__ import annotations
 
 import json
+import math
 import os
 import warnings
 from collections.abc import Sequence
@@ -150,6 +151,11 @@ def render_markdown(rows: Sequence[ComparedRow], runs: dict[str, dict], problems
     return "\n".join(lines) + "\n"
 
 
+def bar_labels(heights: Sequence[float]) -> list[str]:
+    """Rounded values over the bars; a metric a run lacks is a dash, not "nan"."""
+    return ["–" if math.isnan(height) else f"{height:.0f}" for height in heights]
+
+
 def plot_comparison(rows: Sequence[ComparedRow], path: Path) -> None:
     """Grouped bars: the overlap metrics of every run and ranking side by side."""
     import matplotlib
@@ -164,7 +170,7 @@ def plot_comparison(rows: Sequence[ComparedRow], path: Path) -> None:
     for index, row in enumerate(rows):
         heights = [row.values.get(key, float("nan")) for key, _ in CHART_METRICS]
         bars = axes.bar(positions + (index - (len(rows) - 1) / 2) * width, heights, width, label=row.label)
-        axes.bar_label(bars, fmt="%.0f", fontsize=7)
+        axes.bar_label(bars, labels=bar_labels(heights), fontsize=7)
     axes.set_xticks(positions, [title for _, title in CHART_METRICS])
     axes.set_ylabel("F1 (%)")
     axes.set_title("Generated titles against the real ones")

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from core.cli import main
-from core.compare import compare, comparison_rows
+from core.compare import bar_labels, compare, comparison_rows
 from core.errors import TitlecraftError, TitlecraftWarning
 
 TOP1 = {"top1.rouge1": 40.0, "top1.rouge2": 20.0, "top1.rougeL": 35.0, "top1.bleu": 10.0, "top1.length_ratio": 0.9}
@@ -131,3 +131,7 @@ def test_compare_command(tmp_path, capsys):
     runs = [str(write_run(tmp_path / name, "embedded", "finetuned", ["score"])) for name in ("x", "y")]
     assert main(["compare", *runs, "--out", str(tmp_path / "compare.md")]) == 0
     assert "compare.png" in capsys.readouterr().out
+
+
+def test_a_metric_a_run_lacks_is_a_dash_over_its_bar_not_nan():
+    assert bar_labels([44.8, float("nan"), 54.06]) == ["45", "–", "54"]
