@@ -64,12 +64,15 @@ class BadRow(ValueError):
     """A row that cannot be imported; its text is the reason shown to the user."""
 
 
-def import_file(store: Store, path: str | Path) -> ImportSummary:
-    """Import every good row of ``path`` into ``store`` and its queue, in file order."""
+def import_file(
+    store: Store, path: str | Path, rows: Iterator[tuple[str, ImportRow | BadRow]] | None = None
+) -> ImportSummary:
+    """Import every good row of ``path`` into ``store`` and its queue, in file order; ``rows`` is
+    ``read_rows(path)`` when the caller has checked the file before opening the store."""
     path = Path(path)
     summary = ImportSummary()
     default_source = f"import:{path.name}"
-    rows = read_rows(path)
+    rows = read_rows(path) if rows is None else rows
     while True:
         chunk = [row for _, row in zip(range(ROWS_PER_COMMIT), rows)]
         if not chunk:

@@ -311,6 +311,15 @@ def test_import_command_prints_a_summary_and_errors(tmp_path, capsys):
     assert "imported 0, already present 2, errors 1" in capsys.readouterr().out
 
 
+def test_a_file_that_cannot_be_imported_leaves_no_new_store_behind(tmp_path, capsys):
+    db = tmp_path / "new.db"
+    (tmp_path / "papers.tsv").write_text("abstract\ttitle\n")
+    for missing_or_unsupported in (tmp_path / "nope.jsonl", tmp_path / "papers.tsv", tmp_path):
+        assert main(["import", str(missing_or_unsupported), "--db", str(db)]) == 2
+        assert "error:" in capsys.readouterr().err
+    assert not db.exists()
+
+
 def test_import_command_uses_the_environment_database(tmp_path, monkeypatch, capsys):
     db = tmp_path / "from-env.db"
     monkeypatch.setenv("TITLECRAFT_DB", str(db))

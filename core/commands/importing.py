@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from core.importer import import_file
+from core.importer import import_file, read_rows
 from core.store import DB_PATH_ENV, Store
 
 
@@ -27,8 +27,9 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    rows = read_rows(args.file)  # a missing or unsupported file is refused before a new store is created
     with Store(args.db) as store:
-        summary = import_file(store, args.file)
+        summary = import_file(store, args.file, rows)
     for problem in summary.problems:
         print(f"error: {problem}", file=sys.stderr)
     print(
