@@ -186,8 +186,9 @@ BAD_TOKEN = (
 )
 
 
-def test_a_resume_whose_token_expired_restarts_the_list_and_keeps_saved_records(tmp_path, capsys):
-    out = tmp_path / "out.parquet"
+def token_expiring_after_a_failure():
+    """A server whose page 2 fails once and is then forgotten (its token expired); a new list hands
+    out a new token."""
     first_tokens = iter(["page-2"])
     page_two = iter([(500, {}, b"internal error")])
 
@@ -195,10 +196,15 @@ def test_a_resume_whose_token_expired_restarts_the_list_and_keeps_saved_records(
         if "resumptionToken" not in params:
             return ok(with_token(HEP_EX, next(first_tokens, "page-2-again")))
         if params["resumptionToken"] == "page-2":
-            return next(page_two, ok(BAD_TOKEN))  # failed once, then forgotten by the server
+            return next(page_two, ok(BAD_TOKEN))
         return ok(HEP_TH)
 
-    with oai_server(respond) as (url, requests):
+    return respond
+
+
+def test_a_resume_whose_token_expired_restarts_the_list_and_keeps_saved_records(tmp_path, capsys):
+    out = tmp_path / "out.parquet"
+    with oai_server(token_expiring_after_a_failure()) as (url, requests):
         with pytest.raises(TitlecraftError, match="run the same command again to resume"):
             harvest("hep-ex", out, base_url=url, progress=False)
         before = len(requests)
@@ -226,17 +232,7 @@ def test_a_token_that_expires_again_in_the_same_run_is_a_clear_error(tmp_path):
 
 def test_a_harvest_with_default_dates_resumes_on_a_later_day(tmp_path):
     out = tmp_path / "out.parquet"
-    first_tokens = iter(["page-2"])
-    page_two = iter([(500, {}, b"internal error")])
-
-    def respond(params):
-        if "resumptionToken" not in params:
-            return ok(with_token(HEP_EX, next(first_tokens, "page-2-again")))
-        if params["resumptionToken"] == "page-2":
-            return next(page_two, ok(BAD_TOKEN))
-        return ok(HEP_TH)
-
-    with oai_server(respond) as (url, requests):
+    with oai_server(token_expiring_after_a_failure()) as (url, requests):
         with pytest.raises(TitlecraftError, match="run the same command again to resume"):
             harvest("hep-ex", out, base_url=url, progress=False)
         state_file = out.with_name(out.name + PARTIAL_SUFFIX) / "state.json"

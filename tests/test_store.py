@@ -283,11 +283,8 @@ def test_database_is_wal_with_foreign_keys_and_durable_commits(store):
     assert schema_version(store.db) == SCHEMA_VERSION
 
 
-def test_version_1_database_migrates_forward_keeping_its_data(tmp_path):
-    path = tmp_path / "v1.db"
-    old = sqlite_utils.Database(sqlite3.connect(path, isolation_level=None))
-    migrate(old, target=1)
-    assert schema_version(old) == 1 and "settings" not in old.table_names()
+def _insert_old_candidate(old) -> None:
+    """One abstract with one generated candidate ('Old Title'), as an older schema stores them."""
     old.execute(
         "INSERT INTO abstracts (id, content_hash, text, source, added_at) "
         "VALUES (1, 'h', 'Old abstract.', 'pasted', '2025-01-01')"
@@ -297,6 +294,14 @@ def test_version_1_database_migrates_forward_keeping_its_data(tmp_path):
         "VALUES (1, 1, 'base', 'base-id', '{}', '2025-01-01')"
     )
     old.execute("INSERT INTO candidates (id, generation_id, rank, text, flags) VALUES (1, 1, 1, 'Old Title', '[]')")
+
+
+def test_version_1_database_migrates_forward_keeping_its_data(tmp_path):
+    path = tmp_path / "v1.db"
+    old = sqlite_utils.Database(sqlite3.connect(path, isolation_level=None))
+    migrate(old, target=1)
+    assert schema_version(old) == 1 and "settings" not in old.table_names()
+    _insert_old_candidate(old)
     old.execute(
         "INSERT INTO decisions (abstract_id, candidate_id, action, decided_at) VALUES (1, 1, 'accept', '2025-01-02')"
     )
@@ -318,15 +323,7 @@ def test_version_2_database_migrates_to_a_curated_view_that_honours_later_reject
     path = tmp_path / "v2.db"
     old = sqlite_utils.Database(sqlite3.connect(path, isolation_level=None))
     migrate(old, target=2)
-    old.execute(
-        "INSERT INTO abstracts (id, content_hash, text, source, added_at) "
-        "VALUES (1, 'h', 'Old abstract.', 'pasted', '2025-01-01')"
-    )
-    old.execute(
-        "INSERT INTO generations (id, abstract_id, model_spec, model_id, params, created_at) "
-        "VALUES (1, 1, 'base', 'base-id', '{}', '2025-01-01')"
-    )
-    old.execute("INSERT INTO candidates (id, generation_id, rank, text, flags) VALUES (1, 1, 1, 'Old Title', '[]')")
+    _insert_old_candidate(old)
     for action in ("accept", "reject"):
         old.execute(
             "INSERT INTO decisions (abstract_id, candidate_id, action, decided_at) VALUES (1, 1, ?, '2025-01-02')",
