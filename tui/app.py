@@ -387,6 +387,12 @@ class TitlecraftApp(App[None]):
 
     def open_abstract(self, abstract_id: int) -> None:
         """Show a stored abstract with its candidates and decisions (queue navigation, review)."""
+        if self.candidates.editing:
+            self.notify(
+                "A title is being edited: enter saves it, escape leaves it, then open another abstract.",
+                severity="warning",
+            )
+            return
         self._cancel_run()
         record = self._read(lambda store: store.abstract(abstract_id))
         if record is None:

@@ -145,6 +145,27 @@ async def test_queue_navigation(make_app, db_path):
         assert app.query_one(StatusBar).info.queue_position == 1
 
 
+async def test_an_open_edit_is_never_thrown_away_by_moving_to_another_abstract(make_app, db_path):
+    with Store(db_path) as store:
+        queued = store.add_abstract("A queued abstract about sparse attention in graph networks.", source="import")
+        store.enqueue(queued)
+    app = make_app()
+    async with app.run_test(size=(100, 40)) as pilot:
+        await generated(app, pilot, ["Alpha title", "Beta title"], 2)
+        shown = app.editor.text
+        await pilot.press("e")
+        await pilot.pause()
+        await pilot.press("ctrl+u", *"My careful edit")
+        app.action_next_abstract()  # n from the candidate list
+        app.open_abstract(queued)  # choosing an abstract on the review screen
+        await settle(app, pilot)
+        warnings = [message for _, message in app.told if "A title is being edited" in message]
+        assert len(warnings) == 2 and app.candidates.editing and app.editor.text == shown
+        await pilot.press("enter")
+        await settle(app, pilot)
+    assert ("edit", "My careful edit") in [(action, text) for action, text, _ in live_decisions(db_path)]
+
+
 async def test_user_text_is_shown_literally(make_app, db_path):
     abstract = "We show that [bold]markup[/bold] and [link=https://example.com]links[/link] stay text."
     markup_title = "[bold]Not bold[/bold] and [link=https://example.com]not a link[/link]"
