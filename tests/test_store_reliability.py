@@ -169,10 +169,12 @@ def test_corrupt_file_is_refused_and_never_modified(tmp_path, capsys, content):
     with pytest.raises(TitlecraftError, match=f"{path} is not a SQLite database") as refused:
         Store(path)
     assert not isinstance(refused.value, StoreUnavailable)
-    assert main(["import", str(path), "--db", str(path)]) == 2
+    abstracts = tmp_path / "abstracts.txt"
+    abstracts.write_text("An abstract to import into the broken store.\n")
+    assert main(["import", str(abstracts), "--db", str(path)]) == 2
     assert "not a SQLite database" in capsys.readouterr().err
     assert path.read_bytes() == content
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["titlecraft.db"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["abstracts.txt", "titlecraft.db"]
 
 
 def another_programs_database(path, user_version: int):
