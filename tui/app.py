@@ -82,6 +82,8 @@ class TitlecraftApp(App[None]):
     running: var[dict | None] = var(None, bindings=True)
     BINDINGS = [
         Binding("ctrl+g", "generate", "Generate", priority=True, tooltip="Generate candidates for the abstract"),
+        # Keys comes early: at 80 columns the footer cuts off its end, and ? leads to every other key.
+        Binding("question_mark", "help", "Keys", tooltip="Show all keys"),
         Binding("a", "accept", "Accept", tooltip="Accept the highlighted candidate"),
         Binding("e", "edit", "Edit", tooltip="Edit the highlighted candidate in place"),
         Binding("r", "reject", "Reject", tooltip="Reject the highlighted candidate (optional reason)"),
@@ -96,7 +98,6 @@ class TitlecraftApp(App[None]):
         Binding("x", "export", "Export", show=False, tooltip="Export curated pairs"),
         Binding("s", "settings", "Settings", show=False, tooltip="Sampling settings"),
         Binding("f", "few_shot", "Few-shot", tooltip="Few-shot from my titles: on / off"),
-        Binding("question_mark", "help", "Keys", tooltip="Show all keys"),
         Binding("ctrl+q", "quit", "Quit", priority=True, tooltip="Quit"),
     ]
     # Actions of the main screen: hidden while a dialog or the review screen is up.

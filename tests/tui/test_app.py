@@ -166,6 +166,16 @@ async def test_an_open_edit_is_never_thrown_away_by_moving_to_another_abstract(m
     assert ("edit", "My careful edit") in [(action, text) for action, text, _ in live_decisions(db_path)]
 
 
+async def test_the_keys_screen_stays_reachable_from_the_footer_at_80_columns(make_app):
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await generated(app, pilot, ["Alpha title", "Beta title"], 2)
+        from textual.widgets._footer import FooterKey
+
+        shown = [key for key in app.screen.query(FooterKey) if key.region.width and key.region.right <= 80]
+        assert "question_mark" in [key.key for key in shown]
+
+
 async def test_user_text_is_shown_literally(make_app, db_path):
     abstract = "We show that [bold]markup[/bold] and [link=https://example.com]links[/link] stay text."
     markup_title = "[bold]Not bold[/bold] and [link=https://example.com]not a link[/link]"
