@@ -784,12 +784,25 @@ class Store:
         )
         return [QueueEntry(row["position"], row["abstract_id"], bool(row["curated"])) for row in rows]
 
+    def queue_length(self) -> int:
+        return self._value("SELECT count(*) FROM queue")
+
     def queue_position(self, abstract_id: int) -> int | None:
         """1-based place of an abstract in the queue, None if it is not queued."""
         return self._value(
             "SELECT (SELECT count(*) FROM queue AS earlier WHERE earlier.position <= q.position) "
             "FROM queue AS q WHERE q.abstract_id = ?",
             [abstract_id],
+        )
+
+    def previous_in_queue(self, before: int | None = None) -> int | None:
+        """The queued abstract just before ``before``'s place (titled or not); the last one if not given
+        or not queued."""
+        return self._value(
+            "SELECT q.abstract_id FROM queue AS q "
+            "WHERE q.position < coalesce((SELECT position FROM queue WHERE abstract_id = ?), "
+            "(SELECT max(position) + 1 FROM queue)) ORDER BY q.position DESC LIMIT 1",
+            [before],
         )
 
     def next_in_queue(self, after: int | None = None) -> int | None:

@@ -201,6 +201,10 @@ def test_queue_in_import_order_with_curated_flags(store):
     assert store.next_in_queue() == ids[2]
     assert store.next_in_queue(after=ids[2]) == ids[0]
     assert store.next_in_queue(after=ids[0]) is None
+    assert store.previous_in_queue(before=ids[0]) == ids[1]  # titled or not
+    assert store.previous_in_queue(before=ids[2]) is None
+    assert store.previous_in_queue() == ids[0]  # from outside the queue: its last
+    assert store.queue_length() == 3
 
 
 def test_settings_round_trip_as_json(store, tmp_path):
