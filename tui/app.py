@@ -22,6 +22,7 @@ from typing import Any
 
 from rich.text import Text
 from textual import on, work
+from textual.worker import get_current_worker
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -42,6 +43,7 @@ from tui.messages import (
     GenerationFinished,
     ModelLoaded,
     ModelLoadFailed,
+    StatusRead,
     StoreOpened,
     StoreOpenFailed,
     TokensCounted,
@@ -55,7 +57,7 @@ from tui.screens.review import ReviewScreen
 from tui.screens.settings import SETTING_FIELDS, SettingsScreen
 from tui.widgets.candidates import ACCEPTED, EDITED, OWN, REJECTED, CandidateList, CandidateView
 from tui.widgets.editor import AbstractEditor
-from tui.widgets.status_bar import StatusBar, StatusInfo, model_label
+from tui.widgets.status_bar import StatusBar, StatusInfo, StoreFigures, model_label
 
 SAMPLING_SETTING = "tui.sampling"
 FEW_SHOT_SETTING = "tui.few_shot"
@@ -81,7 +83,9 @@ class TitlecraftApp(App[None]):
     # The live generation run (id, first row, cancel event); the footer dims escape without one.
     running: var[dict | None] = var(None, bindings=True)
     BINDINGS = [
-        Binding("ctrl+g", "generate", "Generate", priority=True, tooltip="Generate candidates for the abstract"),
+        Binding(
+            "ctrl+g", "generate", "Generate", priority=True, tooltip="Generate candidates (decided ones stay)"
+        ),
         # Keys comes early: at 80 columns the footer cuts off its end, and ? leads to every other key.
         Binding("question_mark", "help", "Keys", tooltip="Show all keys"),
         Binding("a", "accept", "Accept", tooltip="Accept the highlighted candidate"),
@@ -91,7 +95,7 @@ class TitlecraftApp(App[None]):
         Binding("u", "undo", "Undo", tooltip="Undo the last decision on this abstract"),
         Binding("m", "more", "More", tooltip="Append more candidates for the same abstract"),
         Binding("escape", "cancel", "Stop", tooltip="Cancel the running generation"),
-        Binding("n", "next_abstract", "Next", show=False, tooltip="Next abstract in the imported queue"),
+        Binding("n", "next_abstract", "Next", show=False, tooltip="Next untitled abstract in the import queue"),
         Binding("p", "previous_abstract", "Prev", show=False, tooltip="Previous abstract in the imported queue"),
         Binding("v", "review", "Review", tooltip="Review curated pairs"),
         # Export is rare enough to live on the ? screen only: the footer needs its room at 100 columns.
@@ -129,7 +133,8 @@ class TitlecraftApp(App[None]):
         self.quit_requested = False
         self._token_timer = None
         self.few_shot_choice: bool | None = None  # the user's saved choice; None: the model's default
-        self.curated_count: int | None = None
+        self.store_figures: StoreFigures | None = None  # the status line's store part, as last read
+        self.status_error: str | None = None  # the last failed status read's error, told once
         self.last_few_shot: int | None = None  # examples in the last run's prompt; None: it ran without
         self.curated_examples = CuratedExamples()
 
@@ -228,7 +233,7 @@ class TitlecraftApp(App[None]):
             return
         self.store, self.reader = message.store, message.reader
         self._read_settings()
-        self._show_status()
+        self._refresh_status()
         self._flush_writes()
 
     def on_store_open_failed(self, message: StoreOpenFailed) -> None:
@@ -292,7 +297,7 @@ class TitlecraftApp(App[None]):
         if self.pending and self.pending[0] is message.write:
             self.pending.popleft()
         message.write.on_saved(message.result)
-        self._show_status()
+        self._refresh_status()
         self._flush_writes()
 
     def on_write_failed(self, message: WriteFailed) -> None:
@@ -313,7 +318,7 @@ class TitlecraftApp(App[None]):
         if write.revert is not None:
             write.revert()
         self.notify_error(f"Could not save {write.description}: {message.error}. It was dropped.")
-        self._show_status()
+        self._refresh_status()
         self._flush_writes()
 
     # -- abstract and token count ------------------------------------------------------------------
@@ -375,7 +380,7 @@ class TitlecraftApp(App[None]):
 
         def saved(abstract_id: int) -> None:
             session.abstract_id = abstract_id
-            self._show_status()
+            self._refresh_status()
 
         self.submit(
             PendingWrite(
@@ -404,7 +409,7 @@ class TitlecraftApp(App[None]):
         self.editor.load(record.text)
         self.candidates.clear_rows()
         self.candidates.add_rows(views_from_store(candidates, history))
-        self._show_status()
+        self._refresh_status()
 
     # -- generation --------------------------------------------------------------------------------
 
@@ -441,11 +446,12 @@ class TitlecraftApp(App[None]):
         from core.generate import SamplingParams
 
         params = SamplingParams(**self.sampling)
-        if more:
-            shown = tuple(view.text for view in self.candidates.views() if view.decision != OWN)
-        else:
-            self.candidates.clear_rows()
-            shown = ()
+        if not more:
+            # A new run replaces the undecided rows only: titles decided on stay in view, where u can
+            # still undo them, and are not offered again.
+            decided = [view for view in self.candidates.views() if view.decision is not None]
+            self.candidates.replace_rows(decided)
+        shown = tuple(view.text for view in self.candidates.views() if view.decision != OWN)
         self.run_id += 1
         cancel = threading.Event()
         first_row = len(self.candidates.rows)
@@ -733,26 +739,28 @@ class TitlecraftApp(App[None]):
     # -- queue -------------------------------------------------------------------------------------
 
     def action_next_abstract(self) -> None:
-        self._step_queue(+1)
+        """The next queued abstract that still needs a title: a researcher resuming an import lands on
+        the first one left, and abstracts titled earlier are skipped (``p`` and review reach them)."""
+        current = self.session.abstract_id if self.session else None
+        following = self._read(lambda store: store.next_in_queue(after=current))
+        if following is not None:
+            self.open_abstract(following)
+        elif not self._read(lambda store: store.queue_length(), 0):
+            self.notify("The import queue is empty.", severity="warning")
+        else:
+            where = "after this one " if self._read(lambda store: store.queue_position(current)) else ""
+            self.notify(f"Every queued abstract {where}has a title: p goes back, v reviews them.")
 
     def action_previous_abstract(self) -> None:
-        self._step_queue(-1)
-
-    def _step_queue(self, step: int) -> None:
-        queue = self._read(lambda store: store.queue(), [])
-        if not queue:
-            self.notify("The import queue is empty.", severity="warning")
-            return
-        ids = [entry.abstract_id for entry in queue]
+        """The queued abstract before this one, titled or not."""
         current = self.session.abstract_id if self.session else None
-        if current in ids:
-            position = ids.index(current) + step
+        previous = self._read(lambda store: store.previous_in_queue(before=current))
+        if previous is not None:
+            self.open_abstract(previous)
+        elif not self._read(lambda store: store.queue_length(), 0):
+            self.notify("The import queue is empty.", severity="warning")
         else:
-            position = 0 if step > 0 else len(ids) - 1
-        if not 0 <= position < len(ids):
-            self.notify("That was the " + ("last" if step > 0 else "first") + " abstract in the queue.")
-            return
-        self.open_abstract(ids[position])
+            self.notify("That was the first abstract in the queue.")
 
     # -- screens -----------------------------------------------------------------------------------
 
@@ -818,10 +826,10 @@ class TitlecraftApp(App[None]):
         self._show_status()
         if not enabled:
             self.notify("Few-shot off: the next candidates come from the model alone.")
-        elif self.curated_count:
+        elif self.store_figures is not None and self.store_figures.curated:
             self.notify(
                 f"Few-shot on: the next prompts show the model up to {FEW_SHOT_EXAMPLES} of your "
-                f"{self.curated_count} curated titles, the most similar first."
+                f"{self.store_figures.curated} curated titles, the most similar first."
             )
         else:
             self.notify("Few-shot on: it starts with your first accepted, edited or own title.")
@@ -858,6 +866,7 @@ class TitlecraftApp(App[None]):
     # -- status and quitting -----------------------------------------------------------------------
 
     def _show_status(self) -> None:
+        """Show the status line now with the store figures last read, and read fresh ones in a worker."""
         loading = self.generator is None and self.model_error is None
         info = StatusInfo(model=model_label(self.model_spec), loading=loading)
         if self.model_info is not None:
@@ -867,22 +876,38 @@ class TitlecraftApp(App[None]):
         if self.last_run is not None:
             info.first_token_seconds = self.last_run.first_token_seconds
             info.tokens_per_second = self.last_run.tokens_per_second
-        counts = self._read(lambda store: store.counts())
-        self.curated_count = None if counts is None else counts["curated"]
         info.few_shot = self.few_shot if self.few_shot_known else None
-        info.curated = self.curated_count
         info.few_shot_used = self.last_few_shot if self.few_shot else None
-        for stats in self._read(lambda store: store.model_stats(), []):
-            info.accepted += stats.accepted
-            info.edited += stats.edited
-            info.rejected += stats.rejected
-        queue = self._read(lambda store: store.queue(), [])
-        info.queue_length = len(queue)
-        if self.session is not None:
-            ids = [entry.abstract_id for entry in queue]
-            if self.session.abstract_id in ids:
-                info.queue_position = ids.index(self.session.abstract_id)
+        if self.store_figures is not None:
+            self.store_figures.fill(info)
         self.query_one(StatusBar).show(info)
+
+    def _refresh_status(self) -> None:
+        """Re-read the store's figures (off the UI thread) and then show the status line."""
+        self._show_status()
+        if self.store is not None:
+            self._read_status(self.reader or self.store, self.session.abstract_id if self.session else None)
+
+    @work(thread=True, exclusive=True, group="status")
+    def _read_status(self, store: Any, abstract_id: int | None) -> None:
+        try:
+            message = StatusRead(abstract_id, figures=StoreFigures.read(store, abstract_id))
+        except Exception as error:  # noqa: BLE001 - the status line keeps its last figures
+            message = StatusRead(abstract_id, error=_error_text(error))
+        if not get_current_worker().is_cancelled:  # a newer read is under way: its figures are fresher
+            self.post_message(message)
+
+    def on_status_read(self, message: StatusRead) -> None:
+        if message.error is not None:
+            if message.error != self.status_error:
+                self.notify_error(f"Reading the store failed: {message.error}")
+            self.status_error = message.error
+            return
+        self.status_error = None
+        if message.abstract_id != (self.session.abstract_id if self.session else None):
+            return  # read for an abstract no longer open: the read started when this one opened follows
+        self.store_figures = message.figures
+        self._show_status()
 
     def action_quit(self) -> None:
         """Quit, unless decisions are unsaved or a title is being edited: then ask for a second ctrl+q."""

@@ -143,3 +143,14 @@ class WriteFailed(Message):
         self.write = write
         self.error = error
         self.retryable = retryable
+
+
+class StatusRead(Message):
+    """The store's figures for the status line, read for the abstract ``abstract_id`` was open then
+    (``figures`` None and ``error`` set when the read failed)."""
+
+    def __init__(self, abstract_id: int | None, figures: Any = None, error: str | None = None) -> None:
+        super().__init__()
+        self.abstract_id = abstract_id
+        self.figures = figures
+        self.error = error

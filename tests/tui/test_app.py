@@ -125,24 +125,45 @@ async def test_escape_cancels_mid_stream_and_keys_keep_working(make_app):
         assert all(view.finished for view in app.candidates.views())
 
 
-async def test_queue_navigation(make_app, db_path):
-    abstracts = [f"Queued abstract number {i} about graph neural networks and sparse attention." for i in range(3)]
+async def test_queue_navigation_skips_titled_abstracts_forward_only(make_app, db_path):
+    abstracts = [f"Queued abstract number {i} about graph neural networks and sparse attention." for i in range(4)]
     with Store(db_path) as store:
-        for text in abstracts:
-            store.enqueue(store.add_abstract(text, source="import"))
+        ids = [store.add_abstract(text, source="import") for text in abstracts]
+        for abstract_id in ids:
+            store.enqueue(abstract_id)
+        store.own_title(ids[1], "Titled in an earlier session")
     app = make_app()
     async with app.run_test(size=(100, 40)) as pilot:
         await settle(app, pilot)
         await pilot.press("tab", "n")
         assert app.editor.text == abstracts[0]
-        await pilot.press("n", "n")
-        assert app.editor.text == abstracts[2]
-        assert "queue 3/3" in app.query_one(StatusBar).text()
         await pilot.press("n")
-        assert any("last" in message for _, message in app.told)
-        await pilot.press("p")
-        assert app.editor.text == abstracts[1]
+        assert app.editor.text == abstracts[2]  # abstract 1 already has a title
+        await settle(app, pilot)
+        assert "queue 3/4" in app.query_one(StatusBar).text()
+        await pilot.press("n", "n")
+        assert app.editor.text == abstracts[3]
+        assert any("Every queued abstract after this one has a title" in message for _, message in app.told)
+        await pilot.press("p", "p")
+        assert app.editor.text == abstracts[1]  # p reaches titled abstracts too
+        await settle(app, pilot)
         assert app.query_one(StatusBar).info.queue_position == 1
+        await pilot.press("p", "p")
+        assert app.editor.text == abstracts[0]
+        assert any("first abstract in the queue" in message for _, message in app.told)
+
+
+async def test_next_says_when_every_queued_abstract_has_a_title(make_app, db_path):
+    with Store(db_path) as store:
+        abstract_id = store.add_abstract("A queued abstract about sparse attention in graph networks.")
+        store.enqueue(abstract_id)
+        store.own_title(abstract_id, "Done already")
+    app = make_app()
+    async with app.run_test(size=(100, 40)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("tab", "n")
+        assert app.session is None
+        assert any("Every queued abstract has a title" in message for _, message in app.told)
 
 
 async def test_an_open_edit_is_never_thrown_away_by_moving_to_another_abstract(make_app, db_path):
@@ -313,6 +334,36 @@ async def test_read_only_store_keeps_decisions_pending_until_it_is_writable(make
     with Store(db_path) as store:
         history = store.history(store.find_abstract(ABSTRACT))
         assert [(d.action, d.title) for d in history] == [("accept", "First title"), ("reject", "Second title")]
+
+
+async def test_generating_again_keeps_decided_titles_in_view_and_undoable(make_app, db_path):
+    app = make_app()
+    async with app.run_test(size=(100, 40)) as pilot:
+        await ready(app, pilot)
+        asked_to_avoid = []
+        scripted = scripted_generate(["One", "Two", "Three", "Four", "Five", "Six"])
+
+        def generate(abstract, params, **kwargs):
+            asked_to_avoid.append(tuple(kwargs.get("avoid", ())))
+            return scripted(abstract, params, **kwargs)
+
+        app.generator.generate = generate
+        app.sampling.update(n=3)
+        await pilot.press("ctrl+g")
+        await settle(app, pilot)
+        await pilot.press("a", "down", "r")
+        await type_into_prompt(pilot, "")
+        await settle(app, pilot)
+        await pilot.press("ctrl+g")  # the same abstract: new candidates for the undecided row only
+        await settle(app, pilot)
+        views = app.candidates.views()
+        assert [(view.text, view.decision) for view in views[:2]] == [("One", ACCEPTED), ("Two", REJECTED)]
+        assert [view.text for view in views[2:]] == ["Three", "Four", "Five"]
+        assert asked_to_avoid[-1] == ("One", "Two")
+        await pilot.press("u")  # undoes the rejection, which is still on screen
+        await settle(app, pilot)
+        assert app.candidates.views()[1].decision is None
+    assert live_decisions(db_path) == [("accept", "One", None)]
 
 
 async def test_more_appends_candidates_and_escape_leaves_an_edit(make_app, db_path):
@@ -700,3 +751,17 @@ async def test_an_open_edit_is_never_thrown_away_by_generate_or_a_single_quit(ma
         await pilot.press("ctrl+q")
         await pilot.pause()
         assert not app.is_running
+
+
+async def test_a_failing_status_read_is_told_once_and_decisions_still_save(make_app, db_path):
+    app = make_app()
+    async with app.run_test(size=(100, 40)) as pilot:
+        await generated(app, pilot, ["Alpha title", "Beta title"], 2)
+        status = app.query_one(StatusBar)
+        app.reader.close()  # the status line's connection breaks; the writer's still works
+        await pilot.press("a", "down", "a")
+        await settle(app, pilot)
+        told = [message for message in app.errors() if message.startswith("Reading the store failed")]
+        assert len(told) == 1 and "closed database" in told[0]
+        assert status.info.accepted == 0  # the last figures read stay up rather than made-up ones
+    assert [action for action, _, _ in live_decisions(db_path)] == ["accept", "accept"]

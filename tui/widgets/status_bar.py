@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -42,6 +43,38 @@ class StatusInfo:
     few_shot: bool | None = True  # the researcher's toggle (f); None: the model's default, not loaded yet
     curated: int | None = None  # curated pairs in the store; None until the store has been read
     few_shot_used: int | None = None  # examples the last run's prompt held, None if it ran without
+
+
+@dataclass
+class StoreFigures:
+    """The store's part of the status line. Read in a worker: on a store with tens of thousands of
+    decisions these counts take about half a second, too long for the UI thread after every decision."""
+
+    curated: int
+    accepted: int
+    edited: int
+    rejected: int
+    queue_length: int
+    queue_position: int | None  # 0-based place of the open abstract in the import queue
+
+    @classmethod
+    def read(cls, store: Any, abstract_id: int | None) -> StoreFigures:
+        counts = store.counts()
+        stats = store.model_stats()
+        position = None if abstract_id is None else store.queue_position(abstract_id)
+        return cls(
+            curated=counts["curated"],
+            accepted=sum(model.accepted for model in stats),
+            edited=sum(model.edited for model in stats),
+            rejected=sum(model.rejected for model in stats),
+            queue_length=counts["queued"],
+            queue_position=None if position is None else position - 1,
+        )
+
+    def fill(self, info: StatusInfo) -> None:
+        info.curated = self.curated
+        info.accepted, info.edited, info.rejected = self.accepted, self.edited, self.rejected
+        info.queue_length, info.queue_position = self.queue_length, self.queue_position
 
 
 def few_shot_label(info: StatusInfo) -> str:
