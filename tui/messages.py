@@ -143,3 +143,22 @@ class WriteFailed(Message):
         self.write = write
         self.error = error
         self.retryable = retryable
+
+
+class ReviewPairsRead(Message):
+    """The review screen's read ``read_id`` found ``pairs`` (at most its row limit) of ``total`` matching."""
+
+    def __init__(self, read_id: int, pairs: list[Any], total: int) -> None:
+        super().__init__()
+        self.read_id = read_id
+        self.pairs = pairs
+        self.total = total
+
+
+class ReviewReadFailed(Message):
+    """The review screen's read ``read_id`` failed; ``error`` is the message to show."""
+
+    def __init__(self, read_id: int, error: str) -> None:
+        super().__init__()
+        self.read_id = read_id
+        self.error = error
