@@ -343,6 +343,25 @@ def _curated_pair(row: dict[str, Any]) -> CuratedPair:
     return CuratedPair(**row, params=json.loads(params) if params is not None else None)
 
 
+# Search matches title or abstract; both placeholders take the same _like_pattern.
+_SEARCH_CONDITION = "(title LIKE ? ESCAPE '\\' OR abstract LIKE ? ESCAPE '\\')"
+
+
+def _like_pattern(text: str) -> str:
+    """A LIKE pattern matching ``text`` anywhere, with LIKE's own wildcards in it taken literally."""
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def _limit(limit: int | None, params: list[Any]) -> str:
+    """The LIMIT clause for ``limit`` (none for None), its value appended to ``params``."""
+    if limit is None:
+        return ""
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+        raise ValueError(f"limit must be a non-negative integer or None, not {limit!r}")
+    params.append(limit)
+    return " LIMIT ?"
+
+
 class Store:
     """The titlecraft database. Safe to share between threads; each method is one transaction."""
 
@@ -711,8 +730,11 @@ class Store:
 
     # -- derived views -----------------------------------------------------------------------------
 
-    def curated_pairs(self, since: str | None = None, model: str | None = None) -> list[CuratedPair]:
-        """Each abstract's current title. ``since`` is an ISO date or UTC time; ``model`` a model spec."""
+    def curated_pairs(
+        self, since: str | None = None, model: str | None = None, limit: int | None = None
+    ) -> list[CuratedPair]:
+        """Each abstract's current title. ``since`` is an ISO date or UTC time; ``model`` a model spec;
+        ``limit`` keeps the first that many (a screen shows a page, not a 20,000-row store)."""
         conditions, params = [], []
         if since is not None:
             conditions.append("decided_at >= ?")
@@ -721,21 +743,30 @@ class Store:
             conditions.append("model_spec = ?")
             params.append(model)
         where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
-        rows = self._rows(f"SELECT * FROM curated_pairs {where} ORDER BY abstract_id", params)
+        limit_clause = _limit(limit, params)
+        rows = self._rows(f"SELECT * FROM curated_pairs {where} ORDER BY abstract_id{limit_clause}", params)
         return [_curated_pair(row) for row in rows]
 
     def curated_title(self, abstract_id: int) -> str | None:
         return self._value("SELECT title FROM curated_pairs WHERE abstract_id = ?", [abstract_id])
 
-    def search_curated(self, text: str) -> list[CuratedPair]:
-        """Curated pairs whose title or abstract contains ``text`` (case-insensitive for ASCII)."""
-        pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    def search_curated(self, text: str, limit: int | None = None) -> list[CuratedPair]:
+        """Curated pairs whose title or abstract contains ``text`` (case-insensitive for ASCII), the
+        first ``limit`` of them if given."""
+        params: list[Any] = [_like_pattern(text)] * 2
+        limit_clause = _limit(limit, params)
         rows = self._rows(
-            "SELECT * FROM curated_pairs WHERE title LIKE ? ESCAPE '\\' OR abstract LIKE ? ESCAPE '\\' "
-            "ORDER BY abstract_id",
-            [pattern, pattern],
+            f"SELECT * FROM curated_pairs WHERE {_SEARCH_CONDITION} ORDER BY abstract_id{limit_clause}", params
         )
         return [_curated_pair(row) for row in rows]
+
+    def count_curated(self, text: str = "") -> int:
+        """How many curated pairs search_curated(``text``) would give without a limit (all when empty):
+        a counting pass reads no columns into Python, so a capped list can still say "N of M"."""
+        if not text:
+            return self._value("SELECT count(*) FROM curated_pairs")
+        pattern = _like_pattern(text)
+        return self._value(f"SELECT count(*) FROM curated_pairs WHERE {_SEARCH_CONDITION}", [pattern, pattern])
 
     def rejected_candidates(self, abstract_id: int | None = None) -> list[RejectedCandidate]:
         """Candidates whose latest live verdict is a rejection, for one abstract or for all."""

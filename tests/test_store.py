@@ -185,6 +185,33 @@ def test_curated_pairs_filter_by_model_and_date_and_search(store):
     assert store.search_curated("_x%") == []
 
 
+def test_curated_pairs_and_search_take_a_limit_and_count_what_matches(store):
+    with store.batch():
+        ids = [store.add_abstract(f"Abstract {n} about {'graphs' if n % 2 else 'proteins'}.") for n in range(5)]
+        for n, abstract_id in enumerate(ids):
+            [candidate] = generate(store, abstract_id, [f"Title {n}"], model_spec="base" if n < 3 else "tuned")
+            store.accept(candidate)
+    store.own_title(ids[4], "Own 100% title")  # re-titled: still one pair for that abstract
+    assert [p.abstract_id for p in store.curated_pairs(limit=3)] == ids[:3]
+    assert [p.abstract_id for p in store.curated_pairs(model="tuned", limit=1)] == [ids[3]]
+    assert store.curated_pairs(limit=0) == []
+    assert len(store.curated_pairs(limit=99)) == 5
+    assert store.curated_pairs(limit=None) == store.curated_pairs()
+    assert [p.title for p in store.search_curated("proteins", limit=2)] == ["Title 0", "Title 2"]
+    assert [p.title for p in store.search_curated("proteins")] == ["Title 0", "Title 2", "Own 100% title"]
+    assert store.count_curated() == 5
+    assert store.count_curated("") == 5
+    assert store.count_curated("proteins") == 3
+    assert store.count_curated("PROTEINS") == 3
+    assert store.count_curated("100%") == 1
+    assert store.count_curated("_0") == 0  # LIKE wildcards in the text are matched literally
+    assert store.count_curated("no such words") == 0
+    with pytest.raises(ValueError, match="limit"):
+        store.curated_pairs(limit=-1)
+    with pytest.raises(ValueError, match="limit"):
+        store.search_curated("graphs", limit="3")
+
+
 def test_queue_in_import_order_with_curated_flags(store):
     ids = [store.add_abstract(f"Abstract number {n}.") for n in range(3)]
     for abstract_id in reversed(ids):

@@ -29,7 +29,7 @@ from textual.containers import Vertical
 from textual.reactive import var
 from textual.widgets import Footer, Static, TextArea
 
-from core.errors import StoreUnavailable, TitlecraftError
+from core.errors import StoreUnavailable
 from core.prompts import CHAT, normalise_whitespace
 from tui.curation import PendingWrite, Session, apply_history, views_from_store
 from tui.few_shot import FEW_SHOT_EXAMPLES, CuratedExamples
@@ -49,6 +49,7 @@ from tui.messages import (
     TokensCounted,
     WriteFailed,
     WriteSaved,
+    error_text,
 )
 from tui.screens.export import ExportScreen
 from tui.screens.help import HelpScreen
@@ -63,13 +64,6 @@ SAMPLING_SETTING = "tui.sampling"
 FEW_SHOT_SETTING = "tui.few_shot"
 DEFAULT_SAMPLING = {"n": 5, "temperature": 0.8, "top_p": 0.95, "max_new_tokens": 40, "oversample": 3, "diversity": 1.5}
 TOKEN_COUNT_DELAY = 0.3  # seconds of typing pause before the abstract is re-tokenised
-
-
-def _error_text(error: BaseException) -> str:
-    """A TitlecraftError's text is the message; anything else also names its type."""
-    if isinstance(error, TitlecraftError):
-        return str(error)
-    return f"{type(error).__name__}: {error}"
 
 
 class TitlecraftApp(App[None]):
@@ -198,7 +192,7 @@ class TitlecraftApp(App[None]):
             model, tokenizer, info = load_model(self.model_spec, device=self.device)
             generator = TitleGenerator(model, tokenizer, info)
         except Exception as error:  # noqa: BLE001 - any failure becomes a notification, never a crash
-            self.post_message(ModelLoadFailed(_error_text(error)))
+            self.post_message(ModelLoadFailed(error_text(error)))
         else:
             self.post_message(ModelLoaded(generator, info))
 
@@ -221,7 +215,7 @@ class TitlecraftApp(App[None]):
         try:
             store = _open_store(self.db_path)
         except Exception as error:  # noqa: BLE001
-            self.post_message(StoreOpenFailed(_error_text(error)))
+            self.post_message(StoreOpenFailed(error_text(error)))
         else:
             self.post_message(StoreOpened(store, _open_reader(store)))
 
@@ -249,7 +243,7 @@ class TitlecraftApp(App[None]):
         try:
             return read(self.reader or self.store)
         except Exception as error:  # noqa: BLE001
-            self.notify_error(f"Reading the store failed: {_error_text(error)}")
+            self.notify_error(f"Reading the store failed: {error_text(error)}")
             return default
 
     def _read_settings(self) -> None:
@@ -285,7 +279,7 @@ class TitlecraftApp(App[None]):
             result = write.apply(store)
         except Exception as error:  # noqa: BLE001 - the user is told why; see on_write_failed
             retryable = store is None or isinstance(error, StoreUnavailable)  # None: it did not open
-            outcome = WriteFailed(write, _error_text(error), retryable)
+            outcome = WriteFailed(write, error_text(error), retryable)
         else:
             outcome = WriteSaved(write, result)
         if opened is not None:
@@ -346,7 +340,7 @@ class TitlecraftApp(App[None]):
         try:
             tokens, dropped = self.generator.count_tokens(abstract, max_new_tokens)
         except Exception as error:  # noqa: BLE001
-            self.post_message(TokensCounted(abstract, None, error=_error_text(error)))
+            self.post_message(TokensCounted(abstract, None, error=error_text(error)))
             return
         self.post_message(TokensCounted(abstract, tokens, dropped))
         try:
@@ -479,7 +473,7 @@ class TitlecraftApp(App[None]):
                     few_shot_store, self.generator, abstract, params.max_new_tokens
                 )
             except Exception as error:  # noqa: BLE001 - the run goes ahead without examples
-                self.post_message(FewShotUnavailable(_error_text(error)))
+                self.post_message(FewShotUnavailable(error_text(error)))
         try:
             result = self.generator.generate(
                 abstract,
@@ -491,7 +485,7 @@ class TitlecraftApp(App[None]):
                 avoid=avoid,
             )
         except Exception as error:  # noqa: BLE001 - CUDA OOM, empty abstract, bugs: all become notifications
-            self.post_message(GenerationFailed(run_id, _error_text(error)))
+            self.post_message(GenerationFailed(run_id, error_text(error)))
         else:
             few_shot = len(examples) if few_shot_store is not None else None
             self.post_message(GenerationFinished(run_id, result, few_shot))
@@ -852,7 +846,7 @@ class TitlecraftApp(App[None]):
         try:
             result = export(self.store, export_format, path)
         except Exception as error:  # noqa: BLE001
-            self.post_message(ExportFailed(_error_text(error)))
+            self.post_message(ExportFailed(error_text(error)))
         else:
             self.post_message(ExportFinished(str(result.path), result.rows))
 
@@ -893,7 +887,7 @@ class TitlecraftApp(App[None]):
         try:
             message = StatusRead(abstract_id, figures=StoreFigures.read(store, abstract_id))
         except Exception as error:  # noqa: BLE001 - the status line keeps its last figures
-            message = StatusRead(abstract_id, error=_error_text(error))
+            message = StatusRead(abstract_id, error=error_text(error))
         if not get_current_worker().is_cancelled:  # a newer read is under way: its figures are fresher
             self.post_message(message)
 

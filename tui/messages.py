@@ -11,6 +11,16 @@ from typing import Any
 
 from textual.message import Message
 
+from core.errors import TitlecraftError
+
+
+def error_text(error: BaseException) -> str:
+    """How a worker's failure is worded in its message: a TitlecraftError's text is the message (it was
+    written for the user); anything else also names its type."""
+    if isinstance(error, TitlecraftError):
+        return str(error)
+    return f"{type(error).__name__}: {error}"
+
 
 class ModelLoaded(Message):
     """The model finished loading; ``generator`` is ready to use."""
@@ -153,4 +163,23 @@ class StatusRead(Message):
         super().__init__()
         self.abstract_id = abstract_id
         self.figures = figures
+        self.error = error
+
+
+class ReviewPairsRead(Message):
+    """The review screen's read ``read_id`` found ``pairs`` (at most its row limit) of ``total`` matching."""
+
+    def __init__(self, read_id: int, pairs: list[Any], total: int) -> None:
+        super().__init__()
+        self.read_id = read_id
+        self.pairs = pairs
+        self.total = total
+
+
+class ReviewReadFailed(Message):
+    """The review screen's read ``read_id`` failed; ``error`` is the message to show."""
+
+    def __init__(self, read_id: int, error: str) -> None:
+        super().__init__()
+        self.read_id = read_id
         self.error = error

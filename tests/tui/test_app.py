@@ -8,7 +8,7 @@ import sqlite3
 import threading
 
 from textual.widgets import DataTable, Input, Static
-from tui_helpers import ABSTRACT, ready, scripted_generate, settle
+from tui_helpers import ABSTRACT, ready, review_loaded, scripted_generate, settle
 
 import core.models
 from core.errors import TitlecraftError
@@ -219,7 +219,7 @@ async def test_user_text_is_shown_literally(make_app, db_path):
         assert "[bold]Not bold[/bold]" in screenshot
 
         await pilot.press("v")
-        await pilot.pause()
+        await review_loaded(app, pilot)
         assert isinstance(app.screen, ReviewScreen)
         table = app.screen.query_one(DataTable)
         assert table.get_row_at(0)[0].plain == markup_title
@@ -239,9 +239,9 @@ async def test_review_opens_an_abstract_with_its_history(make_app):
         app.editor.load("Another abstract entirely, pasted after the first one was curated.")
         app.candidates.clear_rows()
         await pilot.press("v")
-        await pilot.pause()
+        await review_loaded(app, pilot)
         await pilot.press("slash", *"beta")
-        await pilot.pause()
+        await review_loaded(app, pilot)
         assert app.screen.query_one(DataTable).row_count == 1
         await pilot.press("enter", "enter")
         await settle(app, pilot)

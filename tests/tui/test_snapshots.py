@@ -7,7 +7,7 @@ Regenerate the baselines with ``pytest tests/tui --snapshot-update`` after an in
 
 from __future__ import annotations
 
-from tui_helpers import ready, scripted_generate, settle
+from tui_helpers import ready, review_loaded, scripted_generate, settle
 
 SIZE = (100, 30)
 TITLES = [
@@ -45,7 +45,7 @@ def test_review_screen(snap_compare, make_app):
     async def review(pilot) -> None:
         await curate(pilot)
         await pilot.press("v")
-        await pilot.pause()
+        await review_loaded(pilot.app, pilot)
 
     assert snap_compare(make_app(), terminal_size=SIZE, run_before=review)
 

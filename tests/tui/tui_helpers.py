@@ -40,6 +40,16 @@ async def settle(app: TitlecraftApp, pilot) -> None:
     raise AssertionError("the app did not settle")
 
 
+async def review_loaded(app: TitlecraftApp, pilot) -> None:
+    """Wait until the review screen shows the result of its latest read, its search debounce included."""
+    for _ in range(400):
+        await settle(app, pilot)
+        if not app.screen.loading:
+            return
+        await pilot.pause(0.05)  # the debounce timer has not fired yet
+    raise AssertionError("the review screen did not finish reading")
+
+
 async def ready(app: TitlecraftApp, pilot, abstract: str = ABSTRACT) -> None:
     """Wait for the model and the store, then paste ``abstract`` into the editor."""
     await settle(app, pilot)
