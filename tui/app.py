@@ -736,25 +736,29 @@ class TitlecraftApp(App[None]):
         """The next queued abstract that still needs a title: a researcher resuming an import lands on
         the first one left, and abstracts titled earlier are skipped (``p`` and review reach them)."""
         current = self.session.abstract_id if self.session else None
-        following = self._read(lambda store: store.next_in_queue(after=current))
-        if following is not None:
-            self.open_abstract(following)
-        elif not self._read(lambda store: store.queue_length(), 0):
-            self.notify("The import queue is empty.", severity="warning")
-        else:
+
+        def at_end() -> str:
             where = "after this one " if self._read(lambda store: store.queue_position(current)) else ""
-            self.notify(f"Every queued abstract {where}has a title: p goes back, v reviews them.")
+            return f"Every queued abstract {where}has a title: p goes back, v reviews them."
+
+        self._open_queued(lambda store: store.next_in_queue(after=current), at_end)
 
     def action_previous_abstract(self) -> None:
         """The queued abstract before this one, titled or not."""
         current = self.session.abstract_id if self.session else None
-        previous = self._read(lambda store: store.previous_in_queue(before=current))
-        if previous is not None:
-            self.open_abstract(previous)
+        self._open_queued(
+            lambda store: store.previous_in_queue(before=current), lambda: "That was the first abstract in the queue."
+        )
+
+    def _open_queued(self, find: Callable[[Any], int | None], at_end: Callable[[], str]) -> None:
+        """Open the queued abstract ``find`` picks; when there is none, say why."""
+        found = self._read(find)
+        if found is not None:
+            self.open_abstract(found)
         elif not self._read(lambda store: store.queue_length(), 0):
             self.notify("The import queue is empty.", severity="warning")
         else:
-            self.notify("That was the first abstract in the queue.")
+            self.notify(at_end())
 
     # -- screens -----------------------------------------------------------------------------------
 
