@@ -381,6 +381,7 @@ class TitlecraftApp(App[None]):
                 "the abstract",
                 lambda store: store.add_abstract(session.text, source=session.source),
                 saved,
+                session=session,
             )
         )
         return session
@@ -572,7 +573,7 @@ class TitlecraftApp(App[None]):
             for view, candidate_id in zip(views, ids, strict=True):
                 view.candidate_id = candidate_id
 
-        self.submit(PendingWrite("the generated candidates", apply, saved))
+        self.submit(PendingWrite("the generated candidates", apply, saved, session=session))
 
     # -- decisions ---------------------------------------------------------------------------------
 
@@ -608,7 +609,7 @@ class TitlecraftApp(App[None]):
             view.pending -= 1
             self.candidates.show_view(view)
 
-        self.submit(PendingWrite(description, lambda store: apply(store, view), saved, revert))
+        self.submit(PendingWrite(description, lambda store: apply(store, view), saved, revert, self.session))
 
     def action_accept(self) -> None:
         index = self._decidable_row()
@@ -695,6 +696,7 @@ class TitlecraftApp(App[None]):
                     lambda store: store.own_title(session.abstract_id, title),
                     saved,
                     lambda: self.candidates.remove_view(view),
+                    session,
                 )
             )
 
@@ -702,13 +704,13 @@ class TitlecraftApp(App[None]):
 
     def action_undo(self) -> None:
         """Undo the last decision: drop it if it is still waiting to be saved, else log an undo."""
-        unsent = len(self.pending) - (1 if self.writing else 0)
-        if unsent > 0 and self.pending[-1].revert is not None:
-            write = self.pending.pop()
+        session = self.session
+        write = self._last_unsent_write(session)
+        if write is not None and write.revert is not None:
+            self.pending = deque(waiting for waiting in self.pending if waiting is not write)
             write.revert()
             self.notify(f"Undone: {write.description} (it had not been saved yet).", markup=False)
             return
-        session = self.session
         if session is None or not any(view.decision for view in self.candidates.views()):
             self.notify("Nothing to undo on this abstract.", severity="warning")
             return
@@ -717,7 +719,16 @@ class TitlecraftApp(App[None]):
             store.undo(session.abstract_id)
             return store.history(session.abstract_id)
 
-        self.submit(PendingWrite("the undo", apply, lambda history: self._after_undo(session, history)))
+        self.submit(
+            PendingWrite("the undo", apply, lambda history: self._after_undo(session, history), session=session)
+        )
+
+    def _last_unsent_write(self, session: Session | None) -> PendingWrite | None:
+        """The latest write for ``session``'s abstract not yet sent to the store (the one in flight cannot
+        be taken back). Writes for other abstracts are passed over: after n, p or v, u must not undo a
+        decision on the abstract the researcher left."""
+        unsent = list(self.pending)[1 if self.writing else 0 :]
+        return next((write for write in reversed(unsent) if session is not None and write.session is session), None)
 
     def _after_undo(self, session: Session, history: list) -> None:
         undone = next(d for d in reversed(history) if d.action == "undo")

@@ -31,12 +31,14 @@ class PendingWrite:
 
     ``apply`` runs off the UI thread and may only touch the store and plain data; ``on_saved`` and
     ``revert`` run on the UI thread (``revert`` when an undo removes the write before it was saved).
+    ``session`` is the abstract the write changes (None for settings): u only takes back this abstract's.
     """
 
     description: str
     apply: Callable[[Any], Any]
     on_saved: Callable[[Any], None] = lambda result: None
     revert: Callable[[], None] | None = None
+    session: Session | None = None
 
 
 def views_from_store(candidates: list, history: list) -> list[CandidateView]:

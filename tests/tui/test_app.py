@@ -336,6 +336,62 @@ async def test_read_only_store_keeps_decisions_pending_until_it_is_writable(make
         assert [(d.action, d.title) for d in history] == [("accept", "First title"), ("reject", "Second title")]
 
 
+QUEUED = [f"Queued abstract number {i} about graph neural networks and sparse attention." for i in range(2)]
+
+
+def queue_abstracts(db_path) -> list[int]:
+    with Store(db_path) as store:
+        ids = [store.add_abstract(text, source="import") for text in QUEUED]
+        for abstract_id in ids:
+            store.enqueue(abstract_id)
+    return ids
+
+
+def quickly_locked_store(monkeypatch):
+    """The app's store gives up on a lock after 0.1 s instead of 5 s, and a helper that locks the file as
+    another process would (reads still work: WAL readers never wait for a writer)."""
+    import tui.app
+
+    monkeypatch.setattr(tui.app, "_open_store", lambda path: Store(path, busy_timeout=0.1))
+
+    def lock(db_path) -> sqlite3.Connection:
+        other = sqlite3.connect(db_path, isolation_level=None, check_same_thread=False)
+        other.execute("BEGIN IMMEDIATE")
+        return other
+
+    return lock
+
+
+async def test_undo_never_takes_back_an_unsaved_decision_on_another_abstract(make_app, db_path, monkeypatch):
+    first, _second = queue_abstracts(db_path)
+    lock = quickly_locked_store(monkeypatch)
+    app = make_app()
+    async with app.run_test(size=(100, 40)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("tab", "n")
+        app.generator.generate = scripted_generate(["Alpha title", "Beta title"])
+        app.sampling.update(n=2)
+        await pilot.press("ctrl+g")
+        await settle(app, pilot)
+        other = lock(db_path)
+        await pilot.press("a")  # cannot be saved while the other process holds the lock
+        await settle(app, pilot)
+        assert len(app.pending) == 1
+        await pilot.press("n")  # the next abstract, which has no decision at all
+        assert app.editor.text == QUEUED[1]
+        await pilot.press("u")
+        await settle(app, pilot)
+        assert any("Nothing to undo on this abstract" in message for _, message in app.told[-1:])
+        other.execute("COMMIT")
+        other.close()
+        await pilot.press("t")  # the next decision retries the waiting one
+        await type_into_prompt(pilot, "Own title for the second")
+        await settle(app, pilot)
+        assert not app.pending
+    with Store(db_path) as store:
+        assert [(d.action, d.title) for d in store.history(first)] == [("accept", "Alpha title")]
+
+
 async def test_generating_again_keeps_decided_titles_in_view_and_undoable(make_app, db_path):
     app = make_app()
     async with app.run_test(size=(100, 40)) as pilot:
