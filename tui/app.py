@@ -368,6 +368,7 @@ class TitlecraftApp(App[None]):
         if self.session is not None and normalise_whitespace(self.session.text) == normalise_whitespace(text):
             return self.session
         session = Session(text=text)
+        self._leave_session()
         self.session = session
         self._cancel_run()  # a run for the previous abstract must not land on this one
         self.candidates.clear_rows()
@@ -394,17 +395,44 @@ class TitlecraftApp(App[None]):
                 severity="warning",
             )
             return
+        self._leave_session()
         self._cancel_run()
         record = self._read(lambda store: store.abstract(abstract_id))
         if record is None:
             return
-        candidates = self._read(lambda store: store.candidates(abstract_id), [])
-        history = self._read(lambda store: store.history(abstract_id), [])
-        self.session = Session(text=record.text, source=record.source, abstract_id=abstract_id)
+        waiting = self._session_with_unsaved_writes(abstract_id)
+        if waiting is not None:
+            self.session, views = waiting, waiting.left_rows
+        else:
+            candidates = self._read(lambda store: store.candidates(abstract_id), [])
+            history = self._read(lambda store: store.history(abstract_id), [])
+            self.session = Session(text=record.text, source=record.source, abstract_id=abstract_id)
+            views = views_from_store(candidates, history)
         self.editor.load(record.text)
         self.candidates.clear_rows()
-        self.candidates.add_rows(views_from_store(candidates, history))
+        self.candidates.add_rows(views)
         self._refresh_status()
+
+    def _leave_session(self) -> None:
+        """Remember the rows of the abstract being left (a run's unfinished rows aside), for reopening it."""
+        if self.session is None:
+            return
+        slots = self.running["slots"] if self.running else []
+        self.session.left_rows = [view for view in self.candidates.views() if all(view is not slot for slot in slots)]
+
+    def _session_with_unsaved_writes(self, abstract_id: int) -> Session | None:
+        """The session of ``abstract_id`` with writes still waiting for the store: its rows, not the store's,
+        show those decisions (and the waiting writes update those rows once saved)."""
+        return next(
+            (
+                write.session
+                for write in self.pending
+                if write.session is not None
+                and write.session.abstract_id == abstract_id
+                and write.session.left_rows is not None
+            ),
+            None,
+        )
 
     # -- generation --------------------------------------------------------------------------------
 

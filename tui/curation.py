@@ -18,11 +18,16 @@ ACTION_TO_DECISION = {"accept": ACCEPTED, "edit": EDITED, "reject": REJECTED, "o
 
 @dataclass
 class Session:
-    """The abstract being curated. Ids stay None until the store has them (writes may be pending)."""
+    """The abstract being curated. Ids stay None until the store has them (writes may be pending).
+
+    ``left_rows`` are the rows on screen when the researcher moved to another abstract: reopened while
+    some of its writes still wait for the store, it shows them, since the store does not have them yet.
+    """
 
     text: str
     source: str = "pasted"
     abstract_id: int | None = None
+    left_rows: list[CandidateView] | None = None
 
 
 @dataclass

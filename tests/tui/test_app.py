@@ -15,6 +15,7 @@ from core.errors import TitlecraftError
 from core.store import Store
 from tui.screens.export import ExportScreen
 from tui.screens.prompt import TextPrompt
+from tui.curation import views_from_store
 from tui.screens.review import ReviewScreen
 from tui.widgets.candidates import ACCEPTED, EDITED, OWN, REJECTED, CandidateView
 from tui.widgets.status_bar import StatusBar
@@ -390,6 +391,36 @@ async def test_undo_never_takes_back_an_unsaved_decision_on_another_abstract(mak
         assert not app.pending
     with Store(db_path) as store:
         assert [(d.action, d.title) for d in store.history(first)] == [("accept", "Alpha title")]
+
+
+async def test_reopening_an_abstract_shows_its_decisions_that_wait_for_the_store(make_app, db_path, monkeypatch):
+    first, _second = queue_abstracts(db_path)
+    lock = quickly_locked_store(monkeypatch)
+    app = make_app()
+    async with app.run_test(size=(100, 40)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("tab", "n")
+        app.generator.generate = scripted_generate(["Alpha title", "Beta title"])
+        app.sampling.update(n=2)
+        await pilot.press("ctrl+g")
+        await settle(app, pilot)
+        other = lock(db_path)
+        await pilot.press("a")
+        await settle(app, pilot)
+        await pilot.press("n", "p")  # away and back while the acceptance still waits
+        await settle(app, pilot)
+        assert app.editor.text == QUEUED[0]
+        alpha = app.candidates.views()[0]
+        assert (alpha.text, alpha.decision, alpha.pending) == ("Alpha title", ACCEPTED, 1)
+        other.execute("COMMIT")
+        other.close()
+        await pilot.press("down", "a")  # saves the waiting acceptance, then this one
+        await settle(app, pilot)
+        on_screen = [(view.text, view.decision, view.pending) for view in app.candidates.views()]
+        assert on_screen == [("Alpha title", ACCEPTED, 0), ("Beta title", ACCEPTED, 0)]
+    with Store(db_path) as store:
+        reopened = views_from_store(store.candidates(first), store.history(first))
+        assert [(view.text, view.decision) for view in reopened] == [(text, decision) for text, decision, _ in on_screen]
 
 
 async def test_generating_again_keeps_decided_titles_in_view_and_undoable(make_app, db_path):
