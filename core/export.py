@@ -71,10 +71,13 @@ def parse_since(text: str) -> str:
 def export(
     store: Store, format_name: str, out: str | Path, since: str | None = None, model: str | None = None
 ) -> ExportResult:
-    """Export the curated pairs (optionally only those decided since a date, or titled by one model)."""
+    """Export the curated pairs (optionally only those decided since a date, or titled by one model).
+
+    ``~`` in ``out`` is the home folder: the app's export dialog (and a quoted --out) get it unexpanded.
+    """
     if format_name not in FORMATS:
         raise TitlecraftError(f"unknown export format {format_name!r}; choose one of {', '.join(FORMATS)}")
-    out = Path(out)
+    out = Path(out).expanduser()
     _refuse_overwriting_the_store(store, out)
     since = parse_since(since) if since is not None else None
     with store.snapshot():

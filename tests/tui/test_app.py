@@ -564,6 +564,28 @@ async def test_out_of_memory_is_a_notification_and_the_app_carries_on(make_app):
         assert [view.text for view in app.candidates.views()] == ["Still works"]
 
 
+async def test_export_to_a_path_under_the_home_folder(make_app, tmp_path, monkeypatch):
+    home, elsewhere = tmp_path / "home", tmp_path / "cwd"
+    home.mkdir()
+    elsewhere.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(elsewhere)
+    app = make_app()
+    async with app.run_test(size=(100, 40)) as pilot:
+        await generated(app, pilot, ["Alpha title", "Beta title"], 2)
+        await pilot.press("a", "x")
+        await pilot.pause()
+        path_input = app.screen.query_one("#export-path", Input)
+        path_input.value = "~/exports/pairs.jsonl"
+        path_input.focus()
+        await pilot.press("enter")
+        await settle(app, pilot)
+        assert not app.errors()
+        assert any(message == f"Exported 1 pair to {home / 'exports' / 'pairs.jsonl'}" for _, message in app.told)
+    assert (home / "exports" / "pairs.jsonl").is_file()
+    assert not (elsewhere / "~").exists()
+
+
 async def test_a_failed_export_is_a_notification(make_app, tmp_path):
     app = make_app()
     async with app.run_test(size=(100, 40)) as pilot:
