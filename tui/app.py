@@ -791,6 +791,9 @@ class TitlecraftApp(App[None]):
 
     def _open_queued(self, find: Callable[[Any], int | None], at_end: Callable[[], str]) -> None:
         """Open the queued abstract ``find`` picks; when there is none, say why."""
+        if self.store is None:  # reads would give nothing, which must not read as an empty queue
+            self.notify_error("The store is not open, so the import queue cannot be read.")
+            return
         found = self._read(find)
         if found is not None:
             self.open_abstract(found)

@@ -154,6 +154,24 @@ async def test_queue_navigation_skips_titled_abstracts_forward_only(make_app, db
         assert any("first abstract in the queue" in message for _, message in app.told)
 
 
+async def test_queue_keys_say_the_store_is_not_open_rather_than_that_the_queue_is_empty(make_app, db_path):
+    with Store(db_path) as store:
+        store.enqueue(store.add_abstract("A queued abstract about sparse attention in graph networks."))
+    os.chmod(db_path, 0o444)  # the app cannot open it, so it cannot read the queue either
+    app = make_app()
+    try:
+        async with app.run_test(size=(100, 40)) as pilot:
+            await settle(app, pilot)
+            await pilot.press("tab", "n", "p")
+            await settle(app, pilot)
+            assert app.session is None
+            assert not any("queue is empty" in message for _, message in app.told)
+            told = [error for error in app.errors() if "import queue" in error]
+            assert told == ["The store is not open, so the import queue cannot be read."] * 2
+    finally:
+        os.chmod(db_path, 0o644)
+
+
 async def test_next_says_when_every_queued_abstract_has_a_title(make_app, db_path):
     with Store(db_path) as store:
         abstract_id = store.add_abstract("A queued abstract about sparse attention in graph networks.")
