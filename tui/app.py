@@ -440,7 +440,14 @@ class TitlecraftApp(App[None]):
         self._start_run(more=False)
 
     def action_more(self) -> None:
-        self._start_run(more=bool(self.candidates.rows))
+        """More candidates for the abstract on screen; once its text was edited, they are a new run for
+        the new text (the rows shown belong to the old one)."""
+        edited = self.session is not None and normalise_whitespace(self.session.text) != normalise_whitespace(
+            self.editor.text
+        )
+        if edited and self.candidates.rows:
+            self.notify("The abstract was edited, so these candidates are for its new text.")
+        self._start_run(more=bool(self.candidates.rows) and not edited)
 
     def action_cancel(self) -> None:
         if self.running is not None:

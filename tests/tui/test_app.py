@@ -471,6 +471,25 @@ async def test_generating_again_keeps_decided_titles_in_view_and_undoable(make_a
     assert live_decisions(db_path) == [("accept", "One", None)]
 
 
+async def test_more_after_the_abstract_was_edited_generates_for_the_new_text(make_app, db_path):
+    app = make_app()
+    async with app.run_test(size=(100, 40)) as pilot:
+        await ready(app, pilot)
+        app.generator.generate = scripted_generate(["One", "Two", "Three", "Four"])
+        app.sampling.update(n=2)
+        await pilot.press("ctrl+g")
+        await settle(app, pilot)
+        app.editor.text_area.insert(" It also ranks them.")
+        await pilot.press("m")  # focus is still on the candidate list
+        await settle(app, pilot)
+        assert [view.text for view in app.candidates.views()] == ["One", "Two"]  # a new run, not appended
+        assert any("edited" in message for _, message in app.told)
+    with Store(db_path) as store:
+        edited = store.find_abstract(ABSTRACT + " It also ranks them.")
+        assert edited is not None and [c.text for c in store.candidates(edited)] == ["One", "Two"]
+        assert len(store.candidates(store.find_abstract(ABSTRACT))) == 2
+
+
 async def test_more_appends_candidates_and_escape_leaves_an_edit(make_app, db_path):
     app = make_app()
     async with app.run_test(size=(100, 40)) as pilot:
