@@ -260,6 +260,22 @@ def test_invalid_settings_are_reported_together():
         SamplingParams(temperature=-1, top_p=0, diversity=-0.5)
 
 
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_a_temperature_or_diversity_that_is_not_a_finite_number_is_refused(value):
+    with pytest.raises(TitlecraftError, match="temperature must be a finite number"):
+        SamplingParams(temperature=value)
+    with pytest.raises(TitlecraftError, match="diversity weight must be a finite number"):
+        SamplingParams(diversity=value)
+
+
+def test_cli_refuses_a_nan_temperature_with_a_message(tiny_llama_dir, tmp_path, capsys):
+    abstract_file = tmp_path / "abstract.txt"
+    abstract_file.write_text(ABSTRACT)
+    args = ["generate", "--model", str(tiny_llama_dir), "--device", "cpu", "--file", str(abstract_file)]
+    assert main([*args, "--temperature", "nan"]) == 2
+    assert "temperature must be a finite number" in capsys.readouterr().err
+
+
 def test_long_abstract_is_truncated_with_a_notice(tiny_llama):
     model, tokenizer, info = tiny_llama
     generator = TitleGenerator(model, tokenizer, info, max_prompt_tokens=200)
