@@ -179,6 +179,17 @@ def plot_comparison(rows: Sequence[ComparedRow], path: Path) -> None:
     plt.close(figure)
 
 
+def _refuse_folders_in_the_way(out: Path) -> None:
+    """Check both outputs before writing either: otherwise a folder at the table's path is found only
+    after the chart was written beside it, leaving a chart without its table."""
+    for path in (out, out.with_suffix(".png")):
+        if path.is_dir():
+            raise TitlecraftError(
+                f"{path} is a folder, and compare writes the table to --out {out} and the chart beside it "
+                f"(same name, .png): give a .md file name such as reports/compare.md"
+            )
+
+
 def compare(folders: Sequence[str | os.PathLike], out: str | os.PathLike) -> tuple[Path, Path, list[str]]:
     """Write the comparison markdown to ``out`` and its chart beside it (same name, .png)."""
     if not folders:
@@ -188,6 +199,7 @@ def compare(folders: Sequence[str | os.PathLike], out: str | os.PathLike) -> tup
             f"--out {out} names the markdown table, and the chart is written beside it as .png: "
             "give a .md name such as reports/compare.md"
         )
+    _refuse_folders_in_the_way(Path(out))
     runs = {Path(folder).resolve().name: load_run(folder) for folder in folders}  # "." has a name once resolved
     if len(runs) < len(folders):
         raise TitlecraftError("the evaluation folders must have different names (the names label the runs)")

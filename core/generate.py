@@ -18,6 +18,7 @@ ranked list arrives in the GenerationResult.
 from __future__ import annotations
 
 import gc
+import math
 import os
 import threading
 import time
@@ -75,7 +76,10 @@ class SamplingParams:
         problems = []
         if self.n < 1:
             problems.append("the number of candidates must be at least 1")
-        if self.temperature < 0:
+        # NaN passes every comparison, so finiteness is checked first (a NaN temperature crashed sampling).
+        if not math.isfinite(self.temperature):
+            problems.append("the temperature must be a finite number")
+        elif self.temperature < 0:
             problems.append("the temperature must not be negative")
         if not 0 < self.top_p <= 1:
             problems.append("top-p must be in (0, 1]")
@@ -83,7 +87,9 @@ class SamplingParams:
             problems.append("max new tokens must be at least 1")
         if self.oversample < 0:
             problems.append("the number of extra candidates must not be negative")
-        if self.diversity < 0:
+        if not math.isfinite(self.diversity):
+            problems.append("the diversity weight must be a finite number")
+        elif self.diversity < 0:
             problems.append("the diversity weight must not be negative")
         if self.ranking not in RANKINGS:
             problems.append(f"ranking must be one of {', '.join(RANKINGS)}")

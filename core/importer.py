@@ -190,7 +190,25 @@ def _json_row(line: str) -> ImportRow:
         raise BadRow("expected a JSON object")
     if "prompt" in record and "completion" in record:
         return _sft_row(record)
+    _refuse_other_export_shapes(record)
     return _record_row(record)
+
+
+def _refuse_other_export_shapes(record: dict[str, Any]) -> None:
+    """A chat or dpo export row has no 'abstract' field; name what it is instead of calling it a row
+    that lacks one, and point to the exports that do import."""
+    if "abstract" in record:
+        return
+    if "messages" in record:
+        shape = "chat"
+    elif {"prompt", "chosen", "rejected"} <= record.keys():
+        shape = "dpo"
+    else:
+        return
+    raise BadRow(
+        f"this is a row of a {shape} export, which import cannot read back: "
+        "import the sft, csv or parquet export of the same store instead"
+    )
 
 
 def _sft_row(record: dict[str, Any]) -> ImportRow:

@@ -84,19 +84,48 @@ def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
     return Path(xdg) / "titlecraft"
 
 
+DEVICE_CHOICES = "auto, cpu, cuda, cuda:N or mps"
+
+
 def resolve_device(device: str = "auto") -> str:
-    """``auto`` picks cuda, then mps, then cpu; an explicit device that is absent is a clear error."""
+    """``auto`` picks cuda, then mps, then cpu; an explicit device that is misspelt or absent is a clear
+    error here, not a traceback from deep inside torch when the model is moved there."""
     import torch
 
     if device == "auto":
         if torch.cuda.is_available():
             return "cuda"
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        if _mps_available():
             return "mps"
         return "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise TitlecraftError(f"device {device!r} was requested but CUDA is not available")
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise TitlecraftError(f"device {device!r} is not a device torch knows; use {DEVICE_CHOICES}") from None
+    if not _device_type_available(parsed.type):
+        raise TitlecraftError(f"device {device!r} was requested but {parsed.type.upper()} is not available")
+    if parsed.type == "cuda" and parsed.index is not None and parsed.index >= torch.cuda.device_count():
+        count = torch.cuda.device_count()
+        raise TitlecraftError(f"device {device!r} was requested but this machine has {count} CUDA device(s)")
     return device
+
+
+def _mps_available() -> bool:
+    import torch
+
+    return getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+
+
+def _device_type_available(kind: str) -> bool:
+    """Whether this torch build and machine can run on devices of ``kind`` (cpu, cuda, mps, xpu, ...)."""
+    import torch
+
+    if kind == "cpu":
+        return True
+    if kind == "mps":
+        return _mps_available()
+    is_available = getattr(getattr(torch, kind, None), "is_available", None)  # torch.cuda, torch.xpu, ...
+    return bool(is_available and is_available())
 
 
 def default_dtype(device: str):

@@ -118,6 +118,18 @@ def test_a_file_system_error_is_one_line_not_a_traceback(tmp_path, capsys):
     assert err.startswith("error: ") and "notes.txt" in err and len(err.splitlines()) == 1
 
 
+@pytest.mark.parametrize("folder_name", ["reports", "compare.md", "compare.png"])
+def test_an_out_path_that_is_a_folder_is_refused_before_anything_is_written(tmp_path, capsys, folder_name):
+    run = write_run(tmp_path / "run", "embedded", "finetuned", ["score"])
+    (tmp_path / folder_name).mkdir()
+    out = tmp_path / ("reports" if folder_name == "reports" else "compare.md")
+    before = sorted(path.name for path in tmp_path.iterdir())
+    assert main(["compare", str(run), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and f"{tmp_path / folder_name} is a folder" in err
+    assert sorted(path.name for path in tmp_path.iterdir()) == before
+
+
 def test_a_run_named_by_a_relative_path_is_labelled_by_its_folder(tmp_path, monkeypatch):
     write_run(tmp_path / "tuned", "embedded", "finetuned", ["score"])
     monkeypatch.chdir(tmp_path / "tuned")

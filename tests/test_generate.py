@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from core.cli import main
-from core.commands.generate import LiveView
+from core.commands.generate import LiveView, read_abstract
 from core.decoding import EagerDecoder
 from core.errors import TitlecraftError
 from core.fastpath import StaticDecoder
@@ -260,6 +260,22 @@ def test_invalid_settings_are_reported_together():
         SamplingParams(temperature=-1, top_p=0, diversity=-0.5)
 
 
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_a_temperature_or_diversity_that_is_not_a_finite_number_is_refused(value):
+    with pytest.raises(TitlecraftError, match="temperature must be a finite number"):
+        SamplingParams(temperature=value)
+    with pytest.raises(TitlecraftError, match="diversity weight must be a finite number"):
+        SamplingParams(diversity=value)
+
+
+def test_cli_refuses_a_nan_temperature_with_a_message(tiny_llama_dir, tmp_path, capsys):
+    abstract_file = tmp_path / "abstract.txt"
+    abstract_file.write_text(ABSTRACT)
+    args = ["generate", "--model", str(tiny_llama_dir), "--device", "cpu", "--file", str(abstract_file)]
+    assert main([*args, "--temperature", "nan"]) == 2
+    assert "temperature must be a finite number" in capsys.readouterr().err
+
+
 def test_long_abstract_is_truncated_with_a_notice(tiny_llama):
     model, tokenizer, info = tiny_llama
     generator = TitleGenerator(model, tokenizer, info, max_prompt_tokens=200)
@@ -384,6 +400,19 @@ def test_cli_refuses_binary_input_before_loading_a_model(tmp_path, capsys, monke
     monkeypatch.setattr("sys.stdin", stdin)
     assert main(args) == 2
     assert "standard input is not UTF-8 text (byte 7" in capsys.readouterr().err
+
+
+def test_a_utf8_byte_order_mark_is_not_part_of_the_abstract(tmp_path, capsys, monkeypatch):
+    saved_by_notepad = tmp_path / "abstract.txt"
+    saved_by_notepad.write_bytes(b"\xef\xbb\xbfGraphs\r\nare sparse.\r\n")
+    assert read_abstract(saved_by_notepad) == "Graphs\r\nare sparse.\r\n"
+    saved_by_notepad.write_bytes(b"\xef\xbb\xbfGraphs \xd0\xff")
+    with pytest.raises(TitlecraftError, match="byte 10 cannot be decoded"):
+        read_abstract(saved_by_notepad)
+    # A mark and nothing else (or only whitespace) is an empty abstract, refused before a model loads.
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"\xef\xbb\xbf \r\n")))
+    assert main(["generate", "--model", str(tmp_path / "no-such-model"), "--device", "cpu"]) == 2
+    assert capsys.readouterr().err == "error: The abstract is empty: paste an abstract first.\n"
 
 
 def test_a_budget_too_small_for_any_abstract_is_a_user_error(tiny_llama):

@@ -242,6 +242,25 @@ def test_lone_surrogates_are_row_problems_and_the_other_rows_land(store, tmp_pat
     assert [store.abstract(e.abstract_id).text for e in store.queue()] == ["Good before.", "Good after."]
 
 
+@pytest.mark.parametrize("format_name", ["chat", "dpo"])
+def test_a_chat_or_dpo_export_is_named_as_such_and_the_importable_exports_suggested(tmp_path, format_name):
+    with Store(tmp_path / "original.db") as original:
+        abstract_id = original.add_abstract("An arXiv abstract.")
+        _, [chosen, rejected] = original.record_generation(
+            abstract_id, "base", "base-id", {}, 1, "cpu", 1.0, 0.1, [{"text": "Good Title"}, {"text": "Bad Title"}]
+        )
+        original.accept(chosen)
+        original.reject(rejected)
+        path = export(original, format_name, tmp_path / f"{format_name}.jsonl").path
+    with Store(tmp_path / "imported.db") as imported:
+        summary = import_file(imported, path)
+    assert summary.imported == 0
+    assert [str(problem) for problem in summary.problems] == [
+        f"{path}:line 1: this is a row of a {format_name} export, which import cannot read back: "
+        "import the sft, csv or parquet export of the same store instead"
+    ]
+
+
 @pytest.mark.parametrize("format_name", ["csv", "parquet"])
 def test_a_csv_or_parquet_export_reimports_with_its_curated_and_reference_titles(tmp_path, format_name):
     with Store(tmp_path / "original.db") as original:

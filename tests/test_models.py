@@ -230,6 +230,24 @@ def test_devices_resolve_and_absent_cuda_is_refused():
             resolve_device("cuda")
 
 
+@pytest.mark.parametrize("device", ["gpu", "", "cuda:x", "xla", "mps"])
+def test_an_unknown_or_absent_device_is_a_clear_error(device):
+    if device == "mps" and torch.backends.mps.is_available():
+        pytest.skip("this machine has an MPS device")
+    with pytest.raises(TitlecraftError, match=f"device {device!r}.*(auto, cpu, cuda|not available)"):
+        resolve_device(device)
+
+
+def test_the_generate_command_names_a_bad_device_instead_of_a_traceback(tiny_llama_dir, capsys, monkeypatch):
+    import io
+
+    from core.cli import main
+
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"We study sparse graph representations.")))
+    assert main(["generate", "--model", str(tiny_llama_dir), "--device", "gpu", "-n", "1"]) == 2
+    assert "error: device 'gpu' is not a device torch knows" in capsys.readouterr().err
+
+
 def test_cache_location_follows_the_environment(monkeypatch, tmp_path):
     monkeypatch.delenv("TITLECRAFT_CACHE_DIR", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))

@@ -6,6 +6,7 @@ Torch and transformers are imported only when the command runs, so other subcomm
 from __future__ import annotations
 
 import argparse
+import codecs
 import json
 import shutil
 import sys
@@ -51,7 +52,10 @@ def register(subparsers) -> None:
 
 
 def read_abstract(path: Path | None) -> str:
-    """The abstract from a file or stdin, as UTF-8 text (a binary file is a clear error, not a crash)."""
+    """The abstract from a file or stdin, as UTF-8 text (a binary file is a clear error, not a crash).
+
+    A leading UTF-8 byte order mark (Notepad and some clipboards add one) is dropped: it is no part of
+    the abstract, and a mark alone would otherwise pass as a non-empty abstract."""
     if path is not None:
         try:
             data = path.read_bytes()
@@ -61,12 +65,13 @@ def read_abstract(path: Path | None) -> str:
         if sys.stdin.isatty():
             print("Paste the abstract, then press Ctrl-D on an empty line:", file=sys.stderr)
         data = sys.stdin.buffer.read()
+    mark = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
     try:
-        return data.decode("utf-8")
+        return data[mark:].decode("utf-8")
     except UnicodeDecodeError as error:
         source = path if path is not None else "standard input"
         raise TitlecraftError(
-            f"{source} is not UTF-8 text (byte {error.start} cannot be decoded): give the abstract as plain text"
+            f"{source} is not UTF-8 text (byte {mark + error.start} cannot be decoded): give the abstract as plain text"
         ) from None
 
 
