@@ -64,6 +64,7 @@ class EvalConfig:
             raise TitlecraftError("--limit must be at least 1")
         if self.mode == "few-shot" and self.k < 1:
             raise TitlecraftError("few-shot evaluation needs --k of at least 1")
+        self.sampling()  # bad sampling overrides are refused here, before a report folder is created
 
     @property
     def rankings(self) -> tuple[str, ...]:

@@ -191,6 +191,15 @@ def test_bad_settings_are_user_errors():
         EvalConfig(model="m", data="d", limit=0)
 
 
+@pytest.mark.parametrize("option", [["-n", "0"], ["--top-p", "2"], ["--temperature", "nan"]])
+def test_eval_refuses_bad_sampling_settings_before_creating_the_report_folder(pairs_file, tmp_path, capsys, option):
+    out = tmp_path / "reports" / "X"
+    code = main(["eval", "--data", str(pairs_file), "--limit", "1", *option, "--out", str(out)])
+    assert code == 2
+    assert "Invalid sampling settings" in capsys.readouterr().err
+    assert not (tmp_path / "reports").exists()
+
+
 def test_eval_command_end_to_end(tiny_llama_dir, pairs_file, tmp_path, capsys):
     out = tmp_path / "reports" / "tiny"
     code = main(["eval", "--model", str(tiny_llama_dir), "--data", str(pairs_file), "--limit", "2", "-n", "2",
