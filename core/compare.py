@@ -16,6 +16,7 @@ from pathlib import Path
 
 from core.errors import TitlecraftError, TitlecraftWarning
 from core.evaluate import METRICS_FILE, markdown_cell
+from core.paths import refuse_file_in_the_way
 
 # (metric key, column header); keys starting with "top1." follow each row's ranking.
 COLUMNS = (
@@ -199,6 +200,7 @@ def compare(folders: Sequence[str | os.PathLike], out: str | os.PathLike) -> tup
             f"--out {out} names the markdown table, and the chart is written beside it as .png: "
             "give a .md name such as reports/compare.md"
         )
+    refuse_file_in_the_way(out)
     _refuse_folders_in_the_way(Path(out))
     runs = {Path(folder).resolve().name: load_run(folder) for folder in folders}  # "." has a name once resolved
     if len(runs) < len(folders):

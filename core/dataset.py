@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from core.errors import TitlecraftError, TitlecraftWarning
+from core.paths import refuse_file_in_the_way
 from core.prompts import normalise_whitespace
 
 PAIR_COLUMNS = ("arxiv_id", "title", "abstract", "categories", "date", "source")
@@ -505,6 +506,7 @@ def prepare(
     """
     if not inputs:
         raise TitlecraftError("no input files given")
+    refuse_file_in_the_way(out_dir, folder=True)  # now, not after the inputs were read, cleaned and tokenised
     if token_sample is not None and token_sample < 0:
         raise TitlecraftError(f"--token-sample {token_sample} is not a number of rows: give a positive number, or 0 for all")
     train_until, val_until = check_split_dates(train_until, val_until)

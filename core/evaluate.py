@@ -22,6 +22,7 @@ from statistics import fmean
 import numpy as np
 
 from core.errors import TitlecraftError
+from core.paths import refuse_file_in_the_way
 
 MODES = ("zero-shot", "few-shot", "finetuned")
 RANKING_CHOICES = {"score": ("score",), "consensus": ("consensus",), "both": ("score", "consensus")}
@@ -187,6 +188,7 @@ def prepare_out_dir(out_dir: Path, config: EvalConfig) -> None:
     """Create the report folder and claim it for this run, or say plainly why it cannot be written."""
     if out_dir.exists() and not out_dir.is_dir():
         raise TitlecraftError(f"--out {out_dir} is a file; give a folder for the report")
+    refuse_file_in_the_way(out_dir)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         check_resumable(out_dir, config)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import TitlecraftError
+from core.paths import refuse_file_in_the_way
 from core.prompts import chat_messages, completion_prompt, completion_target
 from core.store import CuratedPair, RejectedCandidate, Store
 
@@ -78,6 +79,7 @@ def export(
     if format_name not in FORMATS:
         raise TitlecraftError(f"unknown export format {format_name!r}; choose one of {', '.join(FORMATS)}")
     out = Path(out).expanduser()
+    refuse_file_in_the_way(out)
     _refuse_overwriting_the_store(store, out)
     since = parse_since(since) if since is not None else None
     with store.snapshot():

@@ -28,6 +28,7 @@ from typing import Any
 import sqlite_utils
 
 from core.errors import StoreUnavailable, TitlecraftError
+from core.paths import refuse_file_in_the_way
 from core.prompts import normalise_whitespace
 
 DEFAULT_DB_PATH = Path("data") / "titlecraft.db"
@@ -416,6 +417,7 @@ class Store:
         if not path.exists():
             if not create:
                 raise TitlecraftError(f"there is no titlecraft database at {path}")
+            refuse_file_in_the_way(path)
             path.parent.mkdir(parents=True, exist_ok=True)
             return
         if not path.is_file():

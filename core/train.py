@@ -34,6 +34,7 @@ from core.models import (
     load_model,
     resolve_device,
 )
+from core.paths import refuse_file_in_the_way
 from core.prompts import COMPLETION
 from core.train_data import (
     CUDA_PAD_MULTIPLE,
@@ -392,6 +393,7 @@ def train(config: TrainConfig, on_progress: Callable[[dict], None] | None = None
     # Batch shapes vary from step to step; expandable segments keep the CUDA allocator from fragmenting.
     os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
     out = Path(config.out)
+    refuse_file_in_the_way(out, folder=True)  # now, not when the first checkpoint is saved
     state_dir = out / STATE_DIR
     for folder in (state_dir, out / "best"):
         _recover_replaced_folder(folder)

@@ -216,7 +216,7 @@ def test_a_report_folder_that_cannot_be_written_is_a_user_error(tiny_generator, 
     a_file.write_text("kept")
     with pytest.raises(TitlecraftError, match="--out .*notes.txt is a file; give a folder"):
         evaluate(config, a_file, generator=tiny_generator, progress=False)
-    with pytest.raises(TitlecraftError, match="cannot write the report folder .*notes.txt/run: Not a directory"):
+    with pytest.raises(TitlecraftError, match="cannot write .*notes.txt/run: .*notes.txt is a file, not a folder"):
         evaluate(config, a_file / "run", generator=tiny_generator, progress=False)
     assert a_file.read_text() == "kept"
 
