@@ -238,6 +238,15 @@ def _drop(frame: pd.DataFrame, mask: pd.Series, reason: str, dropped: dict[str, 
     return frame[~mask]
 
 
+def describe_all_dropped(dropped: dict[str, int]) -> str:
+    """Why every row was dropped, in words: the reasons that dropped any, with their counts."""
+    reasons = "; ".join(f"{DROP_REASONS[reason]}: {count:,}" for reason, count in dropped.items() if count)
+    total = sum(dropped.values())
+    if not total:
+        return "the input files hold no rows"
+    return f"{'the only row was' if total == 1 else f'all {total:,} rows were'} dropped ({reasons})"
+
+
 def _drop_unreadable_dates(frame: pd.DataFrame, dropped: dict[str, int]) -> pd.DataFrame:
     """Drop rows whose date cannot be read, with a warning: guessing would put them in the wrong
     split, and treating them as undated would put test-period papers into train."""
@@ -527,7 +536,7 @@ def prepare(
         bar.update()
     kept = pd.concat(splits.values())
     if kept.empty:
-        raise TitlecraftError(f"no rows are left after cleaning (dropped: {dropped})")
+        raise TitlecraftError(f"no rows are left: {describe_all_dropped(dropped)}")
     for name in SPLITS:
         if splits[name].empty:
             warnings.warn(f"the {name} split is empty; check --train-until/--val-until", TitlecraftWarning, stacklevel=2)

@@ -13,6 +13,7 @@ import pytest
 
 from core.cli import main
 from core.dataset import (
+    DROP_REASONS,
     PAIR_COLUMNS,
     HISTOGRAM_FILE,
     SPLITS,
@@ -245,6 +246,19 @@ def test_missing_input_and_all_rows_dropped_are_errors(tmp_path):
     short = write_parquet([pair(1, None, abstract="tiny")], tmp_path / "short.parquet")
     with pytest.raises(TitlecraftError, match="no rows are left"):
         prepare([short], tmp_path / "out", tokenizer=WordTokenizer(), progress=False)
+    assert not (tmp_path / "out").exists()
+
+
+def test_all_rows_dropped_names_the_reasons_in_words(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr("core.commands.prepare.load_tokenizer", lambda spec: WordTokenizer())
+    rows = [pair(1, None, abstract="tiny"), pair(2, None, abstract="tiny"), pair(3, None), pair(3, None)]
+    source = write_parquet(rows, tmp_path / "pairs.parquet")
+    assert main(["prepare", "--in", str(source), "--out", str(tmp_path / "out"), "--categories", "q-bio.GN"]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: ")]
+    assert errors == [
+        "error: no rows are left: all 4 rows were dropped "
+        f"({DROP_REASONS['short_abstract']}: 2; {DROP_REASONS['category']}: 2)"
+    ]
     assert not (tmp_path / "out").exists()
 
 
