@@ -85,6 +85,14 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         """Refuse impossible settings at once, before minutes of data reading and model loading."""
+        # inf and NaN pass or confuse the range checks below: inf epochs overflowed the step count, and an
+        # inf learning rate or loss weight trained to NaN, so non-finite numbers are refused first.
+        numbers = {"--epochs": self.epochs, "--lr": self.lr, "--extra-weight": self.extra_weight,
+                   "--max-minutes": self.max_minutes, "the warm-up ratio": self.warmup_ratio}
+        non_finite = [f"{name} must be a finite number" for name, value in numbers.items()
+                      if value is not None and not math.isfinite(value)]
+        if non_finite:
+            raise TitlecraftError("Invalid training settings: " + "; ".join(non_finite) + ".")
         rules = {
             "--batch-size must be at least 1": self.batch_size >= 1,
             "--grad-accum must be at least 1": self.grad_accum >= 1,

@@ -282,6 +282,17 @@ def test_impossible_settings_are_refused_before_anything_loads(capsys):
     assert capsys.readouterr().err == "error: Invalid training settings: --batch-size must be at least 1.\n"
 
 
+@pytest.mark.parametrize("value", ["inf", "-inf", "nan"])
+@pytest.mark.parametrize("option", ["--epochs", "--lr", "--extra-weight", "--max-minutes"])
+def test_non_finite_settings_are_refused_before_anything_loads(option, value, tmp_path, capsys):
+    # inf epochs overflowed the step count after the model had loaded; an inf learning rate or extra
+    # weight trained to a NaN loss and saved that checkpoint with exit status 0.
+    out = tmp_path / "run"
+    assert main(["train", "--train", "missing.parquet", "--out", str(out), f"{option}={value}"]) == 2
+    assert capsys.readouterr().err == f"error: Invalid training settings: {option} must be a finite number.\n"
+    assert not out.exists()
+
+
 def test_bad_training_files_are_clear_errors(tmp_path):
     with pytest.raises(TitlecraftError, match="does not exist"):
         read_pairs(tmp_path / "missing.parquet")
