@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import TitlecraftError
-from core.prompts import parse_completion_prompt
+from core.prompts import normalise_whitespace, parse_completion_prompt
 from core.store import Store
 
 JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
@@ -113,7 +113,9 @@ def _apply(store: Store, row: ImportRow, default_source: str) -> bool:
     if row.curated_title is None:
         return is_new
     current = store.curated_title(abstract_id)
-    if current == row.curated_title:
+    # An sft row's title is read trimmed and training collapses whitespace, so a title that differs only in
+    # whitespace (the sft export of a title stored with a trailing newline) is the same title, not a conflict.
+    if current is not None and normalise_whitespace(current) == normalise_whitespace(row.curated_title):
         return is_new
     if current is not None:
         raise BadRow(f"abstract {abstract_id} already has a different curated title {current!r}; kept it")

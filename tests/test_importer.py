@@ -200,6 +200,21 @@ def test_sft_rows_become_own_title_decisions_and_conflicts_are_kept(store, tmp_p
     assert store.curated_title(pair.abstract_id) == "A Newer Title"
 
 
+def test_an_sft_export_reimports_into_its_store_when_a_title_has_surrounding_whitespace(tmp_path, capsys):
+    db = tmp_path / "titlecraft.db"
+    with Store(db) as store:
+        abstract_id = store.add_abstract("An abstract about graphs.")
+        store.own_title(abstract_id, "  Graph  Networks for Molecules \n")
+    sft = tmp_path / "sft.jsonl"
+    assert main(["export", "--format", "sft", "--out", str(sft), "--db", str(db)]) == 0
+    assert main(["import", str(sft), "--db", str(db)]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == "" and "imported 0, already present 1, errors 0" in captured.out
+    with Store(db, create=False) as store:
+        assert store.curated_title(abstract_id) == "  Graph  Networks for Molecules \n"
+        assert len(store.curated_pairs()) == 1
+
+
 @pytest.mark.parametrize(
     ("text", "shape"),
     [
