@@ -4,7 +4,8 @@ A row with a ``title`` column keeps it as the reference title (the paper's real 
 export (``{"prompt", "completion"}``) carries a curated title, and so does one of a csv or parquet export
 (``title`` beside ``reference_title``); either is recorded as an own-title decision: exporting and importing
 again loses no title. Re-importing a file changes nothing. A bad row is reported with its file, place
-and reason, and the good rows still land.
+and reason, and the good rows still land. An abstract is stored once with its first reference title; a
+row repeating it with another reference title is named in the summary.
 """
 
 from __future__ import annotations
@@ -58,6 +59,8 @@ class ImportSummary:
     imported: int = 0
     already_present: int = 0
     problems: list[RowProblem] = field(default_factory=list)
+    # Rows whose abstract was already stored with another reference title: the stored one was kept.
+    reference_title_clashes: list[RowProblem] = field(default_factory=list)
 
 
 class BadRow(ValueError):
@@ -86,14 +89,30 @@ def import_file(
                     continue
                 try:
                     with store.batch():  # a savepoint: a row that fails leaves nothing behind
+                        clash = _reference_title_clash(store, row)
                         changed = _apply(store, row, default_source)
                 except (BadRow, TitlecraftError) as problem:
                     summary.problems.append(RowProblem(path, location, str(problem)))
                     continue
+                if clash:
+                    summary.reference_title_clashes.append(RowProblem(path, location, clash))
                 if changed:
                     summary.imported += 1
                 else:
                     summary.already_present += 1
+
+
+def _reference_title_clash(store: Store, row: ImportRow) -> str | None:
+    """Why the row's reference title will be dropped, if its abstract is stored with another one: an
+    abstract is stored once and its first reference title stays, which the summary must say, not hide."""
+    abstract_id = store.find_abstract(row.abstract) if row.reference_title is not None else None
+    kept = store.abstract(abstract_id).reference_title if abstract_id is not None else None
+    if kept is None or normalise_whitespace(kept) == normalise_whitespace(row.reference_title):
+        return None
+    return (
+        f'the abstract repeats one stored with the reference title "{kept}"; '
+        f'kept that title, not "{row.reference_title}"'
+    )
 
 
 def _apply(store: Store, row: ImportRow, default_source: str) -> bool:

@@ -71,6 +71,32 @@ def test_reimporting_is_idempotent(store, tmp_path):
     assert (counts["abstracts"], counts["queued"]) == (4, 4)
 
 
+def test_a_repeated_abstract_with_another_reference_title_is_named_in_the_summary(tmp_path, capsys):
+    path = write_jsonl(
+        tmp_path / "papers.jsonl",
+        [
+            {"abstract": "One abstract.", "title": "The First Title"},
+            {"abstract": "Other abstract.", "title": "Another Paper"},
+            {"abstract": "One  abstract.", "title": "The  First Title"},  # whitespace aside the same: no note
+            {"abstract": "One abstract.", "title": "A Second Title"},
+            {"abstract": "One abstract."},  # no reference title: nothing is dropped
+        ],
+    )
+    db = tmp_path / "titlecraft.db"
+    assert main(["import", str(path), "--db", str(db)]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == (
+        f'warning: {path}:line 4: the abstract repeats one stored with the reference title "The First Title"; '
+        'kept that title, not "A Second Title"\n'
+    )
+    assert captured.out == (
+        f"imported 2, already present 3, errors 0 (into {db}); 1 row repeated an abstract with a different "
+        "reference title (the first title was kept)\n"
+    )
+    with Store(db, create=False) as store:
+        assert store.abstract(store.find_abstract("One abstract.")).reference_title == "The First Title"
+
+
 def test_csv_with_multiline_fields_reports_the_line_a_bad_row_starts_on(store, tmp_path):
     path = tmp_path / "papers.csv"
     with path.open("w", encoding="utf-8", newline="") as file:

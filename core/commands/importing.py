@@ -32,8 +32,14 @@ def run(args: argparse.Namespace) -> int:
         summary = import_file(store, args.file, rows)
     for problem in summary.problems:
         print(f"error: {problem}", file=sys.stderr)
-    print(
+    for clash in summary.reference_title_clashes:
+        print(f"warning: {clash}", file=sys.stderr)
+    line = (
         f"imported {summary.imported}, already present {summary.already_present}, "
         f"errors {len(summary.problems)} (into {store.path})"
     )
+    if clashes := len(summary.reference_title_clashes):
+        rows = "1 row" if clashes == 1 else f"{clashes} rows"
+        line += f"; {rows} repeated an abstract with a different reference title (the first title was kept)"
+    print(line)
     return 1 if summary.problems else 0
