@@ -577,6 +577,8 @@ class TitlecraftApp(App[None]):
             self.notify(result.notice, severity="warning", markup=False, timeout=8)
         if result.cancelled:
             self.notify(f"Generation stopped: {len(views)} candidate(s) kept as far as they got.", markup=False)
+        elif not views:
+            self.notify(_no_new_candidates(result.params), severity="warning", timeout=8)
         if views:
             self._record_candidates(run["session"], result, views, message.few_shot or 0)
 
@@ -969,6 +971,17 @@ class TitlecraftApp(App[None]):
             return
         self._cancel_run()
         self.exit()
+
+
+def _no_new_candidates(params: Any) -> str:
+    """Why a finished run added no row: its titles all repeated ones on screen (or came out empty). Without
+    this the run's rows just vanish, and at temperature 0 every further run can only repeat itself."""
+    if params.temperature == 0:
+        return (
+            "No new candidates: at temperature 0 (greedy) the model gives the title already shown every time. "
+            "Raise the temperature in the settings (s) for more."
+        )
+    return "No new candidates: the model only repeated titles already shown. Try m again or a higher temperature."
 
 
 def _open_store(path: str | Path | None) -> Any:

@@ -490,6 +490,24 @@ async def test_more_after_the_abstract_was_edited_generates_for_the_new_text(mak
         assert len(store.candidates(store.find_abstract(ABSTRACT))) == 2
 
 
+async def test_more_that_finds_no_new_title_says_why_instead_of_nothing(make_app, db_path):
+    app = make_app()
+    async with app.run_test(size=(100, 40)) as pilot:
+        await ready(app, pilot)
+        app.sampling.update(n=3, temperature=0.0, max_new_tokens=8)  # greedy: one title, the same every time
+        await pilot.press("ctrl+g")
+        await settle(app, pilot)
+        greedy = [view.text for view in app.candidates.views()]
+        assert len(greedy) == 1
+        await pilot.press("m")  # the real tiny model repeats its greedy title, which is not offered twice
+        await settle(app, pilot)
+        assert [view.text for view in app.candidates.views()] == greedy
+        told = [message for severity, message in app.told if severity == "warning"]
+        assert any("No new candidates" in message and "temperature" in message for message in told)
+    with Store(db_path) as store:
+        assert len(store.candidates(store.find_abstract(ABSTRACT))) == 1
+
+
 async def test_more_appends_candidates_and_escape_leaves_an_edit(make_app, db_path):
     app = make_app()
     async with app.run_test(size=(100, 40)) as pilot:
