@@ -661,6 +661,7 @@ class TitlecraftApp(App[None]):
     def action_edit(self) -> None:
         index = self._decidable_row()
         if index is not None:
+            self.quit_requested = False  # a ctrl+q warning about an earlier title does not cover this one
             self.candidates.start_edit(index)
 
     def on_edit_submitted(self, message: EditSubmitted) -> None:
@@ -706,9 +707,11 @@ class TitlecraftApp(App[None]):
                 "Reject: why? (optional)",
                 "enter rejects (a reason helps later) · escape keeps the candidate",
                 placeholder="e.g. too generic, wrong method, misleading",
+                draft="the rejection reason",
             ),
             rejected,
         )
+        self.quit_requested = False
 
     def action_own_title(self) -> None:
         session = self._session_for_editor()
@@ -737,7 +740,8 @@ class TitlecraftApp(App[None]):
                 )
             )
 
-        self.push_screen(TextPrompt("Your own title", "enter saves · escape cancels"), written)
+        self.push_screen(TextPrompt("Your own title", "enter saves · escape cancels", draft="your own title"), written)
+        self.quit_requested = False
 
     def action_undo(self) -> None:
         """Undo the last decision: drop it if it is still waiting to be saved, else log an undo."""
@@ -959,10 +963,13 @@ class TitlecraftApp(App[None]):
         self._show_status()
 
     def action_quit(self) -> None:
-        """Quit, unless decisions are unsaved or a title is being edited: then ask for a second ctrl+q."""
+        """Quit, unless decisions are unsaved or a title (or reason) is being typed: then ask for a second
+        ctrl+q. Starting another edit or prompt after that warning needs its own."""
         unsaved = [f"{len(self.pending)} change(s) are not saved yet"] if self.pending else []
         if self.candidates.editing:
             unsaved.append("a title is being edited (enter saves it)")
+        if isinstance(self.screen, TextPrompt) and self.screen.unsaved_draft:
+            unsaved.append(f"{self.screen.unsaved_draft} is typed but not saved (enter saves it)")
         if unsaved and not self.quit_requested:
             self.quit_requested = True
             self.notify(

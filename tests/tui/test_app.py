@@ -917,6 +917,28 @@ async def test_an_open_edit_is_never_thrown_away_by_generate_or_a_single_quit(ma
         assert not app.is_running
 
 
+async def test_a_title_half_typed_in_a_prompt_or_a_later_edit_is_not_lost_to_a_single_quit(make_app, db_path):
+    app = make_app()
+    async with app.run_test(size=(100, 40)) as pilot:
+        await generated(app, pilot, ["Alpha title", "Beta title"], 2)
+        await pilot.press("t")
+        await pilot.pause()
+        await pilot.press(*"My carefully typed own title", "ctrl+q")
+        await pilot.pause()
+        assert app.is_running and "your own title" in app.told[-1][1].lower()
+        await pilot.press("escape")  # leave the prompt; the warning it armed must not cover a new edit
+        await pilot.pause()
+        await pilot.press("e")
+        await pilot.pause()
+        assert app.candidates.editing
+        await pilot.press("ctrl+u", *"Half-typed", "ctrl+q")
+        await pilot.pause()
+        assert app.is_running and "a title is being edited" in app.told[-1][1].lower()
+        await pilot.press("ctrl+q")
+        await pilot.pause()
+        assert not app.is_running
+
+
 async def test_a_failing_status_read_is_told_once_and_decisions_still_save(make_app, db_path):
     app = make_app()
     async with app.run_test(size=(100, 40)) as pilot:
