@@ -865,12 +865,16 @@ async def test_a_stream_repaint_that_reaches_a_row_before_it_is_composed_is_harm
 
 
 async def test_a_short_terminal_shows_candidates_and_whole_dialogs(make_app):
-    app = make_app()
-    async with app.run_test(size=(40, 12)) as pilot:
-        await generated(app, pilot, ["A title that fits", "Another one"], 2)
-        await pilot.pause(0.1)
-        row = app.candidates.current.region
-        assert row.height > 0 and app.screen.region.contains_region(row)
+    for size in [(40, 12), (80, 10)]:  # 10 rows: 8 for the two panes, whose smallest heights must fit them
+        app = make_app()
+        async with app.run_test(size=size) as pilot:
+            await generated(app, pilot, ["A title that fits", "Another one"], 2)
+            await pilot.pause(0.1)
+            row = app.candidates.current.region
+            assert row.height > 0 and app.screen.region.contains_region(row), size
+            editor, count = app.editor.text_area.region, app.query_one("#token-count").region
+            assert editor.height > 0 and app.screen.region.contains_region(editor), size
+            assert count.height > 0 and app.screen.region.contains_region(count), size
     app = make_app()
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(app, pilot)
