@@ -577,6 +577,8 @@ class TitlecraftApp(App[None]):
             self.notify(result.notice, severity="warning", markup=False, timeout=8)
         if result.cancelled:
             self.notify(f"Generation stopped: {len(views)} candidate(s) kept as far as they got.", markup=False)
+        elif not views:
+            self.notify(_no_new_candidates(result.params), severity="warning", timeout=8)
         if views:
             self._record_candidates(run["session"], result, views, message.few_shot or 0)
 
@@ -659,6 +661,7 @@ class TitlecraftApp(App[None]):
     def action_edit(self) -> None:
         index = self._decidable_row()
         if index is not None:
+            self.quit_requested = False  # a ctrl+q warning about an earlier title does not cover this one
             self.candidates.start_edit(index)
 
     def on_edit_submitted(self, message: EditSubmitted) -> None:
@@ -704,9 +707,11 @@ class TitlecraftApp(App[None]):
                 "Reject: why? (optional)",
                 "enter rejects (a reason helps later) · escape keeps the candidate",
                 placeholder="e.g. too generic, wrong method, misleading",
+                draft="the rejection reason",
             ),
             rejected,
         )
+        self.quit_requested = False
 
     def action_own_title(self) -> None:
         session = self._session_for_editor()
@@ -735,7 +740,8 @@ class TitlecraftApp(App[None]):
                 )
             )
 
-        self.push_screen(TextPrompt("Your own title", "enter saves · escape cancels"), written)
+        self.push_screen(TextPrompt("Your own title", "enter saves · escape cancels", draft="your own title"), written)
+        self.quit_requested = False
 
     def action_undo(self) -> None:
         """Undo the last decision: drop it if it is still waiting to be saved, else log an undo."""
@@ -957,10 +963,13 @@ class TitlecraftApp(App[None]):
         self._show_status()
 
     def action_quit(self) -> None:
-        """Quit, unless decisions are unsaved or a title is being edited: then ask for a second ctrl+q."""
+        """Quit, unless decisions are unsaved or a title (or reason) is being typed: then ask for a second
+        ctrl+q. Starting another edit or prompt after that warning needs its own."""
         unsaved = [f"{len(self.pending)} change(s) are not saved yet"] if self.pending else []
         if self.candidates.editing:
             unsaved.append("a title is being edited (enter saves it)")
+        if isinstance(self.screen, TextPrompt) and self.screen.unsaved_draft:
+            unsaved.append(f"{self.screen.unsaved_draft} is typed but not saved (enter saves it)")
         if unsaved and not self.quit_requested:
             self.quit_requested = True
             self.notify(
@@ -969,6 +978,17 @@ class TitlecraftApp(App[None]):
             return
         self._cancel_run()
         self.exit()
+
+
+def _no_new_candidates(params: Any) -> str:
+    """Why a finished run added no row: its titles all repeated ones on screen (or came out empty). Without
+    this the run's rows just vanish, and at temperature 0 every further run can only repeat itself."""
+    if params.temperature == 0:
+        return (
+            "No new candidates: at temperature 0 (greedy) the model gives the title already shown every time. "
+            "Raise the temperature in the settings (s) for more."
+        )
+    return "No new candidates: the model only repeated titles already shown. Try m again or a higher temperature."
 
 
 def _open_store(path: str | Path | None) -> Any:

@@ -490,6 +490,24 @@ async def test_more_after_the_abstract_was_edited_generates_for_the_new_text(mak
         assert len(store.candidates(store.find_abstract(ABSTRACT))) == 2
 
 
+async def test_more_that_finds_no_new_title_says_why_instead_of_nothing(make_app, db_path):
+    app = make_app()
+    async with app.run_test(size=(100, 40)) as pilot:
+        await ready(app, pilot)
+        app.sampling.update(n=3, temperature=0.0, max_new_tokens=8)  # greedy: one title, the same every time
+        await pilot.press("ctrl+g")
+        await settle(app, pilot)
+        greedy = [view.text for view in app.candidates.views()]
+        assert len(greedy) == 1
+        await pilot.press("m")  # the real tiny model repeats its greedy title, which is not offered twice
+        await settle(app, pilot)
+        assert [view.text for view in app.candidates.views()] == greedy
+        told = [message for severity, message in app.told if severity == "warning"]
+        assert any("No new candidates" in message and "temperature" in message for message in told)
+    with Store(db_path) as store:
+        assert len(store.candidates(store.find_abstract(ABSTRACT))) == 1
+
+
 async def test_more_appends_candidates_and_escape_leaves_an_edit(make_app, db_path):
     app = make_app()
     async with app.run_test(size=(100, 40)) as pilot:
@@ -847,12 +865,16 @@ async def test_a_stream_repaint_that_reaches_a_row_before_it_is_composed_is_harm
 
 
 async def test_a_short_terminal_shows_candidates_and_whole_dialogs(make_app):
-    app = make_app()
-    async with app.run_test(size=(40, 12)) as pilot:
-        await generated(app, pilot, ["A title that fits", "Another one"], 2)
-        await pilot.pause(0.1)
-        row = app.candidates.current.region
-        assert row.height > 0 and app.screen.region.contains_region(row)
+    for size in [(40, 12), (80, 10)]:  # 10 rows: 8 for the two panes, whose smallest heights must fit them
+        app = make_app()
+        async with app.run_test(size=size) as pilot:
+            await generated(app, pilot, ["A title that fits", "Another one"], 2)
+            await pilot.pause(0.1)
+            row = app.candidates.current.region
+            assert row.height > 0 and app.screen.region.contains_region(row), size
+            editor, count = app.editor.text_area.region, app.query_one("#token-count").region
+            assert editor.height > 0 and app.screen.region.contains_region(editor), size
+            assert count.height > 0 and app.screen.region.contains_region(count), size
     app = make_app()
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(app, pilot)
@@ -894,6 +916,28 @@ async def test_an_open_edit_is_never_thrown_away_by_generate_or_a_single_quit(ma
         await pilot.press("ctrl+q")
         await pilot.pause()
         assert app.is_running and any("a title is being edited" in message.lower() for _, message in app.told[-1:])
+        await pilot.press("ctrl+q")
+        await pilot.pause()
+        assert not app.is_running
+
+
+async def test_a_title_half_typed_in_a_prompt_or_a_later_edit_is_not_lost_to_a_single_quit(make_app, db_path):
+    app = make_app()
+    async with app.run_test(size=(100, 40)) as pilot:
+        await generated(app, pilot, ["Alpha title", "Beta title"], 2)
+        await pilot.press("t")
+        await pilot.pause()
+        await pilot.press(*"My carefully typed own title", "ctrl+q")
+        await pilot.pause()
+        assert app.is_running and "your own title" in app.told[-1][1].lower()
+        await pilot.press("escape")  # leave the prompt; the warning it armed must not cover a new edit
+        await pilot.pause()
+        await pilot.press("e")
+        await pilot.pause()
+        assert app.candidates.editing
+        await pilot.press("ctrl+u", *"Half-typed", "ctrl+q")
+        await pilot.pause()
+        assert app.is_running and "a title is being edited" in app.told[-1][1].lower()
         await pilot.press("ctrl+q")
         await pilot.pause()
         assert not app.is_running

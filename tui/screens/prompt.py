@@ -15,12 +15,20 @@ class TextPrompt(ModalScreen[str | None]):
 
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
-    def __init__(self, title: str, hint: str, placeholder: str = "", value: str = "") -> None:
+    def __init__(self, title: str, hint: str, placeholder: str = "", value: str = "", draft: str = "") -> None:
         super().__init__()
         self.prompt_title = title
         self.hint = hint
         self.placeholder = placeholder
         self.value = value
+        self.draft = draft  # what the typed text is, for ctrl+q's warning ("your own title")
+
+    @property
+    def unsaved_draft(self) -> str | None:
+        """The typed text's name if quitting now would lose it (ctrl+q then asks twice), else None."""
+        if self.draft and self.query_one("#prompt-input", Input).value.strip():
+            return self.draft
+        return None
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog prompt-dialog"):
