@@ -360,13 +360,20 @@ class TitlecraftApp(App[None]):
             self.editor.show_token_count(message.tokens, message.dropped)
 
     def _session_for_editor(self) -> Session | None:
-        """The session for the editor's text: the current one if unchanged, else a new abstract."""
+        """The session for the editor's text: the current one if unchanged, the stored abstract's if it was
+        curated before (its rows and decisions come back, so u and the titles to avoid see them), else a
+        new abstract."""
         text = self.editor.text
         if not normalise_whitespace(text):
             self.notify_error("The abstract is empty: paste or type one first.")
             return None
         if self.session is not None and normalise_whitespace(self.session.text) == normalise_whitespace(text):
             return self.session
+        stored = self._read(lambda store: store.find_abstract(text))
+        if stored is not None:
+            self.open_abstract(stored)
+            if self.session is not None and self.session.abstract_id == stored:
+                return self.session
         session = Session(text=text)
         self._leave_session()
         self.session = session

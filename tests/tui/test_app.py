@@ -441,6 +441,34 @@ async def test_reopening_an_abstract_shows_its_decisions_that_wait_for_the_store
         assert [(view.text, view.decision) for view in reopened] == [(text, decision) for text, decision, _ in on_screen]
 
 
+async def test_pasting_an_abstract_curated_before_brings_back_its_decisions(make_app, db_path):
+    other = "A different abstract about retrieval for few-shot prompting of small language models."
+    app = make_app()
+    async with app.run_test(size=(100, 40)) as pilot:
+        await ready(app, pilot)
+        app.generator.generate = scripted_generate(["One", "Two", "Three", "Four", "Five", "Six"])
+        app.sampling.update(n=2)
+        await pilot.press("ctrl+g")
+        await settle(app, pilot)
+        await pilot.press("a")  # accepts "One"
+        await settle(app, pilot)
+        app.editor.load(other)
+        await pilot.press("ctrl+g")
+        await settle(app, pilot)
+        app.editor.load("  " + ABSTRACT.replace(". ", ".\n"))  # pasted again, with other line breaks
+        await pilot.press("ctrl+g")
+        await settle(app, pilot)
+        views = app.candidates.views()
+        assert (views[0].text, views[0].decision) == ("One", ACCEPTED)
+        assert "One" not in [view.text for view in views[1:]]  # not offered again
+        await pilot.press("u")  # the acceptance is on screen, so it can be undone
+        await settle(app, pilot)
+        assert not any("Nothing to undo" in message for _, message in app.told)
+    assert live_decisions(db_path) == []
+    with Store(db_path) as store:
+        assert store.counts()["abstracts"] == 2
+
+
 async def test_generating_again_keeps_decided_titles_in_view_and_undoable(make_app, db_path):
     app = make_app()
     async with app.run_test(size=(100, 40)) as pilot:
