@@ -169,11 +169,20 @@ def read_samples(path: Path) -> dict[str, dict]:
     return samples
 
 
+def holds_samples(out_dir: Path) -> bool:
+    """Whether a run has written any sample into out_dir."""
+    path = out_dir / SAMPLES_FILE
+    return path.is_file() and path.stat().st_size > 0
+
+
 def check_resumable(out_dir: Path, config: EvalConfig) -> None:
-    """Refuse to mix samples of a different run into this one; record this run's identity."""
+    """Refuse to mix samples of a different run into this one; record this run's identity.
+
+    Only samples are protected: a run that failed before its first sample (a mistyped retrieval pool
+    or model) leaves just its run.json, and the corrected command may use the folder."""
     run_file = out_dir / RUN_FILE
     identity = config.identity()
-    if run_file.is_file():
+    if run_file.is_file() and holds_samples(out_dir):
         previous = json.loads(run_file.read_text())
         changed = sorted(key for key in identity if previous.get(key) != identity[key])
         if changed:

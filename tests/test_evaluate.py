@@ -226,3 +226,23 @@ def test_selection_reads_a_filtered_parquet(tmp_path):
     frame[frame.index >= 4].to_parquet(tmp_path / "filtered.parquet")
     rows = select_rows(tmp_path / "filtered.parquet", 8, seed=0)
     assert sorted(row["reference"] for row in rows) == sorted(frame["title"].iloc[4:])
+
+
+def test_a_run_that_failed_before_its_first_sample_does_not_claim_the_report_folder(tiny_generator, tmp_path):
+    rows = shared_pairs(4)
+    rows["abstract"] = rows["abstract"].str.slice(0, 240)
+    data = tmp_path / "data.parquet"
+    rows.to_parquet(data)
+    config = EvalConfig(model="tiny", data=str(data), mode="few-shot", limit=2, n=2, k=2, max_new_tokens=3,
+                        retrieval_pool=str(tmp_path / "typo.parquet"))
+    with pytest.raises(TitlecraftError, match="no such retrieval pool"):
+        evaluate(config, tmp_path / "run", generator=tiny_generator, progress=False)
+    assert not (tmp_path / "run" / "samples.jsonl").exists()
+    # The corrected command writes into the same folder: it holds no samples of the failed run to mix in.
+    fixed = evaluate(replace(config, retrieval_pool=str(data)), tmp_path / "run", generator=tiny_generator,
+                     progress=False)
+    assert fixed["abstracts"] == 2 and fixed["retrieval_pool"] == str(data)
+    # Once samples exist, other settings are still refused.
+    with pytest.raises(TitlecraftError, match="different settings \\(n\\)"):
+        evaluate(replace(config, retrieval_pool=str(data), n=3), tmp_path / "run", generator=tiny_generator,
+                 progress=False)
