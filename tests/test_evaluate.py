@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
+import numpy as np
 import pytest
 from shared_pairs import shared_pairs
 
 from core.candidates import candidate_flags
 from core.cli import main
-from core.errors import TitlecraftError
+from core.errors import TitlecraftError, TitlecraftWarning
 from core.evaluate import EvalConfig, evaluate, model_identity, read_samples, select_rows
 from core.generate import TitleGenerator
 from core.metrics import (
@@ -246,3 +247,22 @@ def test_a_run_that_failed_before_its_first_sample_does_not_claim_the_report_fol
     with pytest.raises(TitlecraftError, match="different settings \\(n\\)"):
         evaluate(replace(config, retrieval_pool=str(data), n=3), tmp_path / "run", generator=tiny_generator,
                  progress=False)
+
+
+def test_rows_without_a_title_or_abstract_are_left_out_with_a_warning(tmp_path):
+    data = tmp_path / "pairs.csv"
+    data.write_text("title,abstract\nGraph Networks,We study graphs.\n,An abstract without its title.\n"
+                    "A Title Alone,\n   ,Blank title.\nSpeech Models,We study speech.\n")
+    with pytest.warns(TitlecraftWarning, match="3 of 5 rows .* have no title or no abstract"):
+        rows = select_rows(data, 10, seed=0)
+    assert sorted(row["reference"] for row in rows) == ["Graph Networks", "Speech Models"]
+    assert all(row["id"].startswith("sha256:") for row in rows)
+    data.write_text("title,abstract\n,Only untitled abstracts.\n")
+    with pytest.warns(TitlecraftWarning), pytest.raises(TitlecraftError, match="no row with both a title and an abstract"):
+        select_rows(data, 10, seed=0)
+
+
+def test_a_file_without_missing_rows_keeps_its_selection(pairs_file):
+    ids = [row["id"] for row in select_rows(pairs_file, 12, seed=0)]
+    frame = shared_pairs(12)
+    assert ids == [frame["arxiv_id"][i] for i in np.random.default_rng(0).permutation(12)]
