@@ -21,17 +21,22 @@ MAX_WORDS = 25
 COPY_MIN_SHARE = 0.8
 RANKINGS = ("score", "consensus")
 
-# "Title:", "Title —", "Paper title - ": a hyphen only after a space ("Title-Conditioned ..." is a title).
+# "Title:", "Title：" (full-width colon), "Title —", "Paper title - ": a hyphen only after a space
+# ("Title-Conditioned ..." is a title).
 _TITLE_PREFIX = re.compile(
-    r"^(?:(?:paper|suggested|proposed)\s+)?title(?:\s*[:\u2013\u2014]|\s+-)\s*", re.IGNORECASE
+    r"^(?:(?:paper|suggested|proposed)\s+)?title(?:\s*[:\uff1a\u2013\u2014]|\s+-)\s*", re.IGNORECASE
 )
 # Markdown emphasis: star pairs around text anywhere ("*Sparse* Attention"; a lone star as in "A* Search"
 # stays), underscores only around the whole title ("__init__" inside a title is a name).
 _STAR_EMPHASIS = re.compile(r"(\*\*?)(?=\S)(.+?)(?<=\S)\1")
 _UNDERSCORE_EMPHASIS = re.compile(r"^(__?)(?=\S)(.+?)(?<=\S)\1$")
-_QUOTE_PAIRS = {'"': '"', "'": "'", "`": "`", "\u201c": "\u201d", "\u2018": "\u2019", "\u00ab": "\u00bb", "\u201e": "\u201c"}
+# Latin quotes, and the CJK corner brackets and title marks (「」『』《》) that also enclose titles.
+_QUOTE_PAIRS = {
+    '"': '"', "'": "'", "`": "`", "\u201c": "\u201d", "\u2018": "\u2019", "\u00ab": "\u00bb", "\u201e": "\u201c",
+    "\u300c": "\u300d", "\u300e": "\u300f", "\u300a": "\u300b",
+}
 # Quote marks that are never part of a word (apostrophes are: "Models' ...").
-_QUOTE_MARKS = "\"`\u201c\u201d\u00ab\u00bb\u201e"
+_QUOTE_MARKS = "\"`\u201c\u201d\u00ab\u00bb\u201e\u300c\u300d\u300e\u300f\u300a\u300b"
 # A sentence ends at ., ! or ? and a space, but not after "e.g.", "i.e.", "et al.", "vs." or "cf.".
 _SENTENCE_END = re.compile(r"(?<![Ee]\.g\.)(?<![Ii]\.e\.)(?<!\bal\.)(?<!\bvs\.)(?<!\bcf\.)(?<=[.!?])\s+")
 

@@ -40,6 +40,8 @@ CHART_METRICS = (
 )
 # Settings that must agree for two runs to have scored the same abstracts the same way.
 SHARED_SETTINGS = ("data", "limit", "seed", "n", "selection")
+# Settings that only choose the abstracts: runs with the same selection fingerprint agree on them.
+SETTLED_BY_SELECTION = ("data", "limit")
 # What every metrics.json of `titlecraft eval` holds and the table cannot do without.
 REQUIRED_METRICS = ("model", "abstracts", "top1.rougeL", "best_of_n.rougeL")
 
@@ -84,14 +86,15 @@ def load_run(folder: str | os.PathLike) -> dict:
 
 
 def comparability_warnings(runs: dict[str, dict]) -> list[str]:
-    """One message per setting on which the runs disagree. The data file counts by the selection
-    fingerprint (which abstracts were scored) where every run has one, not by the path it was named
-    with: one file can be named by many paths, and another file may hold the same abstracts."""
+    """One message per setting on which the runs disagree. The data file and the limit count by the
+    selection fingerprint (which abstracts were scored) where every run has one: one file can be named
+    by many paths, another file may hold the same abstracts, and every limit past the end of the data
+    scores all of it."""
     selections = {metrics.get("selection") for metrics in runs.values()}
     same_abstracts = len(selections) == 1 and None not in selections
     messages = []
     for setting in SHARED_SETTINGS:
-        if setting == "data" and same_abstracts:
+        if setting in SETTLED_BY_SELECTION and same_abstracts:
             continue
         values = {name: metrics.get(setting) for name, metrics in runs.items()}
         if len(set(map(str, values.values()))) > 1:
@@ -130,9 +133,10 @@ def render_markdown(rows: Sequence[ComparedRow], runs: dict[str, dict], problems
     if problems:
         lines += [f"> **Warning:** {problem}." for problem in problems] + [""]
     else:
+        limits = " / ".join(dict.fromkeys(str(metrics.get("limit")) for metrics in runs.values()))
         lines += [
             f"All runs scored the same {first.get('abstracts')} abstracts of `{first.get('data')}` "
-            f"(seed {first.get('seed')}, limit {first.get('limit')}, selection {first.get('selection')}) "
+            f"(seed {first.get('seed')}, limit {limits}, selection {first.get('selection')}) "
             f"with N = {first.get('n')} candidates.",
             "",
         ]

@@ -14,6 +14,7 @@ import json
 import os
 import re
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -21,7 +22,7 @@ from statistics import fmean
 
 import numpy as np
 
-from core.errors import TitlecraftError
+from core.errors import TitlecraftError, TitlecraftWarning
 from core.paths import refuse_file_in_the_way
 
 MODES = ("zero-shot", "few-shot", "finetuned")
@@ -125,12 +126,27 @@ def row_id(arxiv_id, abstract: str) -> str:
     return "sha256:" + hashlib.sha256(abstract.encode()).hexdigest()[:16]
 
 
+def _has_text(value) -> bool:
+    """A title or abstract to evaluate with: a string with more than whitespace (not a null cell)."""
+    return isinstance(value, str) and bool(value.strip())
+
+
 def select_rows(data: str | os.PathLike, limit: int, seed: int) -> list[dict]:
     """The first ``limit`` pairs after a seeded shuffle: every run with the same seed and data scores
-    the same abstracts, and a smaller limit is a prefix of a larger one."""
+    the same abstracts, and a smaller limit is a prefix of a larger one. Rows without a title or an
+    abstract are left out with a warning (they cannot be scored) before the shuffle."""
     from core.dataset import read_pairs
 
     frame = read_pairs(data)
+    complete = frame["title"].map(_has_text) & frame["abstract"].map(_has_text)
+    if not complete.all():
+        warnings.warn(
+            f"{(~complete).sum()} of {len(frame)} rows of {data} have no title or no abstract and are left out",
+            TitlecraftWarning, stacklevel=2,
+        )
+        frame = frame[complete].reset_index(drop=True)
+        if frame.empty:
+            raise TitlecraftError(f"{data} has no row with both a title and an abstract to evaluate on")
     order = np.random.default_rng(seed).permutation(len(frame))[:limit]
     return [
         {"id": row_id(frame.at[i, "arxiv_id"], frame.at[i, "abstract"]), "abstract": frame.at[i, "abstract"],
@@ -169,11 +185,20 @@ def read_samples(path: Path) -> dict[str, dict]:
     return samples
 
 
+def holds_samples(out_dir: Path) -> bool:
+    """Whether a run has written any sample into out_dir."""
+    path = out_dir / SAMPLES_FILE
+    return path.is_file() and path.stat().st_size > 0
+
+
 def check_resumable(out_dir: Path, config: EvalConfig) -> None:
-    """Refuse to mix samples of a different run into this one; record this run's identity."""
+    """Refuse to mix samples of a different run into this one; record this run's identity.
+
+    Only samples are protected: a run that failed before its first sample (a mistyped retrieval pool
+    or model) leaves just its run.json, and the corrected command may use the folder."""
     run_file = out_dir / RUN_FILE
     identity = config.identity()
-    if run_file.is_file():
+    if run_file.is_file() and holds_samples(out_dir):
         previous = json.loads(run_file.read_text())
         changed = sorted(key for key in identity if previous.get(key) != identity[key])
         if changed:

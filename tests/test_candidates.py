@@ -166,3 +166,18 @@ def test_keep_diverse_always_keeps_the_top_of_either_ranking():
     kept = keep_diverse(by_consensus, 2, 1.5)
     assert kept[0].text == by_consensus[0].text == "Fast Sparse Attention for Documents"
     assert kept[1].text == "Cooking With Gas Tonight"
+
+
+@pytest.mark.parametrize(
+    ("raw", "cleaned"),
+    [
+        ("\u300cSparse Attention for Long Documents\u300d", "Sparse Attention for Long Documents"),
+        ("\u300eSparse Attention for Long Documents\u300f", "Sparse Attention for Long Documents"),
+        ("\u300a\u56fe\u795e\u7ecf\u7f51\u7edc\u300b", "\u56fe\u795e\u7ecf\u7f51\u7edc"),
+        ("Title\uff1a\u300cSparse Attention\u300d", "Sparse Attention"),
+        ("\u300cUnclosed corner bracket", "Unclosed corner bracket"),
+        ("\u300cSparse\u300d Attention \u300cRevisited\u300d", "\u300cSparse\u300d Attention \u300cRevisited\u300d"),
+    ],
+)
+def test_clean_title_strips_cjk_quotes_and_a_full_width_colon_prefix(raw, cleaned):
+    assert clean_title(raw) == cleaned

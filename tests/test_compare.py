@@ -147,3 +147,17 @@ def test_compare_command(tmp_path, capsys):
 
 def test_a_metric_a_run_lacks_is_a_dash_over_its_bar_not_nan():
     assert bar_labels([44.8, float("nan"), 54.06]) == ["45", "–", "54"]
+
+
+def test_limits_past_the_end_of_the_same_data_are_not_warned_about(tmp_path, recwarn):
+    # Both limits exceed the 12 rows of the data, so both runs scored the same 12 abstracts.
+    first = write_run(tmp_path / "a", "embedded", "finetuned", ["score"], limit=20, abstracts=12)
+    second = write_run(tmp_path / "b", "embedded-base", "zero-shot", ["score"], limit=500, abstracts=12)
+    table, _, problems = compare([first, second], tmp_path / "compare.md")
+    assert problems == [] and not recwarn.list
+    assert "All runs scored the same 12 abstracts of `test.parquet` (seed 0, limit 20 / 500, selection abc)" in table.read_text()
+    # Without a selection fingerprint to go by, a different limit is still a warning.
+    third = write_run(tmp_path / "c", "embedded", "finetuned", ["score"], limit=20, selection=None)
+    fourth = write_run(tmp_path / "d", "embedded", "finetuned", ["score"], limit=500, selection=None)
+    with pytest.warns(TitlecraftWarning, match="differ in limit"):
+        compare([third, fourth], tmp_path / "compare.md")

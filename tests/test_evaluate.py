@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
+import numpy as np
 import pytest
 from shared_pairs import shared_pairs
 
 from core.candidates import candidate_flags
 from core.cli import main
-from core.errors import TitlecraftError
+from core.errors import TitlecraftError, TitlecraftWarning
 from core.evaluate import EvalConfig, evaluate, model_identity, read_samples, select_rows
 from core.generate import TitleGenerator
 from core.metrics import (
@@ -226,3 +227,42 @@ def test_selection_reads_a_filtered_parquet(tmp_path):
     frame[frame.index >= 4].to_parquet(tmp_path / "filtered.parquet")
     rows = select_rows(tmp_path / "filtered.parquet", 8, seed=0)
     assert sorted(row["reference"] for row in rows) == sorted(frame["title"].iloc[4:])
+
+
+def test_a_run_that_failed_before_its_first_sample_does_not_claim_the_report_folder(tiny_generator, tmp_path):
+    rows = shared_pairs(4)
+    rows["abstract"] = rows["abstract"].str.slice(0, 240)
+    data = tmp_path / "data.parquet"
+    rows.to_parquet(data)
+    config = EvalConfig(model="tiny", data=str(data), mode="few-shot", limit=2, n=2, k=2, max_new_tokens=3,
+                        retrieval_pool=str(tmp_path / "typo.parquet"))
+    with pytest.raises(TitlecraftError, match="no such retrieval pool"):
+        evaluate(config, tmp_path / "run", generator=tiny_generator, progress=False)
+    assert not (tmp_path / "run" / "samples.jsonl").exists()
+    # The corrected command writes into the same folder: it holds no samples of the failed run to mix in.
+    fixed = evaluate(replace(config, retrieval_pool=str(data)), tmp_path / "run", generator=tiny_generator,
+                     progress=False)
+    assert fixed["abstracts"] == 2 and fixed["retrieval_pool"] == str(data)
+    # Once samples exist, other settings are still refused.
+    with pytest.raises(TitlecraftError, match="different settings \\(n\\)"):
+        evaluate(replace(config, retrieval_pool=str(data), n=3), tmp_path / "run", generator=tiny_generator,
+                 progress=False)
+
+
+def test_rows_without_a_title_or_abstract_are_left_out_with_a_warning(tmp_path):
+    data = tmp_path / "pairs.csv"
+    data.write_text("title,abstract\nGraph Networks,We study graphs.\n,An abstract without its title.\n"
+                    "A Title Alone,\n   ,Blank title.\nSpeech Models,We study speech.\n")
+    with pytest.warns(TitlecraftWarning, match="3 of 5 rows .* have no title or no abstract"):
+        rows = select_rows(data, 10, seed=0)
+    assert sorted(row["reference"] for row in rows) == ["Graph Networks", "Speech Models"]
+    assert all(row["id"].startswith("sha256:") for row in rows)
+    data.write_text("title,abstract\n,Only untitled abstracts.\n")
+    with pytest.warns(TitlecraftWarning), pytest.raises(TitlecraftError, match="no row with both a title and an abstract"):
+        select_rows(data, 10, seed=0)
+
+
+def test_a_file_without_missing_rows_keeps_its_selection(pairs_file):
+    ids = [row["id"] for row in select_rows(pairs_file, 12, seed=0)]
+    frame = shared_pairs(12)
+    assert ids == [frame["arxiv_id"][i] for i in np.random.default_rng(0).permutation(12)]
