@@ -451,3 +451,24 @@ def test_running_out_of_gpu_memory_says_what_to_change_and_keeps_the_saved_state
     steps_seen = []
     train(_config(tmp_path, tiny_llama_dir, *split_files, **settings), on_progress=lambda r: steps_seen.append(r["step"]))
     assert steps_seen == [2, 3]
+
+
+def test_an_out_folder_holding_other_files_is_refused_and_left_as_it_was(tmp_path, tiny_gptneo_dir, split_files):
+    # --out runs (a folder of earlier runs) replaced the earlier checkpoint runs/best with this run's best
+    # and then moved it into runs/, deleting the user's checkpoint and mixing files into their folder.
+    runs = tmp_path / "runs"
+    earlier = train(_config(tmp_path, tiny_gptneo_dir, *split_files, out=str(runs / "best"), limit=8))
+    (runs / "notes.txt").write_text("my notes")
+    before = sorted((p.relative_to(runs), p.read_bytes()) for p in runs.rglob("*") if p.is_file())
+    with pytest.raises(TitlecraftError, match=f"{runs} already holds other files \\(best, notes.txt\\)"):
+        train(_config(tmp_path, tiny_gptneo_dir, *split_files, out=str(runs), limit=8))
+    assert sorted((p.relative_to(runs), p.read_bytes()) for p in runs.rglob("*") if p.is_file()) == before
+    load_model(str(earlier))
+    killed = tmp_path / "killed"  # killed after its first best save, before the resume state was saved
+    (killed / "best").mkdir(parents=True)
+    (killed / "best" / "titlecraft.json").write_text(json.dumps({"config": {"out": str(killed)}}))
+    (killed / ".last.staging").mkdir()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for out in (killed, empty):
+        assert (train(_config(tmp_path, tiny_gptneo_dir, *split_files, out=str(out), limit=8)) / "model.safetensors").is_file()
