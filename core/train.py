@@ -608,6 +608,9 @@ def _read_data(config: TrainConfig) -> tuple[list, list[list], list]:
     if config.limit:
         train_pairs = random.Random(config.seed).sample(train_pairs, min(config.limit, len(train_pairs)))
     extra_pairs = [read_pairs(extra) for extra in config.extra]
+    for extra, pairs in zip(config.extra, extra_pairs, strict=True):
+        if not pairs:  # trained without the curated pairs the user asked for
+            raise TitlecraftError(f"--extra {extra} holds no pairs; export them with titlecraft export --format sft")
     if not train_pairs and not any(extra_pairs):
         raise TitlecraftError(f"no training examples in {config.train}")
     val_pairs = []

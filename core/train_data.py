@@ -55,17 +55,42 @@ def read_pairs(path: str | Path) -> list[tuple[str, str]]:
             raise TitlecraftError(f"{path} is not a parquet file with 'abstract' and 'title' columns: {error}") from None
         frame = frame.dropna()
         return list(zip(frame["abstract"].astype(str), frame["title"].astype(str), strict=True))
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise TitlecraftError(f"{path} is not UTF-8 text ({error})") from None
     pairs = []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
+    # Split on "\n" only: JSON strings may hold raw U+2028 or U+0085, which str.splitlines would cut.
+    for number, line in enumerate(text.split("\n"), 1):
+        if line.strip():
             try:
-                row = json.loads(line)
-                pairs.append((parse_completion_prompt(row["prompt"]), row["completion"].strip()))
-            except (ValueError, KeyError, TypeError) as error:
-                raise TitlecraftError(f"{path}:{number}: not an SFT row with 'prompt' and 'completion': {error}") from None
+                pairs.append(_sft_pair(line))
+            except ValueError as error:
+                raise TitlecraftError(f"{path}:{number}: not an SFT row: {error}") from None
     return pairs
+
+
+def _sft_pair(line: str) -> tuple[str, str]:
+    """The (abstract, title) of one SFT export row; a ValueError says in words what the row is instead
+    (a chat or dpo export row, a row without text fields), never as a Python traceback or repr."""
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"invalid JSON ({error.msg}, column {error.colno})") from None
+    if not isinstance(row, dict):
+        raise ValueError("expected a JSON object with 'prompt' and 'completion'")
+    if "messages" in row or {"chosen", "rejected"} <= row.keys():
+        shape = "chat" if "messages" in row else "dpo"
+        raise ValueError(f"this is a row of a {shape} export; train reads the sft export (titlecraft export --format sft)")
+    missing = [key for key in ("prompt", "completion") if key not in row]
+    if missing:
+        raise ValueError(f"it has no {' and no '.join(repr(key) for key in missing)}")
+    prompt, completion = row["prompt"], row["completion"]
+    if not isinstance(prompt, str) or not isinstance(completion, str):
+        raise ValueError("'prompt' and 'completion' must be text")
+    if not completion.strip():
+        raise ValueError("the completion holds no title")
+    return parse_completion_prompt(prompt), completion.strip()
 
 
 class ExampleEncoder:

@@ -472,3 +472,35 @@ def test_an_out_folder_holding_other_files_is_refused_and_left_as_it_was(tmp_pat
     empty.mkdir()
     for out in (killed, empty):
         assert (train(_config(tmp_path, tiny_gptneo_dir, *split_files, out=str(out), limit=8)) / "model.safetensors").is_file()
+
+
+@pytest.mark.parametrize("row,problem", [
+    ('{"prompt": null, "completion": " X"}', "'prompt' and 'completion' must be text"),
+    ('{"prompt": "Abstract: x\\nTitle:", "completion": 5}', "'prompt' and 'completion' must be text"),
+    ('{"prompt": "Abstract: x\\nTitle:"}', "it has no 'completion'"),
+    ('[1, 2]', "expected a JSON object"),
+    ('{"messages": [{"role": "user", "content": "x"}]}', "a row of a chat export"),
+    ('{"prompt": "Abstract: x\\nTitle:", "chosen": " A", "rejected": " B"}', "a row of a dpo export"),
+    ('{"prompt": "Abstract: x\\nTitle:", "completion": "  "}', "the completion holds no title"),
+])
+def test_a_bad_sft_row_is_named_in_words(tmp_path, capsys, row, problem):
+    # Non-text fields crashed with an AttributeError traceback; chat and dpo exports were reported
+    # with Python's repr of the missing key ("'prompt'").
+    extra = tmp_path / "extra.jsonl"
+    extra.write_text(row + "\n")
+    assert main(["train", "--train", str(extra), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {extra}:1: ") and problem in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_an_sft_file_that_is_not_utf8_or_holds_no_pairs_is_refused(tmp_path, split_files, monkeypatch):
+    monkeypatch.setattr("core.train.load_model", lambda *a, **k: pytest.fail("the model loaded"))
+    latin1 = tmp_path / "latin1.jsonl"
+    latin1.write_bytes(b'{"prompt": "Abstract: caf\xe9\\nTitle:", "completion": " X"}\n')
+    with pytest.raises(TitlecraftError, match="latin1.jsonl is not UTF-8 text"):
+        read_pairs(latin1)
+    empty = tmp_path / "empty.jsonl"  # an empty --extra trained without the curated pairs, exit 0
+    empty.write_text("\n")
+    with pytest.raises(TitlecraftError, match=f"--extra {empty} holds no pairs"):
+        train(TrainConfig(train=str(split_files[0]), extra=[str(empty)], out=str(tmp_path / "run")))
