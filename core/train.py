@@ -616,6 +616,8 @@ def _read_data(config: TrainConfig) -> tuple[list, list[list], list]:
     val_pairs = []
     if config.val:
         val_pairs = read_pairs(config.val)
+        if not val_pairs:  # no validation would run, and no best checkpoint be picked, without a word
+            raise TitlecraftError(f"--val {config.val} holds no pairs")
         val_pairs = random.Random(config.seed).sample(val_pairs, min(config.val_limit, len(val_pairs)))
     return train_pairs, extra_pairs, val_pairs
 

@@ -48,12 +48,23 @@ def read_pairs(path: str | Path) -> list[tuple[str, str]]:
         raise TitlecraftError(f"training data {path} does not exist")
     if path.suffix == ".parquet":
         import pandas as pd
+        import pyarrow.parquet as pq
 
         try:
-            frame = pd.read_parquet(path, columns=["abstract", "title"])
+            columns = pq.read_schema(path).names
+            # Named in words: pyarrow's own error for a missing column dumps the whole schema over many lines.
+            missing = [name for name in ("abstract", "title") if name not in columns]
+            if missing:
+                raise TitlecraftError(
+                    f"{path} has no {' and no '.join(repr(name) for name in missing)} column "
+                    f"(its columns: {', '.join(columns) or 'none'})"
+                )
+            frame = pd.read_parquet(path, columns=["abstract", "title"]).dropna()
+        except TitlecraftError:
+            raise
         except Exception as error:  # noqa: BLE001 - pyarrow raises many types for a bad file
-            raise TitlecraftError(f"{path} is not a parquet file with 'abstract' and 'title' columns: {error}") from None
-        frame = frame.dropna()
+            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+            raise TitlecraftError(f"{path} is not a parquet file with 'abstract' and 'title' columns: {reason}") from None
         return list(zip(frame["abstract"].astype(str), frame["title"].astype(str), strict=True))
     try:
         text = path.read_text(encoding="utf-8-sig")

@@ -504,3 +504,17 @@ def test_an_sft_file_that_is_not_utf8_or_holds_no_pairs_is_refused(tmp_path, spl
     empty.write_text("\n")
     with pytest.raises(TitlecraftError, match=f"--extra {empty} holds no pairs"):
         train(TrainConfig(train=str(split_files[0]), extra=[str(empty)], out=str(tmp_path / "run")))
+
+
+def test_a_parquet_split_without_a_column_or_an_empty_validation_split_is_refused(tmp_path, split_files, monkeypatch, capsys):
+    # A missing column was reported with pyarrow's multi-line schema dump; an empty --val trained with
+    # no validation at all (best_val_loss null, exit 0).
+    monkeypatch.setattr("core.train.load_model", lambda *a, **k: pytest.fail("the model loaded"))
+    no_title = tmp_path / "no-title.parquet"
+    pd.DataFrame({"abstract": ["We study graphs."], "date": ["2020-01-01"]}).to_parquet(no_title)
+    assert main(["train", "--train", str(no_title), "--out", str(tmp_path / "run")]) == 2
+    assert capsys.readouterr().err == f"error: {no_title} has no 'title' column (its columns: abstract, date)\n"
+    empty = tmp_path / "empty.parquet"
+    pd.DataFrame({"abstract": [], "title": []}).to_parquet(empty)
+    with pytest.raises(TitlecraftError, match=f"--val {empty} holds no pairs"):
+        train(TrainConfig(train=str(split_files[0]), val=str(empty), out=str(tmp_path / "run")))
