@@ -33,6 +33,7 @@ from tqdm import tqdm
 
 from core.dataset import PAIR_SCHEMA
 from core.errors import TitlecraftError
+from core.paths import refuse_file_in_the_way
 from core.prompts import normalise_whitespace
 
 DEFAULT_OAI_URL = "http://export.arxiv.org/oai2"
@@ -339,6 +340,18 @@ def _check_date(value: str | None) -> str | None:
     return value
 
 
+def _refuse_out_that_is_no_file(out: str | os.PathLike) -> None:
+    """Refuse, before any request, an ``out`` that cannot become the parquet file: a folder (existing, or
+    named with a trailing slash) or a path below a file. The harvest otherwise failed only when it wrote
+    its result, after every page, or after its first page, with a bare OS message."""
+    path = Path(out)
+    if path.is_dir() or os.fspath(out).endswith(("/", os.sep)):
+        raise TitlecraftError(
+            f"cannot write {path}: it is a folder; name the parquet file to write, e.g. {path / 'arxiv.parquet'}"
+        )
+    refuse_file_in_the_way(path)
+
+
 def harvest(
     category: str,
     out: str | os.PathLike,
@@ -356,6 +369,7 @@ def harvest(
     has forgotten the saved resumption token, the list is requested again from its start, keeping the
     saved records (each arXiv id is written once).
     """
+    _refuse_out_that_is_no_file(out)
     out = Path(out)
     wanted = parse_subcats(subcats)
     date_from, date_until = _check_date(date_from), _check_date(date_until)

@@ -318,6 +318,37 @@ def _previous_copy(folder: Path) -> Path:
     return folder.with_name(f".{folder.name}.old")
 
 
+# What a run leaves in --out before its first complete save: staging copies and replaced folders.
+RUN_SCRATCH = frozenset(f".{name}.{kind}" for name in (STATE_DIR, "best") for kind in ("staging", "old"))
+
+
+def _refuse_a_folder_of_other_files(out: Path) -> None:
+    """Refuse an --out folder that holds files of its own rather than this run's unfinished state.
+
+    A run replaces out/best and out/last and moves its checkpoint's files into out, so in a folder of
+    earlier runs (one of them named best) or of anything else it deleted or overwrote the user's files.
+    """
+    if not out.is_dir():
+        return
+    names = sorted(item.name for item in out.iterdir())
+    if set(names) <= RUN_SCRATCH or (out / STATE_DIR / "progress.json").is_file() or _holds_first_best_of(out):
+        return
+    shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+    raise TitlecraftError(
+        f"{out} already holds other files ({shown}); training writes its checkpoint into --out and would "
+        "overwrite them: choose a new or empty folder"
+    )
+
+
+def _holds_first_best_of(out: Path) -> bool:
+    """Whether out/best is this run's own first save (it is written just before the first resume state)."""
+    try:
+        meta = json.loads((out / "best" / CHECKPOINT_META).read_text())
+        return Path(meta["config"]["out"]).resolve() == out.resolve()
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
 def _recover_replaced_folder(folder: Path) -> None:
     """A kill between the two renames of _replace_folder leaves only the previous copy: put it back."""
     old = _previous_copy(folder)
@@ -407,6 +438,7 @@ def train(config: TrainConfig, on_progress: Callable[[dict], None] | None = None
         _recover_replaced_folder(folder)
     if (out / CHECKPOINT_META).is_file() and not (state_dir / "progress.json").is_file():
         raise TitlecraftError(f"{out} already holds a finished run; choose another --out")
+    _refuse_a_folder_of_other_files(out)
     if Path(config.base).expanduser().is_dir():  # the checkpoint names its base: it must load from anywhere
         config = replace(config, base=str(Path(config.base).expanduser().resolve()))
     if config.init_adapter:
@@ -576,11 +608,16 @@ def _read_data(config: TrainConfig) -> tuple[list, list[list], list]:
     if config.limit:
         train_pairs = random.Random(config.seed).sample(train_pairs, min(config.limit, len(train_pairs)))
     extra_pairs = [read_pairs(extra) for extra in config.extra]
+    for extra, pairs in zip(config.extra, extra_pairs, strict=True):
+        if not pairs:  # trained without the curated pairs the user asked for
+            raise TitlecraftError(f"--extra {extra} holds no pairs; export them with titlecraft export --format sft")
     if not train_pairs and not any(extra_pairs):
         raise TitlecraftError(f"no training examples in {config.train}")
     val_pairs = []
     if config.val:
         val_pairs = read_pairs(config.val)
+        if not val_pairs:  # no validation would run, and no best checkpoint be picked, without a word
+            raise TitlecraftError(f"--val {config.val} holds no pairs")
         val_pairs = random.Random(config.seed).sample(val_pairs, min(config.val_limit, len(val_pairs)))
     return train_pairs, extra_pairs, val_pairs
 

@@ -48,24 +48,60 @@ def read_pairs(path: str | Path) -> list[tuple[str, str]]:
         raise TitlecraftError(f"training data {path} does not exist")
     if path.suffix == ".parquet":
         import pandas as pd
+        import pyarrow.parquet as pq
 
         try:
-            frame = pd.read_parquet(path, columns=["abstract", "title"])
+            columns = pq.read_schema(path).names
+            # Named in words: pyarrow's own error for a missing column dumps the whole schema over many lines.
+            missing = [name for name in ("abstract", "title") if name not in columns]
+            if missing:
+                raise TitlecraftError(
+                    f"{path} has no {' and no '.join(repr(name) for name in missing)} column "
+                    f"(its columns: {', '.join(columns) or 'none'})"
+                )
+            frame = pd.read_parquet(path, columns=["abstract", "title"]).dropna()
+        except TitlecraftError:
+            raise
         except Exception as error:  # noqa: BLE001 - pyarrow raises many types for a bad file
-            raise TitlecraftError(f"{path} is not a parquet file with 'abstract' and 'title' columns: {error}") from None
-        frame = frame.dropna()
+            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+            raise TitlecraftError(f"{path} is not a parquet file with 'abstract' and 'title' columns: {reason}") from None
         return list(zip(frame["abstract"].astype(str), frame["title"].astype(str), strict=True))
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise TitlecraftError(f"{path} is not UTF-8 text ({error})") from None
     pairs = []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
+    # Split on "\n" only: JSON strings may hold raw U+2028 or U+0085, which str.splitlines would cut.
+    for number, line in enumerate(text.split("\n"), 1):
+        if line.strip():
             try:
-                row = json.loads(line)
-                pairs.append((parse_completion_prompt(row["prompt"]), row["completion"].strip()))
-            except (ValueError, KeyError, TypeError) as error:
-                raise TitlecraftError(f"{path}:{number}: not an SFT row with 'prompt' and 'completion': {error}") from None
+                pairs.append(_sft_pair(line))
+            except ValueError as error:
+                raise TitlecraftError(f"{path}:{number}: not an SFT row: {error}") from None
     return pairs
+
+
+def _sft_pair(line: str) -> tuple[str, str]:
+    """The (abstract, title) of one SFT export row; a ValueError says in words what the row is instead
+    (a chat or dpo export row, a row without text fields), never as a Python traceback or repr."""
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"invalid JSON ({error.msg}, column {error.colno})") from None
+    if not isinstance(row, dict):
+        raise ValueError("expected a JSON object with 'prompt' and 'completion'")
+    if "messages" in row or {"chosen", "rejected"} <= row.keys():
+        shape = "chat" if "messages" in row else "dpo"
+        raise ValueError(f"this is a row of a {shape} export; train reads the sft export (titlecraft export --format sft)")
+    missing = [key for key in ("prompt", "completion") if key not in row]
+    if missing:
+        raise ValueError(f"it has no {' and no '.join(repr(key) for key in missing)}")
+    prompt, completion = row["prompt"], row["completion"]
+    if not isinstance(prompt, str) or not isinstance(completion, str):
+        raise ValueError("'prompt' and 'completion' must be text")
+    if not completion.strip():
+        raise ValueError("the completion holds no title")
+    return parse_completion_prompt(prompt), completion.strip()
 
 
 class ExampleEncoder:

@@ -350,3 +350,22 @@ def test_deleted_records_and_other_oai_errors():
         parse_page(bad, "s")
     with pytest.raises(TitlecraftError, match="not valid XML"):
         parse_page(b"<html>oops", "s")
+
+
+def test_an_out_that_cannot_be_the_parquet_file_is_refused_before_any_request(tmp_path, capsys):
+    # A folder as --out failed only after the whole harvest, as "Is a directory (OUT.tmp)", leaving
+    # OUT.tmp behind; a file among its folders failed after the first page as a bare "Not a directory".
+    folder = tmp_path / "raw"
+    folder.mkdir()
+    (tmp_path / "notes.txt").write_text("mine")
+    with oai_server(pages(HEP_EX, {})) as (url, requests):
+        for out, problem in [
+            (str(folder), f"cannot write {folder}: it is a folder"),
+            (str(tmp_path / "new") + "/", f"cannot write {tmp_path / 'new'}: it is a folder"),
+            (str(tmp_path / "notes.txt" / "x.parquet"), f"{tmp_path / 'notes.txt'} is a file, not a folder"),
+        ]:
+            assert main(["scrape", "--category", "hep-ex", "--oai-url", url, "--out", out]) == 2
+            err = capsys.readouterr().err
+            assert err.startswith("error: ") and problem in err
+    assert requests == []
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["notes.txt", "raw"]

@@ -451,3 +451,70 @@ def test_running_out_of_gpu_memory_says_what_to_change_and_keeps_the_saved_state
     steps_seen = []
     train(_config(tmp_path, tiny_llama_dir, *split_files, **settings), on_progress=lambda r: steps_seen.append(r["step"]))
     assert steps_seen == [2, 3]
+
+
+def test_an_out_folder_holding_other_files_is_refused_and_left_as_it_was(tmp_path, tiny_gptneo_dir, split_files):
+    # --out runs (a folder of earlier runs) replaced the earlier checkpoint runs/best with this run's best
+    # and then moved it into runs/, deleting the user's checkpoint and mixing files into their folder.
+    runs = tmp_path / "runs"
+    earlier = train(_config(tmp_path, tiny_gptneo_dir, *split_files, out=str(runs / "best"), limit=8))
+    (runs / "notes.txt").write_text("my notes")
+    before = sorted((p.relative_to(runs), p.read_bytes()) for p in runs.rglob("*") if p.is_file())
+    with pytest.raises(TitlecraftError, match=f"{runs} already holds other files \\(best, notes.txt\\)"):
+        train(_config(tmp_path, tiny_gptneo_dir, *split_files, out=str(runs), limit=8))
+    assert sorted((p.relative_to(runs), p.read_bytes()) for p in runs.rglob("*") if p.is_file()) == before
+    load_model(str(earlier))
+    killed = tmp_path / "killed"  # killed after its first best save, before the resume state was saved
+    (killed / "best").mkdir(parents=True)
+    (killed / "best" / "titlecraft.json").write_text(json.dumps({"config": {"out": str(killed)}}))
+    (killed / ".last.staging").mkdir()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for out in (killed, empty):
+        assert (train(_config(tmp_path, tiny_gptneo_dir, *split_files, out=str(out), limit=8)) / "model.safetensors").is_file()
+
+
+@pytest.mark.parametrize("row,problem", [
+    ('{"prompt": null, "completion": " X"}', "'prompt' and 'completion' must be text"),
+    ('{"prompt": "Abstract: x\\nTitle:", "completion": 5}', "'prompt' and 'completion' must be text"),
+    ('{"prompt": "Abstract: x\\nTitle:"}', "it has no 'completion'"),
+    ('[1, 2]', "expected a JSON object"),
+    ('{"messages": [{"role": "user", "content": "x"}]}', "a row of a chat export"),
+    ('{"prompt": "Abstract: x\\nTitle:", "chosen": " A", "rejected": " B"}', "a row of a dpo export"),
+    ('{"prompt": "Abstract: x\\nTitle:", "completion": "  "}', "the completion holds no title"),
+])
+def test_a_bad_sft_row_is_named_in_words(tmp_path, capsys, row, problem):
+    # Non-text fields crashed with an AttributeError traceback; chat and dpo exports were reported
+    # with Python's repr of the missing key ("'prompt'").
+    extra = tmp_path / "extra.jsonl"
+    extra.write_text(row + "\n")
+    assert main(["train", "--train", str(extra), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {extra}:1: ") and problem in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_an_sft_file_that_is_not_utf8_or_holds_no_pairs_is_refused(tmp_path, split_files, monkeypatch):
+    monkeypatch.setattr("core.train.load_model", lambda *a, **k: pytest.fail("the model loaded"))
+    latin1 = tmp_path / "latin1.jsonl"
+    latin1.write_bytes(b'{"prompt": "Abstract: caf\xe9\\nTitle:", "completion": " X"}\n')
+    with pytest.raises(TitlecraftError, match="latin1.jsonl is not UTF-8 text"):
+        read_pairs(latin1)
+    empty = tmp_path / "empty.jsonl"  # an empty --extra trained without the curated pairs, exit 0
+    empty.write_text("\n")
+    with pytest.raises(TitlecraftError, match=f"--extra {empty} holds no pairs"):
+        train(TrainConfig(train=str(split_files[0]), extra=[str(empty)], out=str(tmp_path / "run")))
+
+
+def test_a_parquet_split_without_a_column_or_an_empty_validation_split_is_refused(tmp_path, split_files, monkeypatch, capsys):
+    # A missing column was reported with pyarrow's multi-line schema dump; an empty --val trained with
+    # no validation at all (best_val_loss null, exit 0).
+    monkeypatch.setattr("core.train.load_model", lambda *a, **k: pytest.fail("the model loaded"))
+    no_title = tmp_path / "no-title.parquet"
+    pd.DataFrame({"abstract": ["We study graphs."], "date": ["2020-01-01"]}).to_parquet(no_title)
+    assert main(["train", "--train", str(no_title), "--out", str(tmp_path / "run")]) == 2
+    assert capsys.readouterr().err == f"error: {no_title} has no 'title' column (its columns: abstract, date)\n"
+    empty = tmp_path / "empty.parquet"
+    pd.DataFrame({"abstract": [], "title": []}).to_parquet(empty)
+    with pytest.raises(TitlecraftError, match=f"--val {empty} holds no pairs"):
+        train(TrainConfig(train=str(split_files[0]), val=str(empty), out=str(tmp_path / "run")))
