@@ -324,7 +324,7 @@ class TitlecraftApp(App[None]):
         self._token_timer = self.set_timer(TOKEN_COUNT_DELAY, self._count_tokens)
 
     def _count_tokens(self) -> None:
-        if self.generator is None:
+        if self.generator is None or not self.is_running:  # the typing-pause timer can fire as the app quits
             return
         text = self.editor.text
         if not text.strip():
