@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import TitlecraftError
+from core.export_rows import export_shape, json_object
 from core.prompts import normalise_whitespace, parse_completion_prompt
 from core.store import Store
 
@@ -204,12 +205,10 @@ def _jsonl_rows(text: str) -> Iterator[tuple[str, ImportRow | BadRow]]:
 
 def _json_row(line: str) -> ImportRow:
     try:
-        record = json.loads(line)
-    except json.JSONDecodeError as error:
-        raise BadRow(f"invalid JSON ({error.msg}, column {error.colno})") from error
-    if not isinstance(record, dict):
-        raise BadRow("expected a JSON object")
-    if "prompt" in record and "completion" in record:
+        record = json_object(line)
+    except ValueError as error:
+        raise BadRow(str(error)) from None
+    if export_shape(record) == "sft":
         return _sft_row(record)
     _refuse_other_export_shapes(record)
     return _record_row(record)
@@ -218,13 +217,8 @@ def _json_row(line: str) -> ImportRow:
 def _refuse_other_export_shapes(record: dict[str, Any]) -> None:
     """A chat or dpo export row has no 'abstract' field; name what it is instead of calling it a row
     that lacks one, and point to the exports that do import."""
-    if "abstract" in record:
-        return
-    if "messages" in record:
-        shape = "chat"
-    elif {"prompt", "chosen", "rejected"} <= record.keys():
-        shape = "dpo"
-    else:
+    shape = export_shape(record)
+    if "abstract" in record or shape not in ("chat", "dpo"):
         return
     raise BadRow(
         f"this is a row of a {shape} export, which import cannot read back: "

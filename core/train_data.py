@@ -7,7 +7,6 @@ title tokens precomputed on the CPU.
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from pathlib import Path
 import torch
 
 from core.errors import TitlecraftError
+from core.export_rows import export_shape, json_object
 from core.prompts import COMPLETION, completion_target, normalise_whitespace, parse_completion_prompt, render
 
 IGNORE_INDEX = -100
@@ -84,14 +84,9 @@ def read_pairs(path: str | Path) -> list[tuple[str, str]]:
 def _sft_pair(line: str) -> tuple[str, str]:
     """The (abstract, title) of one SFT export row; a ValueError says in words what the row is instead
     (a chat or dpo export row, a row without text fields), never as a Python traceback or repr."""
-    try:
-        row = json.loads(line)
-    except json.JSONDecodeError as error:
-        raise ValueError(f"invalid JSON ({error.msg}, column {error.colno})") from None
-    if not isinstance(row, dict):
-        raise ValueError("expected a JSON object with 'prompt' and 'completion'")
-    if "messages" in row or {"chosen", "rejected"} <= row.keys():
-        shape = "chat" if "messages" in row else "dpo"
+    row = json_object(line)
+    shape = export_shape(row)
+    if shape in ("chat", "dpo"):
         raise ValueError(f"this is a row of a {shape} export; train reads the sft export (titlecraft export --format sft)")
     missing = [key for key in ("prompt", "completion") if key not in row]
     if missing:

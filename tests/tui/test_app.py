@@ -381,20 +381,27 @@ def quickly_locked_store(monkeypatch):
     return lock
 
 
+async def accept_while_locked(app, pilot, lock, db_path):
+    """Open the first queued abstract, generate "Alpha title" and "Beta title", and accept Alpha while
+    another process holds the store's write lock; returns that process's connection."""
+    await settle(app, pilot)
+    await pilot.press("tab", "n")
+    app.generator.generate = scripted_generate(["Alpha title", "Beta title"])
+    app.sampling.update(n=2)
+    await pilot.press("ctrl+g")
+    await settle(app, pilot)
+    other = lock(db_path)
+    await pilot.press("a")  # cannot be saved while the other process holds the lock
+    await settle(app, pilot)
+    return other
+
+
 async def test_undo_never_takes_back_an_unsaved_decision_on_another_abstract(make_app, db_path, monkeypatch):
     first, _second = queue_abstracts(db_path)
     lock = quickly_locked_store(monkeypatch)
     app = make_app()
     async with app.run_test(size=(100, 40)) as pilot:
-        await settle(app, pilot)
-        await pilot.press("tab", "n")
-        app.generator.generate = scripted_generate(["Alpha title", "Beta title"])
-        app.sampling.update(n=2)
-        await pilot.press("ctrl+g")
-        await settle(app, pilot)
-        other = lock(db_path)
-        await pilot.press("a")  # cannot be saved while the other process holds the lock
-        await settle(app, pilot)
+        other = await accept_while_locked(app, pilot, lock, db_path)
         assert len(app.pending) == 1
         await pilot.press("n")  # the next abstract, which has no decision at all
         assert app.editor.text == QUEUED[1]
@@ -416,15 +423,7 @@ async def test_reopening_an_abstract_shows_its_decisions_that_wait_for_the_store
     lock = quickly_locked_store(monkeypatch)
     app = make_app()
     async with app.run_test(size=(100, 40)) as pilot:
-        await settle(app, pilot)
-        await pilot.press("tab", "n")
-        app.generator.generate = scripted_generate(["Alpha title", "Beta title"])
-        app.sampling.update(n=2)
-        await pilot.press("ctrl+g")
-        await settle(app, pilot)
-        other = lock(db_path)
-        await pilot.press("a")
-        await settle(app, pilot)
+        other = await accept_while_locked(app, pilot, lock, db_path)
         await pilot.press("n", "p")  # away and back while the acceptance still waits
         await settle(app, pilot)
         assert app.editor.text == QUEUED[0]
