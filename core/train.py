@@ -585,6 +585,8 @@ def train(config: TrainConfig, on_progress: Callable[[dict], None] | None = None
                     on_progress(record)
     except torch.OutOfMemoryError:
         raise TitlecraftError(_out_of_memory_advice(config, out)) from None
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(_interrupted_advice(state_dir)) from None
     bar.close()
     progress.seconds = time.perf_counter() - started
     if ranks.main:
@@ -620,6 +622,15 @@ def _read_data(config: TrainConfig) -> tuple[list, list[list], list]:
             raise TitlecraftError(f"--val {config.val} holds no pairs")
         val_pairs = random.Random(config.seed).sample(val_pairs, min(config.val_limit, len(val_pairs)))
     return train_pairs, extra_pairs, val_pairs
+
+
+def _interrupted_advice(state_dir: Path) -> str:
+    """What a run stopped with ctrl+c kept, so the researcher knows that re-running it resumes."""
+    progress = state_dir / "progress.json"
+    if not progress.is_file():
+        return "no step was saved yet; the same command starts the run again"
+    step = json.loads(progress.read_text())["step"]
+    return f"step {step} is saved in {state_dir}; the same command resumes from there"
 
 
 def _out_of_memory_advice(config: TrainConfig, out: Path) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import os
@@ -15,6 +16,7 @@ import torch
 from safetensors.torch import load_file
 
 from core.cli import main
+from core.cli import run as cli_run
 from core.errors import TitlecraftError
 from core.generate import SamplingParams, TitleGenerator
 from core.models import ADAPTER_WEIGHTS, file_sha256, load_model
@@ -164,6 +166,26 @@ def test_training_writes_a_checkpoint_that_generates(tmp_path, tiny_gptneo_dir, 
 
 class Interrupted(Exception):
     pass
+
+
+def test_ctrl_c_says_which_step_the_same_command_resumes_from(tmp_path, tiny_llama_dir, split_files, capsys):
+    def ctrl_c_after_the_first_save(record):
+        if record["step"] == 3:
+            raise KeyboardInterrupt
+
+    config = _config(tmp_path, tiny_llama_dir, *split_files)
+    with pytest.raises(KeyboardInterrupt, match=f"step 3 is saved in {tmp_path / 'run' / 'last'}; the same command resumes"):
+        train(config, on_progress=ctrl_c_after_the_first_save)
+    nothing_saved = core_train._interrupted_advice(tmp_path / "fresh" / "last")  # ctrl+c before the first save
+    assert nothing_saved == "no step was saved yet; the same command starts the run again"
+
+    def interrupted_command(args):
+        raise KeyboardInterrupt("step 3 is saved in run/last; the same command resumes from there")
+
+    parser = argparse.ArgumentParser()
+    capsys.readouterr()  # the training's progress bars
+    assert cli_run(argparse.Namespace(func=interrupted_command), parser) == 130
+    assert capsys.readouterr().err == "interrupted: step 3 is saved in run/last; the same command resumes from there\n"
 
 
 def test_an_interrupted_run_resumes_and_ends_where_an_uninterrupted_one_does(tmp_path, tiny_llama_dir, split_files):
