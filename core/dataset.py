@@ -474,9 +474,8 @@ def plot_token_lengths(abstract_lengths: Sequence[int], title_lengths: Sequence[
 
 
 def _write_outputs(out_dir: Path, splits: dict[str, pd.DataFrame], summary: dict, lengths: tuple[list, list]) -> None:
-    """Write everything into a staging folder beside ``out_dir``, then move the finished files in."""
-    if out_dir.exists() and not out_dir.is_dir():
-        raise TitlecraftError(f"{out_dir} exists and is not a folder")
+    """Write everything into a staging folder beside ``out_dir`` (prepare checked it can be a folder),
+    then move the finished files in."""
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
     try:

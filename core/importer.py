@@ -90,8 +90,9 @@ def import_file(
                     continue
                 try:
                     with store.batch():  # a savepoint: a row that fails leaves nothing behind
-                        clash = _reference_title_clash(store, row)
-                        changed = _apply(store, row, default_source)
+                        stored_id = store.find_abstract(row.abstract)
+                        clash = _reference_title_clash(store, stored_id, row)
+                        changed = _apply(store, row, default_source, stored_id)
                 except (BadRow, TitlecraftError) as problem:
                     summary.problems.append(RowProblem(path, location, str(problem)))
                     continue
@@ -103,11 +104,13 @@ def import_file(
                     summary.already_present += 1
 
 
-def _reference_title_clash(store: Store, row: ImportRow) -> str | None:
-    """Why the row's reference title will be dropped, if its abstract is stored with another one: an
-    abstract is stored once and its first reference title stays, which the summary must say, not hide."""
-    abstract_id = store.find_abstract(row.abstract) if row.reference_title is not None else None
-    kept = store.abstract(abstract_id).reference_title if abstract_id is not None else None
+def _reference_title_clash(store: Store, stored_id: int | None, row: ImportRow) -> str | None:
+    """Why the row's reference title will be dropped, if its abstract is stored (as ``stored_id``) with
+    another one: an abstract is stored once and its first reference title stays, which the summary must
+    say, not hide."""
+    if stored_id is None or row.reference_title is None:
+        return None
+    kept = store.abstract(stored_id).reference_title
     if kept is None or normalise_whitespace(kept) == normalise_whitespace(row.reference_title):
         return None
     return (
@@ -116,9 +119,9 @@ def _reference_title_clash(store: Store, row: ImportRow) -> str | None:
     )
 
 
-def _apply(store: Store, row: ImportRow, default_source: str) -> bool:
-    """Store one row; True if it added anything (a new abstract or a new curated title)."""
-    abstract_id = store.find_abstract(row.abstract)
+def _apply(store: Store, row: ImportRow, default_source: str, abstract_id: int | None) -> bool:
+    """Store one row whose abstract is stored as ``abstract_id`` (None: not yet); True if it added
+    anything (a new abstract or a new curated title)."""
     is_new = abstract_id is None
     if is_new:
         abstract_id = store.add_abstract(
