@@ -258,6 +258,17 @@ class Candidate:
 
 
 @dataclass(frozen=True)
+class Generation:
+    """One recorded sampling call; ``params`` are whatever its caller recorded (the TUI's say if it was "more")."""
+
+    id: int
+    model_spec: str
+    params: dict[str, Any]
+    seconds: float | None
+    created_at: str
+
+
+@dataclass(frozen=True)
 class Decision:
     """One entry of the log; ``title`` is the text it concerns (candidate, edited or own), None for undo."""
 
@@ -662,6 +673,14 @@ class Store:
             [abstract_id],
         )
         return [Candidate(**{**row, "flags": tuple(json.loads(row["flags"]))}) for row in rows]
+
+    def generations(self, abstract_id: int) -> list[Generation]:
+        """Every sampling call recorded for an abstract, oldest first."""
+        rows = self._rows(
+            "SELECT id, model_spec, params, seconds, created_at FROM generations WHERE abstract_id = ? ORDER BY id",
+            [abstract_id],
+        )
+        return [Generation(**{**row, "params": json.loads(row["params"])}) for row in rows]
 
     # -- decisions ---------------------------------------------------------------------------------
 

@@ -81,6 +81,10 @@ def test_generation_keeps_provenance_and_candidates_in_rank_order(store):
         "hub:org/model", "org/model@abc", {"temperature": 0.7, "n": 3}, 11, "cuda:0",
     )
     assert (pair.candidate_rank, pair.candidate_score, pair.generation_id) == (3, -1.5, generation_id)
+    [generation] = store.generations(abstract_id)
+    assert (generation.id, generation.model_spec, generation.params, generation.seconds) == (
+        generation_id, "hub:org/model", {"temperature": 0.7, "n": 3}, 2.5,
+    )
 
 
 def test_curated_view_follows_the_latest_live_decision_and_undo(store):

@@ -413,8 +413,9 @@ class TitlecraftApp(App[None]):
         else:
             candidates = self._read(lambda store: store.candidates(abstract_id), [])
             history = self._read(lambda store: store.history(abstract_id), [])
+            generations = self._read(lambda store: store.generations(abstract_id), [])
             self.session = Session(text=record.text, source=record.source, abstract_id=abstract_id)
-            views = views_from_store(candidates, history)
+            views = views_from_store(candidates, history, generations)
         self.editor.load(record.text)
         self.candidates.clear_rows()
         self.candidates.add_rows(views)
@@ -493,7 +494,7 @@ class TitlecraftApp(App[None]):
         cancel = threading.Event()
         first_row = len(self.candidates.rows)
         slots = [CandidateView() for _ in range(1 if params.temperature == 0 else params.n)]  # greedy: one
-        self.running = {"id": self.run_id, "first_row": first_row, "cancel": cancel, "session": session, "slots": slots}
+        self.running = {"id": self.run_id, "first_row": first_row, "cancel": cancel, "session": session, "slots": slots, "more": more}
         self.candidates.add_rows(slots)
         self.candidates.cursor = first_row
         self.candidates.focus()
@@ -587,17 +588,20 @@ class TitlecraftApp(App[None]):
         elif not views:
             self.notify(_no_new_candidates(result.params), severity="warning", timeout=8)
         if views:
-            self._record_candidates(run["session"], result, views, message.few_shot or 0)
+            self._record_candidates(run["session"], result, views, message.few_shot or 0, run["more"])
 
-    def _record_candidates(self, session: Session, result: Any, views: list[CandidateView], few_shot: int) -> None:
+    def _record_candidates(
+        self, session: Session, result: Any, views: list[CandidateView], few_shot: int, more: bool
+    ) -> None:
         """Record the run with its provenance, then give each row its candidate id.
 
         A "more" run is recorded as a generation of its own: it has its own seed and timings. Its params
-        also say how many curated few-shot examples its prompt held (``few_shot_examples``, 0 without).
+        also say how many curated few-shot examples its prompt held (``few_shot_examples``, 0 without)
+        and whether it was "more" (``more``: a new run replaced the undecided rows, which reopening needs).
         """
         rows = [{"text": v.text, "score": v.score, "flags": v.flags} for v in views]
         spec = self.model_info.spec
-        params = {**asdict(result.params), "few_shot_examples": few_shot}
+        params = {**asdict(result.params), "few_shot_examples": few_shot, "more": more}
 
         def apply(store) -> list[int]:
             _, ids = store.record_generation(

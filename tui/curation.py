@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from tui.widgets.candidates import ACCEPTED, EDITED, OWN, REJECTED, CandidateView
@@ -46,25 +47,50 @@ class PendingWrite:
     session: Session | None = None
 
 
-def views_from_store(candidates: list, history: list) -> list[CandidateView]:
-    """Rows for a reopened abstract: every stored candidate, then the live own titles."""
-    views = [
-        CandidateView(
-            text=candidate.text,
-            finished=True,
-            score=candidate.score,
-            flags=list(candidate.flags),
-            candidate_id=candidate.id,
+def views_from_store(candidates: list, history: list, generations: list) -> list[CandidateView]:
+    """Rows for a reopened abstract, as the screen last showed them, in the order they appeared.
+
+    A new run (ctrl+g) replaced the undecided rows of the runs before it, so of those only the candidates
+    decided on come back; the candidates of the latest new run and of the "more" runs after it all do,
+    and so do the live own titles. Runs recorded without saying whether they were "more" count as more.
+    """
+    started = {generation.id: _started_at(generation) for generation in generations}
+    new_runs = [generation.id for generation in generations if generation.params.get("more") is False]
+    latest_new_run = new_runs[-1] if new_runs else None
+    decided = {decision.candidate_id for decision in history if decision.candidate_id is not None}
+    appeared: list[tuple[tuple, CandidateView]] = [
+        (
+            (started.get(candidate.generation_id, ""), candidate.generation_id, candidate.rank),
+            CandidateView(
+                text=candidate.text,
+                finished=True,
+                score=candidate.score,
+                flags=list(candidate.flags),
+                candidate_id=candidate.id,
+            ),
         )
         for candidate in candidates
+        if latest_new_run is None or candidate.generation_id >= latest_new_run or candidate.id in decided
     ]
-    views.extend(
-        CandidateView(text=decision.title, finished=True, decision=OWN, decision_id=decision.id)
+    appeared.extend(
+        (
+            (decision.decided_at, float("inf"), decision.id),
+            CandidateView(text=decision.title, finished=True, decision=OWN, decision_id=decision.id),
+        )
         for decision in history
         if decision.action == "own_title" and not decision.undone
     )
+    views = [view for _, view in sorted(appeared, key=lambda pair: pair[0])]
     apply_history(views, history)
     return views
+
+
+def _started_at(generation) -> str:
+    """When a run's rows appeared on screen: it is recorded when it ends, ``seconds`` after it started."""
+    if not generation.seconds:
+        return generation.created_at
+    started = datetime.fromisoformat(generation.created_at) - timedelta(seconds=generation.seconds)
+    return started.isoformat(timespec="milliseconds")
 
 
 def apply_history(views: list[CandidateView], history: list) -> list[CandidateView]:

@@ -436,7 +436,7 @@ async def test_reopening_an_abstract_shows_its_decisions_that_wait_for_the_store
         on_screen = [(view.text, view.decision, view.pending) for view in app.candidates.views()]
         assert on_screen == [("Alpha title", ACCEPTED, 0), ("Beta title", ACCEPTED, 0)]
     with Store(db_path) as store:
-        reopened = views_from_store(store.candidates(first), store.history(first))
+        reopened = views_from_store(store.candidates(first), store.history(first), store.generations(first))
         assert [(view.text, view.decision) for view in reopened] == [(text, decision) for text, decision, _ in on_screen]
 
 
@@ -496,6 +496,31 @@ async def test_generating_again_keeps_decided_titles_in_view_and_undoable(make_a
         await settle(app, pilot)
         assert app.candidates.views()[1].decision is None
     assert live_decisions(db_path) == [("accept", "One", None)]
+
+
+async def test_reopening_shows_the_rows_the_screen_last_showed_in_their_order(make_app, db_path):
+    app = make_app()
+    async with app.run_test(size=(100, 40)) as pilot:
+        await ready(app, pilot)
+        app.generator.generate = scripted_generate(["One", "Two", "Three", "Four", "Five", "Six"])
+        app.sampling.update(n=2)
+        await pilot.press("ctrl+g")  # One, Two
+        await settle(app, pilot)
+        await pilot.press("a", "t")
+        await type_into_prompt(pilot, "Mine")
+        await settle(app, pilot)
+        await pilot.press("ctrl+g")  # the undecided Two is replaced (the script offers Two and Three)
+        await settle(app, pilot)
+        await pilot.press("m")  # Four and Five appended
+        await settle(app, pilot)
+        shown = [(view.text, view.decision) for view in app.candidates.views()]
+        assert shown == [("One", ACCEPTED), ("Mine", OWN), ("Two", None), ("Three", None), ("Four", None), ("Five", None)]
+        app.open_abstract(app.session.abstract_id)
+        await settle(app, pilot)
+        assert [(view.text, view.decision) for view in app.candidates.views()] == shown
+    with Store(db_path) as store:
+        abstract_id = store.find_abstract(ABSTRACT)
+        assert len(store.candidates(abstract_id)) == 6  # the replaced Two is still on record
 
 
 async def test_more_after_the_abstract_was_edited_generates_for_the_new_text(make_app, db_path):

@@ -67,10 +67,11 @@ def scripted_generate(
     it stops after the first word until that event is set (a run that is still going, for sure).
 
     It posts through the same callback and returns the same result type as the real generator, so the
-    app's streaming, ranking and recording paths run unchanged, with fixed text and timings.
+    app's streaming, ranking and recording paths run unchanged, with fixed text and its real duration.
     """
 
     def generate(abstract, params, examples=(), on_event=None, cancel=None, start_index=0, avoid=()):
+        began = time.perf_counter()
         chosen = [titles[(start_index + i) % len(titles)] for i in range(params.n)]
         words = [title.split(" ") for title in chosen]
         cancelled = False
@@ -95,7 +96,7 @@ def scripted_generate(
         return GenerationResult(
             candidates=candidates,
             notice=None,
-            seconds=0.5,
+            seconds=time.perf_counter() - began,
             first_token_seconds=0.04,
             new_tokens=40,
             tokens_per_second=80.0,
