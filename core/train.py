@@ -35,7 +35,7 @@ from core.models import (
     resolve_device,
 )
 from core.paths import refuse_file_in_the_way
-from core.prompts import COMPLETION
+from core.prompts import COMPLETION, normalise_whitespace
 from core.train_data import (
     CUDA_PAD_MULTIPLE,
     Example,
@@ -448,9 +448,11 @@ def train(config: TrainConfig, on_progress: Callable[[dict], None] | None = None
     bf16 = config.uses_bf16(device)
     # LoRA freezes the base, so under bf16 autocast it can sit in bf16; a full fine-tune keeps fp32 master weights.
     dtype = torch.bfloat16 if (config.lora and bf16) else torch.float32
-    train_pairs, extra_pairs, val_pairs = _read_data(config)  # a bad file fails now, not after the model loads
+    train_pairs, extra_pairs, val_pairs, trained_on = _read_data(config)  # a bad file fails now, not after the model loads
     model, tokenizer, info = load_model(config.base, device=device, dtype=dtype)
     ranks = init_distributed(device)
+    if trained_on:
+        _log(f"--val: {trained_on} of its pairs are training pairs too; validating on the others", ranks)
     provenance = _provenance(config) if ranks.main else {}  # only the main rank writes checkpoints
     if device.startswith("cuda") and ranks.world > 1:
         device = f"cuda:{ranks.local}"
@@ -604,8 +606,9 @@ def train(config: TrainConfig, on_progress: Callable[[dict], None] | None = None
     return out
 
 
-def _read_data(config: TrainConfig) -> tuple[list, list[list], list]:
-    """The training pairs (sampled to ``limit``), each extra file's pairs and the validation sample."""
+def _read_data(config: TrainConfig) -> tuple[list, list[list], list, int]:
+    """The training pairs (sampled to ``limit``), each extra file's pairs, the validation sample and how
+    many validation pairs were dropped for being trained on."""
     train_pairs = read_pairs(config.train)
     if config.limit:
         train_pairs = random.Random(config.seed).sample(train_pairs, min(config.limit, len(train_pairs)))
@@ -615,13 +618,28 @@ def _read_data(config: TrainConfig) -> tuple[list, list[list], list]:
             raise TitlecraftError(f"--extra {extra} holds no pairs; export them with titlecraft export --format sft")
     if not train_pairs and not any(extra_pairs):
         raise TitlecraftError(f"no training examples in {config.train}")
-    val_pairs = []
+    val_pairs: list = []
+    trained_on = 0
     if config.val:
         val_pairs = read_pairs(config.val)
         if not val_pairs:  # no validation would run, and no best checkpoint be picked, without a word
             raise TitlecraftError(f"--val {config.val} holds no pairs")
+        val_pairs, trained_on = _held_out(val_pairs, [train_pairs, *extra_pairs], config.val)
         val_pairs = random.Random(config.seed).sample(val_pairs, min(config.val_limit, len(val_pairs)))
-    return train_pairs, extra_pairs, val_pairs
+    return train_pairs, extra_pairs, val_pairs, trained_on
+
+
+def _held_out(val_pairs: list, training: list[list], val_path: str) -> tuple[list, int]:
+    """The validation pairs whose abstract is not trained on, and how many were: a loss measured on
+    training pairs falls to the end and would pick the most overfit checkpoint as the best."""
+    trained = {normalise_whitespace(abstract) for pairs in training for abstract, _ in pairs}
+    held_out = [pair for pair in val_pairs if normalise_whitespace(pair[0]) not in trained]
+    if not held_out:
+        raise TitlecraftError(
+            f"--val {val_path}: all its {len(val_pairs)} pairs are training pairs too, so its loss could not "
+            "pick the best checkpoint; pass pairs kept out of training (titlecraft prepare writes validation.parquet)"
+        )
+    return held_out, len(val_pairs) - len(held_out)
 
 
 def _interrupted_advice(state_dir: Path) -> str:

@@ -540,3 +540,20 @@ def test_a_parquet_split_without_a_column_or_an_empty_validation_split_is_refuse
     pd.DataFrame({"abstract": [], "title": []}).to_parquet(empty)
     with pytest.raises(TitlecraftError, match=f"--val {empty} holds no pairs"):
         train(TrainConfig(train=str(split_files[0]), val=str(empty), out=str(tmp_path / "run")))
+
+
+def test_validation_pairs_that_are_trained_on_are_dropped_and_all_of_them_refused(
+    tmp_path, tiny_llama_dir, real_pairs, monkeypatch, capsys
+):
+    # A --val that repeats the training split gave a loss that fell to the end, so "best" was the last step.
+    train_file, val_file = tmp_path / "train.parquet", tmp_path / "val.parquet"
+    real_pairs.iloc[:8].to_parquet(train_file)
+    mixed = real_pairs.iloc[6:12].copy()
+    mixed.loc[mixed.index[0], "abstract"] = "  " + mixed.abstract.iloc[0].replace(" ", "\n", 3)  # re-wrapped copy
+    mixed.to_parquet(val_file)
+    out = train(_config(tmp_path, tiny_llama_dir, train_file, val_file, eval_every=1))
+    assert "--val: 2 of its pairs are training pairs too; validating on the others" in capsys.readouterr().out
+    assert json.loads((out / "titlecraft.json").read_text())["best_val_loss"] is not None
+    monkeypatch.setattr("core.train.load_model", lambda *a, **k: pytest.fail("the model loaded"))
+    with pytest.raises(TitlecraftError, match=f"--val {train_file}: all its 8 pairs are training pairs too"):
+        train(_config(tmp_path, tiny_llama_dir, train_file, train_file, out=str(tmp_path / "again")))
