@@ -195,6 +195,25 @@ def _refuse_folders_in_the_way(out: Path) -> None:
             )
 
 
+def run_labels(folders: Sequence[str | os.PathLike]) -> list[str]:
+    """Each run's label: its folder's name ("." too, once resolved), with as many parent folders as it
+    takes to tell apart folders of the same name (a/tuned, b/tuned). A folder named twice is refused."""
+    paths = [Path(folder).resolve() for folder in folders]
+    for path in paths:
+        if paths.count(path) > 1:
+            spellings = " and ".join(str(folder) for folder, same in zip(folders, paths, strict=True) if same == path)
+            raise TitlecraftError(f"{path} is named twice ({spellings}); name each evaluation folder once")
+    labels = [path.name for path in paths]
+    depth = 1
+    while len(set(labels)) < len(labels):
+        depth += 1
+        labels = [
+            "/".join(path.parts[-depth:]) if labels.count(label) > 1 else label
+            for path, label in zip(paths, labels, strict=True)
+        ]
+    return labels
+
+
 def compare(folders: Sequence[str | os.PathLike], out: str | os.PathLike) -> tuple[Path, Path, list[str]]:
     """Write the comparison markdown to ``out`` and its chart beside it (same name, .png)."""
     if not folders:
@@ -206,9 +225,7 @@ def compare(folders: Sequence[str | os.PathLike], out: str | os.PathLike) -> tup
         )
     refuse_file_in_the_way(out)
     _refuse_folders_in_the_way(Path(out))
-    runs = {Path(folder).resolve().name: load_run(folder) for folder in folders}  # "." has a name once resolved
-    if len(runs) < len(folders):
-        raise TitlecraftError("the evaluation folders must have different names (the names label the runs)")
+    runs = {label: load_run(folder) for label, folder in zip(run_labels(folders), folders, strict=True)}
     problems = comparability_warnings(runs)
     for problem in problems:
         warnings.warn(problem, TitlecraftWarning, stacklevel=2)

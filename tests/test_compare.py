@@ -135,8 +135,17 @@ def test_a_run_named_by_a_relative_path_is_labelled_by_its_folder(tmp_path, monk
     monkeypatch.chdir(tmp_path / "tuned")
     table, _, _ = compare(["."], tmp_path / "compare.md")
     assert "| tuned | embedded | finetuned | score |" in table.read_text()
-    with pytest.raises(TitlecraftError, match="must have different names"):
+    with pytest.raises(TitlecraftError, match=r"tuned is named twice \(\. and \.\./tuned\)"):
         compare([".", "../tuned"], tmp_path / "compare.md")
+
+
+def test_runs_in_folders_of_the_same_name_are_labelled_by_their_parents(tmp_path):
+    # They were refused ("must have different names") though they are different runs.
+    runs = [write_run(tmp_path / parent / "tuned", "embedded", "finetuned", ["score"]) for parent in ("a", "b")]
+    other = write_run(tmp_path / "base", "embedded-base", "zero-shot", ["score"])
+    table, _, _ = compare([*runs, other], tmp_path / "compare.md")
+    text = table.read_text()
+    assert "| a/tuned | embedded |" in text and "| b/tuned | embedded |" in text and "| base | embedded-base |" in text
 
 
 def test_compare_command(tmp_path, capsys):
