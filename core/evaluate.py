@@ -171,7 +171,11 @@ def read_samples(path: Path) -> dict[str, dict]:
     the file rewritten without it, so appending continues on a clean line."""
     if not path.is_file():
         return {}
-    lines = path.read_text(encoding="utf-8").splitlines()
+    # Split on "\n" only: samples are written with raw U+2028 or U+0085 (ensure_ascii=False) in abstracts
+    # and titles, which str.splitlines would cut in two, refusing or dropping a sample that is whole.
+    lines = path.read_text(encoding="utf-8").removesuffix("\n").split("\n")
+    if lines == [""]:
+        return {}
     samples: dict[str, dict] = {}
     for number, line in enumerate(lines, start=1):
         try:

@@ -114,6 +114,16 @@ def test_a_torn_last_sample_line_is_dropped_and_a_corrupt_middle_one_refused(tmp
         read_samples(path)
 
 
+def test_samples_holding_unicode_line_separators_are_read_back_whole(tmp_path):
+    path = tmp_path / "samples.jsonl"
+    lines = [json.dumps({"id": name, "abstract": f"first part{separator}second part"}, ensure_ascii=False)
+             for name, separator in (("a", "\u2028"), ("b", "\x85"), ("c", "\u2029"))]
+    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    samples = read_samples(path)
+    assert list(samples) == ["a", "b", "c"] and samples["c"]["abstract"] == "first part\u2029second part"
+    assert path.read_text(encoding="utf-8").count("\n") == 3  # nothing was dropped or rewritten
+
+
 class CountingGenerator(TitleGenerator):
     calls = 0
 
