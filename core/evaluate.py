@@ -134,7 +134,8 @@ def _has_text(value) -> bool:
 def select_rows(data: str | os.PathLike, limit: int, seed: int) -> list[dict]:
     """The first ``limit`` pairs after a seeded shuffle: every run with the same seed and data scores
     the same abstracts, and a smaller limit is a prefix of a larger one. Rows without a title or an
-    abstract are left out with a warning (they cannot be scored) before the shuffle."""
+    abstract (they cannot be scored) and rows repeating an earlier row's id are left out with a warning
+    before the shuffle."""
     from core.dataset import read_pairs
 
     frame = read_pairs(data)
@@ -147,10 +148,18 @@ def select_rows(data: str | os.PathLike, limit: int, seed: int) -> list[dict]:
         frame = frame[complete].reset_index(drop=True)
         if frame.empty:
             raise TitlecraftError(f"{data} has no row with both a title and an abstract to evaluate on")
+    frame = frame.assign(id=[row_id(*row) for row in zip(frame["arxiv_id"], frame["abstract"], strict=True)])
+    repeated = frame["id"].duplicated()
+    if repeated.any():
+        warnings.warn(
+            f"{repeated.sum()} of {len(frame)} rows of {data} repeat the arXiv id or abstract of an earlier row "
+            "and are left out (samples are kept by id: they would be scored with the earlier row's titles)",
+            TitlecraftWarning, stacklevel=2,
+        )
+        frame = frame[~repeated].reset_index(drop=True)
     order = np.random.default_rng(seed).permutation(len(frame))[:limit]
     return [
-        {"id": row_id(frame.at[i, "arxiv_id"], frame.at[i, "abstract"]), "abstract": frame.at[i, "abstract"],
-         "reference": frame.at[i, "title"]}
+        {"id": frame.at[i, "id"], "abstract": frame.at[i, "abstract"], "reference": frame.at[i, "title"]}
         for i in (int(position) for position in order)
     ]
 

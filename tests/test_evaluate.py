@@ -276,3 +276,21 @@ def test_a_file_without_missing_rows_keeps_its_selection(pairs_file):
     ids = [row["id"] for row in select_rows(pairs_file, 12, seed=0)]
     frame = shared_pairs(12)
     assert ids == [frame["arxiv_id"][i] for i in np.random.default_rng(0).permutation(12)]
+
+
+def test_a_row_repeating_an_earlier_rows_id_is_left_out_not_scored_with_its_candidates(tiny_generator, tmp_path):
+    """Samples are kept by id, so a second row with the same arXiv id (or the same abstract, lacking one)
+    was scored with the first row's reference replaced by its own, and counted twice."""
+    data = tmp_path / "pairs.csv"
+    data.write_text("arxiv_id,title,abstract\n2601.00001,First Title,We study graphs.\n"
+                    "2601.00001,Second Title,We study graphs again.\n,Speech Models,We study speech.\n"
+                    ",Speech Models Again,We study speech.\n2601.00003,Vision Models,We study vision.\n")
+    with pytest.warns(TitlecraftWarning, match="2 of 5 rows .* repeat the arXiv id or abstract of an earlier row"):
+        rows = select_rows(data, 10, seed=0)
+    assert sorted(row["reference"] for row in rows) == ["First Title", "Speech Models", "Vision Models"]
+    config = EvalConfig(model="tiny", data=str(data), limit=10, n=2, max_new_tokens=3)
+    with pytest.warns(TitlecraftWarning):
+        metrics = evaluate(config, tmp_path / "run", generator=tiny_generator, progress=False)
+    samples = read_samples(tmp_path / "run" / "samples.jsonl")
+    assert metrics["abstracts"] == 3 and len(samples) == 3
+    assert samples["2601.00001"]["reference"] == "First Title"
