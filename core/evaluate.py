@@ -285,6 +285,19 @@ def load_generator(spec: str, device: str):
     return TitleGenerator(*load_model(spec, device=device))
 
 
+def _require_same_dtype(done: dict[str, dict], dtype: str, out_dir: Path) -> None:
+    """Refuse to add samples in another dtype than the saved ones: it changes the candidates, and the
+    report names one dtype for all of them (the environment, not a setting, picks it)."""
+    from core.models import DTYPE_ENV
+
+    saved = sorted({sample["dtype"] for sample in done.values() if "dtype" in sample} - {dtype})
+    if saved:
+        raise TitlecraftError(
+            f"{out_dir} holds samples generated in {', '.join(saved)}, and this run would generate in {dtype}; "
+            f"resume it with {DTYPE_ENV}={saved[0]}, or choose another --out"
+        )
+
+
 def generate_samples(
     config: EvalConfig, rows: Sequence[dict], out_dir: Path, generator=None, retriever=None,
     device: str = "auto", progress: bool = True,
@@ -300,6 +313,7 @@ def generate_samples(
     if not todo:
         return done
     generator = generator or load_generator(config.model, device)
+    _require_same_dtype(done, generator.info.dtype, out_dir)
     if config.examples_per_prompt and retriever is None:
         from core.retrieve import Retriever
 

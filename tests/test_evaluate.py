@@ -294,3 +294,18 @@ def test_a_row_repeating_an_earlier_rows_id_is_left_out_not_scored_with_its_cand
     samples = read_samples(tmp_path / "run" / "samples.jsonl")
     assert metrics["abstracts"] == 3 and len(samples) == 3
     assert samples["2601.00001"]["reference"] == "First Title"
+
+
+def test_a_resumed_run_in_another_dtype_is_refused_not_mixed_into_the_report(tiny_generator, tiny_llama_dir, pairs_file,
+                                                                            tmp_path):
+    """The dtype changes the candidates, and the report names the last sample's: a run resumed in
+    bfloat16 after float32 samples reported bfloat16 for samples half of which were not."""
+    import torch
+
+    config = EvalConfig(model="tiny", data=str(pairs_file), limit=1, n=2, max_new_tokens=3)
+    evaluate(config, tmp_path, generator=tiny_generator, progress=False)
+    bf16 = TitleGenerator(*load_model(str(tiny_llama_dir), device="cpu", dtype=torch.bfloat16))
+    with pytest.raises(TitlecraftError, match="float32.*bfloat16.*TITLECRAFT_DTYPE=float32"):
+        evaluate(replace(config, limit=2), tmp_path, generator=bf16, progress=False)
+    assert len(read_samples(tmp_path / "samples.jsonl")) == 1
+    assert evaluate(replace(config, limit=2), tmp_path, generator=tiny_generator, progress=False)["abstracts"] == 2
