@@ -369,3 +369,20 @@ def test_an_out_that_cannot_be_the_parquet_file_is_refused_before_any_request(tm
             assert err.startswith("error: ") and problem in err
     assert requests == []
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["notes.txt", "raw"]
+
+
+def test_a_finished_harvest_at_the_default_out_is_never_replaced_by_another(tmp_path, monkeypatch, capsys):
+    """The default name holds neither the subcategories nor the month a defaulted --from stands for, so
+    another harvest (other subcats, or next month's) silently replaced the earlier one's file."""
+    monkeypatch.chdir(tmp_path)
+    default_out = tmp_path / "data" / "raw" / "arxiv-hep-ex-month-today.parquet"
+    with oai_server(pages(HEP_EX, {})) as (url, requests):
+        monkeypatch.setenv(OAI_URL_ENV, url)
+        assert main(["scrape", "--category", "hep-ex", "--subcats", "hep-ph"]) == 0
+        kept = read_rows(default_out)
+        assert main(["scrape", "--category", "hep-ex", "--subcats", "hep-ex"]) == 2
+        error = capsys.readouterr().err
+        assert f"{Path('data/raw/arxiv-hep-ex-month-today.parquet')} holds an earlier harvest" in error
+        assert "--out" in error and len(requests) == 1
+        assert read_rows(default_out) == kept
+        assert main(["scrape", "--category", "hep-ex", "--subcats", "hep-ex", "--out", "hep-ex.parquet"]) == 0
