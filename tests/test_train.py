@@ -324,6 +324,15 @@ def test_bad_training_files_are_clear_errors(tmp_path):
         read_pairs(bad)
 
 
+@pytest.mark.parametrize("name", ["train.PARQUET", "train.pq", "train.data"])
+def test_a_parquet_split_is_read_whatever_its_suffix(tmp_path, name):
+    """A parquet file not named *.parquet was read as an SFT export and refused as 'not UTF-8 text'
+    (import takes .pq files, and a file copied from Windows may be spelled .PARQUET)."""
+    path = tmp_path / name
+    pd.DataFrame({"abstract": ["We study graphs."], "title": ["Graph Networks"]}).to_parquet(path)
+    assert read_pairs(path) == [("We study graphs.", "Graph Networks")]
+
+
 def test_a_bad_data_file_fails_before_the_model_loads(tmp_path, monkeypatch):
     def no_loading(*args, **kwargs):
         raise AssertionError("the model was loaded before the data was read")
