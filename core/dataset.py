@@ -262,16 +262,31 @@ def _drop_unreadable_dates(frame: pd.DataFrame, dropped: dict[str, int]) -> pd.D
     return _drop(frame, unreadable, "unreadable_date", dropped)
 
 
+def _drop_other_categories(frame: pd.DataFrame, categories: frozenset[str], dropped: dict[str, int]) -> pd.DataFrame:
+    """Keep rows in any of ``categories``, compared in any case as scrape --subcats compares them (arXiv's
+    names never differ only in case). A requested name that no row has is named in a warning: cs.cv, or
+    a typo, dropped all its rows without a word while the other names kept theirs."""
+    wanted = {name.lower(): name for name in categories}
+    row_categories = frame["categories"].map(lambda cats: set(cats.lower().split()) if isinstance(cats, str) else set())
+    present = set().union(*row_categories)
+    unmatched = sorted(name for key, name in wanted.items() if key not in present)
+    if unmatched:
+        warnings.warn(
+            f"--categories {', '.join(unmatched)} matched no row; check the spelling (e.g. cs.CL)",
+            TitlecraftWarning,
+            stacklevel=4,
+        )
+    in_category = row_categories.map(lambda cats: not cats.isdisjoint(wanted))
+    return _drop(frame, ~in_category.astype(bool), "category", dropped)
+
+
 def filter_pairs(frame: pd.DataFrame, categories: frozenset[str] | None, dropped: dict[str, int]) -> pd.DataFrame:
     """Drop short texts, unwanted categories, unreadable dates and duplicates; the first occurrence of a
     duplicate wins."""
     frame = _drop(frame, frame["abstract"].str.len() < MIN_ABSTRACT_CHARS, "short_abstract", dropped)
     frame = _drop(frame, frame["title"].str.split().str.len() < MIN_TITLE_WORDS, "short_title", dropped)
     if categories:
-        in_category = frame["categories"].map(
-            lambda cats: isinstance(cats, str) and not categories.isdisjoint(cats.split())
-        )
-        frame = _drop(frame, ~in_category.astype(bool), "category", dropped)
+        frame = _drop_other_categories(frame, categories, dropped)
     frame = _drop_unreadable_dates(frame, dropped)
     repeated_id = frame["arxiv_id"].notna() & frame.duplicated("arxiv_id")
     frame = _drop(frame, repeated_id, "duplicate_id", dropped)

@@ -165,6 +165,17 @@ def test_category_filter_and_split_dates_are_configurable(tmp_path):
         prepare_rows(rows, tmp_path, val_until="soon")
 
 
+def test_a_requested_category_is_matched_in_any_case_and_one_no_row_has_is_named(tmp_path):
+    """--categories cs.CL,cs.cv kept the cs.CL rows and dropped every cs.CV row without a word (scrape's
+    --subcats match in any case); a misspelt name dropped its rows as silently."""
+    rows = [pair(1, "2020-01-01", categories="cs.CV"), pair(2, "2020-06-01", categories="cs.CL stat.ML"),
+            pair(3, "2021-01-01", categories="math.OC")]
+    with pytest.warns(TitlecraftWarning, match="--categories cs.Al matched no row"):
+        summary, splits = prepare_rows(rows, tmp_path, categories="cs.cv,CS.CL,cs.Al")
+    assert sorted(pd.concat(splits.values())["arxiv_id"]) == ["2001.00001", "2001.00002"]
+    assert summary["dropped"]["category"] == 1
+
+
 def test_empty_splits_warn_and_load_as_datasets(tmp_path):
     with pytest.warns(TitlecraftWarning, match="validation split is empty"):
         prepare_rows([pair(1, "2020-01-01"), pair(2, "2026-05-01")], tmp_path)
