@@ -355,8 +355,29 @@ def test_time_budget_shrinks_the_schedule(monkeypatch):
     clock = iter([100.0])
     monkeypatch.setattr("core.train.time.perf_counter", lambda: next(clock))
     # 40 steps took 40 s (1 s/step); 100 s have passed of a 3-minute budget -> about 71 more steps
-    _replan_for_time_budget(progress, TrainConfig(train="x", out="y", max_minutes=3), 0.0, 60.0, Ranks())
+    _replan_for_time_budget(progress, TrainConfig(train="x", out="y", max_minutes=3), 0.0, 60.0, 40, Ranks())
     assert progress.planned_steps == 50 + int(0.95 * 3 * 60 - 100)
+
+
+def test_a_time_budget_is_kept_when_the_run_has_few_slow_steps(tmp_path, tiny_llama_dir, split_files, monkeypatch):
+    """The budget was planned only at step 50, from steps 10-50: a run of fewer steps (a CPU run of a few
+    hundred pairs) never shrank, and one whose 50 steps outlasted the budget overran it."""
+    import time
+
+    real_load_model = core_train.load_model
+
+    def slow_model(*args, **kwargs):  # a CPU step of a larger model: the tiny one is too quick to budget
+        model, tokenizer, info = real_load_model(*args, **kwargs)
+        model.get_decoder().register_forward_pre_hook(lambda *_: time.sleep(0.05))
+        return model, tokenizer, info
+
+    monkeypatch.setattr(core_train, "load_model", slow_model)
+    out = tmp_path / "run"
+    # 80 steps of at least 0.05 s: about 4 s, in a budget of 1.2 s
+    train(TrainConfig(train=str(split_files[0]), out=str(out), base=str(tiny_llama_dir), batch_size=1,
+                      eval_every=1000, max_minutes=0.02, device="cpu"))
+    meta = json.loads((out / "titlecraft.json").read_text())
+    assert meta["steps"] == meta["planned_steps"] <= 30
 
 
 LAUNCHERS = {
