@@ -211,6 +211,16 @@ def test_eval_refuses_bad_sampling_settings_before_creating_the_report_folder(pa
     assert not (tmp_path / "reports").exists()
 
 
+@pytest.mark.parametrize("threads", ["0", "-1"])
+def test_eval_refuses_a_thread_count_below_one(pairs_file, tmp_path, capsys, threads):
+    """--threads -1 ended in torch's RuntimeError traceback, and --threads 0 was ignored without a word."""
+    out = tmp_path / "reports" / "X"
+    code = main(["eval", "--data", str(pairs_file), "--limit", "1", "--threads", threads, "--out", str(out)])
+    assert code == 2
+    assert capsys.readouterr().err == f"error: --threads must be at least 1, not {threads}\n"
+    assert not (tmp_path / "reports").exists()
+
+
 def test_eval_command_end_to_end(tiny_llama_dir, pairs_file, tmp_path, capsys):
     out = tmp_path / "reports" / "tiny"
     code = main(["eval", "--model", str(tiny_llama_dir), "--data", str(pairs_file), "--limit", "2", "-n", "2",
