@@ -66,6 +66,10 @@ class EvalConfig:
             raise TitlecraftError("--limit must be at least 1")
         if self.mode == "few-shot" and self.k < 1:
             raise TitlecraftError("few-shot evaluation needs --k of at least 1")
+        from core.sampling import SEED_BITS
+
+        if not 0 <= self.seed < 2**SEED_BITS:  # numpy's shuffle raised a traceback for a negative seed
+            raise TitlecraftError(f"--seed must be a whole number from 0 to 2**{SEED_BITS} - 1")
         self.sampling()  # bad sampling overrides are refused here, before a report folder is created
 
     @property

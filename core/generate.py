@@ -33,7 +33,7 @@ from core.errors import TitlecraftError
 from core.fastpath import StaticDecoder, supports_fast_path
 from core.models import ModelInfo
 from core.prompts import EMPTY_ABSTRACT, Example, Prompt, build_prompt, normalise_whitespace
-from core.sampling import TokenSampler
+from core.sampling import SEED_BITS, TokenSampler
 
 __all__ = [
     "Candidate",
@@ -93,6 +93,8 @@ class SamplingParams:
             problems.append("the diversity weight must not be negative")
         if self.ranking not in RANKINGS:
             problems.append(f"ranking must be one of {', '.join(RANKINGS)}")
+        if self.seed is not None and not 0 <= self.seed < 2**SEED_BITS:  # torch overflowed with a traceback
+            problems.append(f"the seed must be a whole number from 0 to 2**{SEED_BITS} - 1")
         if problems:
             raise TitlecraftError("Invalid sampling settings: " + "; ".join(problems) + ".")
 

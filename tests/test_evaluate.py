@@ -200,6 +200,8 @@ def test_bad_settings_are_user_errors():
         EvalConfig(model="m", data="d", mode="two-shot")
     with pytest.raises(TitlecraftError, match="--limit"):
         EvalConfig(model="m", data="d", limit=0)
+    with pytest.raises(TitlecraftError, match="--seed must be a whole number from 0"):  # numpy's traceback
+        EvalConfig(model="m", data="d", seed=-1)
 
 
 @pytest.mark.parametrize("option", [["-n", "0"], ["--top-p", "2"], ["--temperature", "nan"]])

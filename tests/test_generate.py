@@ -276,6 +276,19 @@ def test_cli_refuses_a_nan_temperature_with_a_message(tiny_llama_dir, tmp_path, 
     assert "temperature must be a finite number" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("seed", [str(2**64), "-1"])
+def test_cli_refuses_a_seed_the_sampler_cannot_take(tiny_llama_dir, tmp_path, capsys, seed):
+    """--seed 2**64 ended in torch's 'Overflow when unpacking long long' traceback; a seed from 0 to
+    2**63 - 1 is what the store's INTEGER column can record for the app, and what sampling draws."""
+    abstract_file = tmp_path / "abstract.txt"
+    abstract_file.write_text(ABSTRACT)
+    args = ["generate", "--model", str(tiny_llama_dir), "--device", "cpu", "--file", str(abstract_file)]
+    assert main([*args, "--seed", seed]) == 2
+    error = capsys.readouterr().err
+    assert "Invalid sampling settings: the seed must be a whole number from 0 to 2**63 - 1" in error
+    assert "Traceback" not in error
+
+
 def test_long_abstract_is_truncated_with_a_notice(tiny_llama):
     model, tokenizer, info = tiny_llama
     generator = TitleGenerator(model, tokenizer, info, max_prompt_tokens=200)
