@@ -36,6 +36,7 @@ from core.models import (
 )
 from core.paths import refuse_file_in_the_way
 from core.prompts import COMPLETION, normalise_whitespace
+from core.sampling import SEED_BITS
 from core.train_data import (
     CUDA_PAD_MULTIPLE,
     Example,
@@ -108,6 +109,8 @@ class TrainConfig:
             "--extra-weight must be more than 0": self.extra_weight > 0,
             "the warm-up ratio must be in [0, 1)": 0 <= self.warmup_ratio < 1,
             f"the precision must be one of {', '.join(PRECISIONS)}": self.precision in PRECISIONS,
+            # torch.manual_seed overflowed with a traceback after the data was read; the range is sampling's
+            f"--seed must be a whole number from 0 to 2**{SEED_BITS} - 1": 0 <= self.seed < 2**SEED_BITS,
         }
         problems = [rule for rule, holds in rules.items() if not holds]
         if problems:

@@ -304,6 +304,17 @@ def test_impossible_settings_are_refused_before_anything_loads(capsys):
     assert capsys.readouterr().err == "error: Invalid training settings: --batch-size must be at least 1.\n"
 
 
+@pytest.mark.parametrize("seed", [str(2**64), "-1"])
+def test_a_seed_torch_cannot_take_is_refused_before_anything_loads(tmp_path, capsys, seed):
+    """--seed 2**64 ended in torch's 'Overflow when unpacking long long' traceback after the data was read."""
+    out = tmp_path / "run"
+    assert main(["train", "--train", "missing.parquet", "--out", str(out), "--seed", seed]) == 2
+    assert capsys.readouterr().err == (
+        "error: Invalid training settings: --seed must be a whole number from 0 to 2**63 - 1.\n"
+    )
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("value", ["inf", "-inf", "nan"])
 @pytest.mark.parametrize("option", ["--epochs", "--lr", "--extra-weight", "--max-minutes"])
 def test_non_finite_settings_are_refused_before_anything_loads(option, value, tmp_path, capsys):
