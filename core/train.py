@@ -106,6 +106,8 @@ class TrainConfig:
             "--limit must be at least 1": self.limit is None or self.limit >= 1,
             "--max-minutes must be more than 0": self.max_minutes is None or self.max_minutes > 0,
             "--lora-r must be at least 1": self.lora_r >= 1,
+            # LoRA scales its update by alpha / r: at 0 the adapter learns nothing, below it the update is reversed
+            "--lora-alpha must be more than 0": self.lora_alpha > 0,
             "--extra-weight must be more than 0": self.extra_weight > 0,
             "the warm-up ratio must be in [0, 1)": 0 <= self.warmup_ratio < 1,
             f"the precision must be one of {', '.join(PRECISIONS)}": self.precision in PRECISIONS,

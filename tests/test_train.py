@@ -300,6 +300,10 @@ def test_impossible_settings_are_refused_before_anything_loads(capsys):
         TrainConfig(train="t.parquet", out="o", batch_size=0, grad_accum=0)
     with pytest.raises(TitlecraftError, match="--epochs must be more than 0; --lr must not be negative"):
         TrainConfig(train="t.parquet", out="o", epochs=0, lr=-1e-4)
+    # LoRA scales its update by alpha / r: 0 trained an adapter that changes nothing, a negative one reversed it
+    for alpha in (0, -4):
+        with pytest.raises(TitlecraftError, match="--lora-alpha must be more than 0"):
+            TrainConfig(train="t.parquet", out="o", lora=True, lora_alpha=alpha)
     assert main(["train", "--train", "missing.parquet", "--out", "o", "--batch-size", "0"]) == 2
     assert capsys.readouterr().err == "error: Invalid training settings: --batch-size must be at least 1.\n"
 
