@@ -217,6 +217,10 @@ class TitleGenerator:
             try:
                 return build_prompt(self.tokenizer, self.info.template, abstract, budget, examples)
             except ValueError as error:
+                if self.max_prompt_tokens is None:  # the budget is what the title's tokens leave: name them
+                    window = budget + max_new_tokens
+                    error = (f"{max_new_tokens} new tokens leave no room for the abstract in the model's context of "
+                             f"{window} tokens; ask for fewer new tokens")
                 raise TitlecraftError(f"Cannot build a prompt for {self.info.name}: {error}.") from None
 
     def count_tokens(self, abstract: str, max_new_tokens: int = SamplingParams.max_new_tokens) -> tuple[int, int]:

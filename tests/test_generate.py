@@ -289,6 +289,18 @@ def test_cli_refuses_a_seed_the_sampler_cannot_take(tiny_llama_dir, tmp_path, ca
     assert "Traceback" not in error
 
 
+def test_cli_names_max_new_tokens_when_they_leave_no_room_for_the_abstract(tiny_llama_dir, tmp_path, capsys):
+    """--max-new-tokens 5000 was refused as 'a prompt budget of -4488 tokens', naming neither the option
+    nor the model's context it has to share."""
+    abstract_file = tmp_path / "abstract.txt"
+    abstract_file.write_text(ABSTRACT)
+    args = ["generate", "--model", str(tiny_llama_dir), "--device", "cpu", "--file", str(abstract_file)]
+    assert main([*args, "--max-new-tokens", "5000"]) == 2
+    error = capsys.readouterr().err
+    assert "5000 new tokens leave no room for the abstract in the model's context of 512 tokens" in error
+    assert "-4488" not in error
+
+
 def test_long_abstract_is_truncated_with_a_notice(tiny_llama):
     model, tokenizer, info = tiny_llama
     generator = TitleGenerator(model, tokenizer, info, max_prompt_tokens=200)
