@@ -71,6 +71,8 @@ class EvalConfig:
         if not 0 <= self.seed < 2**SEED_BITS:  # numpy's shuffle raised a traceback for a negative seed
             raise TitlecraftError(f"--seed must be a whole number from 0 to 2**{SEED_BITS} - 1")
         self.sampling()  # bad sampling overrides are refused here, before a report folder is created
+        if self.temperature == 0 and self.n > 1:  # the report would describe N candidates that were never drawn
+            raise TitlecraftError("--temperature 0 decodes one candidate per abstract: use -n 1 with it")
 
     @property
     def rankings(self) -> tuple[str, ...]:

@@ -202,6 +202,10 @@ def test_bad_settings_are_user_errors():
         EvalConfig(model="m", data="d", limit=0)
     with pytest.raises(TitlecraftError, match="--seed must be a whole number from 0"):  # numpy's traceback
         EvalConfig(model="m", data="d", seed=-1)
+    # Greedy decoding draws one candidate: the report claimed "5 candidates for each" and a best of 5.
+    with pytest.raises(TitlecraftError, match="--temperature 0 decodes one candidate per abstract: use -n 1"):
+        EvalConfig(model="m", data="d", n=5, temperature=0)
+    assert EvalConfig(model="m", data="d", n=1, temperature=0).n == 1
 
 
 @pytest.mark.parametrize("option", [["-n", "0"], ["--top-p", "2"], ["--temperature", "nan"]])
