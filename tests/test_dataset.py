@@ -355,3 +355,21 @@ def test_a_parquet_saved_from_a_filtered_frame_reads_with_fresh_row_numbers(tmp_
     subset = read_pairs(tmp_path / "subset.parquet")
     assert list(subset.index) == [0, 1, 2]
     assert subset.at[2, "title"] == frame.at[5, "title"]
+
+
+def test_cli_prepare_reads_and_checks_its_inputs_before_loading_the_tokenizer(shared_slice, tmp_path, monkeypatch,
+                                                                               capsys):
+    """The tokenizer loaded first: on a fresh install a mistyped --in or --train-until was reported only
+    after the embedded model was de-quantised for it, and a tokenizer that could not load hid the mistake."""
+    def unreachable(spec):
+        raise TitlecraftError(f"could not load model {spec!r}")
+
+    monkeypatch.setattr("core.commands.prepare.load_tokenizer", unreachable)
+    assert main(["prepare", "--in", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert f"error: {tmp_path / 'missing.jsonl'}: no such file" in err and "could not load" not in err
+    assert main(["prepare", "--in", str(shared_slice), "--out", str(tmp_path / "x"), "--train-until", "soon"]) == 2
+    assert "train-until 'soon' is not a date" in capsys.readouterr().err
+    assert main(["prepare", "--in", str(shared_slice), "--out", str(tmp_path / "x"), "--tokenizer", "nowhere"]) == 2
+    assert "could not load model 'nowhere'" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
