@@ -373,3 +373,14 @@ def test_cli_prepare_reads_and_checks_its_inputs_before_loading_the_tokenizer(sh
     assert main(["prepare", "--in", str(shared_slice), "--out", str(tmp_path / "x"), "--tokenizer", "nowhere"]) == 2
     assert "could not load model 'nowhere'" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_token_length_percentiles_are_rounded_in_the_summary(tmp_path):
+    """summary.md showed a p95 of 1144.1499999999992 beside a mean of 766.2 (numpy's float noise)."""
+    rows = [pair(number, "2020-01-01") for number in range(10)]
+    for number, row in enumerate(rows):
+        row["abstract"] += " pad" * (3 * number)  # 56, 59, ... 83 words: the 95th percentile is 81.65
+    summary, _ = prepare_rows(rows, tmp_path)
+    assert summary["token_lengths"]["abstract"]["p95"] == 81.6
+    assert summary["token_lengths"]["abstract"]["p99"] == 82.7
+    assert "| abstract | 69.5 | 69.5 | 81.6 | 82.7 | 83 |" in (tmp_path / "prepared" / "summary.md").read_text()
