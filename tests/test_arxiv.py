@@ -23,7 +23,7 @@ import pytest
 from core.arxiv import OAI_URL_ENV, PARTIAL_SUFFIX, harvest, parse_page, parse_subcats, retry_after_seconds
 from core.cli import main
 from core.dataset import PAIR_COLUMNS
-from core.errors import TitlecraftError
+from core.errors import TitlecraftError, TitlecraftWarning
 
 REPO = Path(__file__).resolve().parents[1]
 OAI_PAGES = Path(__file__).resolve().parents[2] / "shared" / "data" / "oai"
@@ -316,6 +316,16 @@ def test_subcats_are_matched_in_any_case(tmp_path):
     out = tmp_path / "hep-ph.parquet"
     with oai_server(pages(HEP_EX, {})) as (url, _):
         harvest("hep-ex", out, subcats=["Hep-Ph"], base_url=url, progress=False)
+    assert [row["arxiv_id"] for row in read_rows(out)] == HEP_EX_IDS[1:]
+
+
+def test_a_subcategory_arxiv_does_not_have_is_named_before_the_harvest(tmp_path):
+    """A well-formed typo (cs.Al for cs.AI) passed the name check and was matched against every record of
+    a harvest that can take hours, keeping none of its papers without a word."""
+    out = tmp_path / "hep-ph.parquet"
+    with oai_server(pages(HEP_EX, {})) as (url, _):
+        with pytest.warns(TitlecraftWarning, match=r"--subcats cs\.Al is not an arXiv category .*check its spelling"):
+            harvest("hep-ex", out, subcats=["hep-ph", "cs.Al"], base_url=url, progress=False)
     assert [row["arxiv_id"] for row in read_rows(out)] == HEP_EX_IDS[1:]
 
 
