@@ -2,6 +2,7 @@
 
 import io
 import json
+import re
 import threading
 
 import pytest
@@ -459,3 +460,22 @@ def test_live_view_redraws_in_place_on_a_terminal():
     screen = out.getvalue()
     assert screen.count("\x1b[1F") == 1 and screen.count("\x1b[2F") == 1  # moved up over the drawn lines
     assert screen.endswith("\x1b[2K✓  1. Sparse Graphs\n\x1b[2K✓  2. Dense \ufffd[31mred\n")
+
+
+def test_live_view_never_moves_up_past_the_top_of_a_short_terminal(monkeypatch):
+    """-n 30 in a 24-line terminal moved the cursor up 30 lines, which stops at the top row: every
+    redraw then scrolled a partial copy of the list into the terminal's history."""
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    monkeypatch.setenv("LINES", "6")
+    monkeypatch.setenv("COLUMNS", "80")
+    out = Terminal()
+    view = LiveView(out)
+    for index in range(8):
+        view(CandidateEvent(index, f"Title {index + 1}", True))
+    ups = [int(count) for count in re.findall(r"\x1b\[(\d+)F", out.getvalue())]
+    assert ups and max(ups) <= 5
+    last_draw = out.getvalue().split(f"\x1b[{ups[-1]}F")[-1]
+    assert last_draw.count("\n") == 5 and "… and 4 more" in last_draw
