@@ -48,6 +48,7 @@ DROP_REASONS = {
     "unreadable_date": "date given but not readable as YYYY-MM-DD",
     "duplicate_id": "same arXiv id as an earlier row (version ignored)",
     "duplicate_title": "same normalised title as an earlier row",
+    "duplicate_abstract": "same normalised abstract as an earlier row",
     "leak_test": "train/validation row whose title or abstract is in test",
     "leak_validation": "train row whose title or abstract is in validation",
 }
@@ -341,6 +342,16 @@ def remove_leaks(splits: dict[str, pd.DataFrame], dropped: dict[str, int]) -> di
     return splits
 
 
+def drop_repeated_abstracts(splits: dict[str, pd.DataFrame], dropped: dict[str, int]) -> dict[str, pd.DataFrame]:
+    """Drop rows repeating an abstract of an earlier row of their split: one abstract under two titles (a
+    paper's abstract filed with another's title) is a contradicting target, and scored twice in test.
+    Copies across splits are leaks, which remove_leaks settles in favour of the later split."""
+    return {
+        name: _drop(frame, frame["abstract_key"].ne("") & frame.duplicated("abstract_key"), "duplicate_abstract", dropped)
+        for name, frame in splits.items()
+    }
+
+
 # ---------------------------------------------------------------- statistics
 
 
@@ -547,7 +558,7 @@ def prepare(
         frame = filter_pairs(clean_pairs(pd.concat(frames, ignore_index=True)), wanted, dropped)
         bar.update()
         bar.set_postfix_str("split and de-leak")
-        splits = remove_leaks(split_by_date(frame, train_until, val_until), dropped)
+        splits = drop_repeated_abstracts(remove_leaks(split_by_date(frame, train_until, val_until), dropped), dropped)
         bar.update()
     kept = pd.concat(splits.values())
     if kept.empty:

@@ -96,6 +96,7 @@ def test_cleans_deduplicates_and_splits_by_date(tmp_path):
         "unreadable_date": 0,
         "duplicate_id": 1,
         "duplicate_title": 1,
+        "duplicate_abstract": 0,
         "leak_test": 0,
         "leak_validation": 0,
     }
@@ -128,6 +129,18 @@ def test_dates_are_read_strictly_and_unreadable_ones_are_dropped_with_a_warning(
     assert list(splits["test"]["date"]) == ["2026-03-05"]
     assert summary["dropped"]["unreadable_date"] == 3 and summary["undated_in_train"] == 1
     assert "| date given but not readable as YYYY-MM-DD | 3 |" in (tmp_path / "prepared" / "summary.md").read_text()
+
+
+def test_an_abstract_repeated_under_another_title_and_id_is_dropped(tmp_path):
+    """The shared pairs hold 19 abstracts twice, under two arXiv ids and two titles (one paper's abstract
+    filed under another's title): both were kept, so a split trained on, or scored, one abstract twice
+    with contradicting titles."""
+    first = pair(1, "2026-02-01")
+    rows = [first, pair(2, "2026-02-02", abstract=first["abstract"].upper().replace(" ", "  ")), pair(3, "2026-02-03")]
+    summary, splits = prepare_rows(rows, tmp_path)
+    assert list(splits["test"]["arxiv_id"]) == ["2001.00001", "2001.00003"]
+    assert summary["dropped"]["duplicate_abstract"] == 1
+    assert "| same normalised abstract as an earlier row | 1 |" in (tmp_path / "prepared" / "summary.md").read_text()
 
 
 def test_test_titles_and_abstracts_do_not_leak_into_earlier_splits(tmp_path):
