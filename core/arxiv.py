@@ -16,6 +16,7 @@ import os
 import re
 import shutil
 import time
+import warnings
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -32,7 +33,7 @@ from arxivscraper.constants import OAI, cats, subcats
 from tqdm import tqdm
 
 from core.dataset import PAIR_SCHEMA
-from core.errors import TitlecraftError
+from core.errors import TitlecraftError, TitlecraftWarning
 from core.paths import refuse_file_in_the_way
 from core.prompts import normalise_whitespace
 
@@ -328,7 +329,20 @@ def parse_subcats(subcats: Iterable[str]) -> frozenset[str]:
     bad = sorted(name for name in names if not _SUBCATEGORY.match(name))
     if bad:
         raise TitlecraftError(f"not arXiv category names: {', '.join(bad)} (expected e.g. cs.AI or hep-ex)")
+    _warn_of_unknown_categories(names)
     return names
+
+
+def _warn_of_unknown_categories(names: Iterable[str]) -> None:
+    """Name, before a harvest of hours, a well-formed name arXiv does not list (cs.Al for cs.AI): it keeps
+    no record. A warning, not an error, as arXiv adds categories and old papers keep retired ones."""
+    for name in sorted(set(names) - set(_CATEGORY_SPELLING.values())):
+        warnings.warn(
+            f"--subcats {name} is not an arXiv category titlecraft knows: only records that list it are kept, "
+            "so check its spelling (e.g. cs.AI)",
+            TitlecraftWarning,
+            stacklevel=4,
+        )
 
 
 def _check_date(value: str | None) -> str | None:

@@ -48,6 +48,7 @@ DROP_REASONS = {
     "unreadable_date": "date given but not readable as YYYY-MM-DD",
     "duplicate_id": "same arXiv id as an earlier row (version ignored)",
     "duplicate_title": "same normalised title as an earlier row",
+    "duplicate_abstract": "same normalised abstract as an earlier row",
     "leak_test": "train/validation row whose title or abstract is in test",
     "leak_validation": "train row whose title or abstract is in validation",
 }
@@ -262,16 +263,31 @@ def _drop_unreadable_dates(frame: pd.DataFrame, dropped: dict[str, int]) -> pd.D
     return _drop(frame, unreadable, "unreadable_date", dropped)
 
 
+def _drop_other_categories(frame: pd.DataFrame, categories: frozenset[str], dropped: dict[str, int]) -> pd.DataFrame:
+    """Keep rows in any of ``categories``, compared in any case as scrape --subcats compares them (arXiv's
+    names never differ only in case). A requested name that no row has is named in a warning: cs.cv, or
+    a typo, dropped all its rows without a word while the other names kept theirs."""
+    wanted = {name.lower(): name for name in categories}
+    row_categories = frame["categories"].map(lambda cats: set(cats.lower().split()) if isinstance(cats, str) else set())
+    present = set().union(*row_categories)
+    unmatched = sorted(name for key, name in wanted.items() if key not in present)
+    if unmatched:
+        warnings.warn(
+            f"--categories {', '.join(unmatched)} matched no row; check the spelling (e.g. cs.CL)",
+            TitlecraftWarning,
+            stacklevel=4,
+        )
+    in_category = row_categories.map(lambda cats: not cats.isdisjoint(wanted))
+    return _drop(frame, ~in_category.astype(bool), "category", dropped)
+
+
 def filter_pairs(frame: pd.DataFrame, categories: frozenset[str] | None, dropped: dict[str, int]) -> pd.DataFrame:
     """Drop short texts, unwanted categories, unreadable dates and duplicates; the first occurrence of a
     duplicate wins."""
     frame = _drop(frame, frame["abstract"].str.len() < MIN_ABSTRACT_CHARS, "short_abstract", dropped)
     frame = _drop(frame, frame["title"].str.split().str.len() < MIN_TITLE_WORDS, "short_title", dropped)
     if categories:
-        in_category = frame["categories"].map(
-            lambda cats: isinstance(cats, str) and not categories.isdisjoint(cats.split())
-        )
-        frame = _drop(frame, ~in_category.astype(bool), "category", dropped)
+        frame = _drop_other_categories(frame, categories, dropped)
     frame = _drop_unreadable_dates(frame, dropped)
     repeated_id = frame["arxiv_id"].notna() & frame.duplicated("arxiv_id")
     frame = _drop(frame, repeated_id, "duplicate_id", dropped)
@@ -326,6 +342,16 @@ def remove_leaks(splits: dict[str, pd.DataFrame], dropped: dict[str, int]) -> di
     return splits
 
 
+def drop_repeated_abstracts(splits: dict[str, pd.DataFrame], dropped: dict[str, int]) -> dict[str, pd.DataFrame]:
+    """Drop rows repeating an abstract of an earlier row of their split: one abstract under two titles (a
+    paper's abstract filed with another's title) is a contradicting target, and scored twice in test.
+    Copies across splits are leaks, which remove_leaks settles in favour of the later split."""
+    return {
+        name: _drop(frame, frame["abstract_key"].ne("") & frame.duplicated("abstract_key"), "duplicate_abstract", dropped)
+        for name, frame in splits.items()
+    }
+
+
 # ---------------------------------------------------------------- statistics
 
 
@@ -345,11 +371,12 @@ def _length_stats(lengths: Sequence[int]) -> dict[str, float]:
     if not lengths:
         return {}
     values = np.asarray(lengths)
+    # Rounded like the mean: interpolated percentiles carry float noise (a p95 of 1144.1499999999992).
     return {
         "mean": round(float(values.mean()), 1),
-        "median": float(np.median(values)),
-        "p95": float(np.percentile(values, 95)),
-        "p99": float(np.percentile(values, 99)),
+        "median": round(float(np.median(values)), 1),
+        "p95": round(float(np.percentile(values, 95)), 1),
+        "p99": round(float(np.percentile(values, 99)), 1),
         "max": int(values.max()),
     }
 
@@ -531,7 +558,7 @@ def prepare(
         frame = filter_pairs(clean_pairs(pd.concat(frames, ignore_index=True)), wanted, dropped)
         bar.update()
         bar.set_postfix_str("split and de-leak")
-        splits = remove_leaks(split_by_date(frame, train_until, val_until), dropped)
+        splits = drop_repeated_abstracts(remove_leaks(split_by_date(frame, train_until, val_until), dropped), dropped)
         bar.update()
     kept = pd.concat(splits.values())
     if kept.empty:

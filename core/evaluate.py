@@ -66,7 +66,13 @@ class EvalConfig:
             raise TitlecraftError("--limit must be at least 1")
         if self.mode == "few-shot" and self.k < 1:
             raise TitlecraftError("few-shot evaluation needs --k of at least 1")
+        from core.sampling import SEED_BITS
+
+        if not 0 <= self.seed < 2**SEED_BITS:  # numpy's shuffle raised a traceback for a negative seed
+            raise TitlecraftError(f"--seed must be a whole number from 0 to 2**{SEED_BITS} - 1")
         self.sampling()  # bad sampling overrides are refused here, before a report folder is created
+        if self.temperature == 0 and self.n > 1:  # the report would describe N candidates that were never drawn
+            raise TitlecraftError("--temperature 0 decodes one candidate per abstract: use -n 1 with it")
 
     @property
     def rankings(self) -> tuple[str, ...]:
@@ -134,7 +140,8 @@ def _has_text(value) -> bool:
 def select_rows(data: str | os.PathLike, limit: int, seed: int) -> list[dict]:
     """The first ``limit`` pairs after a seeded shuffle: every run with the same seed and data scores
     the same abstracts, and a smaller limit is a prefix of a larger one. Rows without a title or an
-    abstract are left out with a warning (they cannot be scored) before the shuffle."""
+    abstract (they cannot be scored) and rows repeating an earlier row's id are left out with a warning
+    before the shuffle."""
     from core.dataset import read_pairs
 
     frame = read_pairs(data)
@@ -147,10 +154,18 @@ def select_rows(data: str | os.PathLike, limit: int, seed: int) -> list[dict]:
         frame = frame[complete].reset_index(drop=True)
         if frame.empty:
             raise TitlecraftError(f"{data} has no row with both a title and an abstract to evaluate on")
+    frame = frame.assign(id=[row_id(*row) for row in zip(frame["arxiv_id"], frame["abstract"], strict=True)])
+    repeated = frame["id"].duplicated()
+    if repeated.any():
+        warnings.warn(
+            f"{repeated.sum()} of {len(frame)} rows of {data} repeat the arXiv id or abstract of an earlier row "
+            "and are left out (samples are kept by id: they would be scored with the earlier row's titles)",
+            TitlecraftWarning, stacklevel=2,
+        )
+        frame = frame[~repeated].reset_index(drop=True)
     order = np.random.default_rng(seed).permutation(len(frame))[:limit]
     return [
-        {"id": row_id(frame.at[i, "arxiv_id"], frame.at[i, "abstract"]), "abstract": frame.at[i, "abstract"],
-         "reference": frame.at[i, "title"]}
+        {"id": frame.at[i, "id"], "abstract": frame.at[i, "abstract"], "reference": frame.at[i, "title"]}
         for i in (int(position) for position in order)
     ]
 
@@ -171,7 +186,11 @@ def read_samples(path: Path) -> dict[str, dict]:
     the file rewritten without it, so appending continues on a clean line."""
     if not path.is_file():
         return {}
-    lines = path.read_text(encoding="utf-8").splitlines()
+    # Split on "\n" only: samples are written with raw U+2028 or U+0085 (ensure_ascii=False) in abstracts
+    # and titles, which str.splitlines would cut in two, refusing or dropping a sample that is whole.
+    lines = path.read_text(encoding="utf-8").removesuffix("\n").split("\n")
+    if lines == [""]:
+        return {}
     samples: dict[str, dict] = {}
     for number, line in enumerate(lines, start=1):
         try:
@@ -272,6 +291,19 @@ def load_generator(spec: str, device: str):
     return TitleGenerator(*load_model(spec, device=device))
 
 
+def _require_same_dtype(done: dict[str, dict], dtype: str, out_dir: Path) -> None:
+    """Refuse to add samples in another dtype than the saved ones: it changes the candidates, and the
+    report names one dtype for all of them (the environment, not a setting, picks it)."""
+    from core.models import DTYPE_ENV
+
+    saved = sorted({sample["dtype"] for sample in done.values() if "dtype" in sample} - {dtype})
+    if saved:
+        raise TitlecraftError(
+            f"{out_dir} holds samples generated in {', '.join(saved)}, and this run would generate in {dtype}; "
+            f"resume it with {DTYPE_ENV}={saved[0]}, or choose another --out"
+        )
+
+
 def generate_samples(
     config: EvalConfig, rows: Sequence[dict], out_dir: Path, generator=None, retriever=None,
     device: str = "auto", progress: bool = True,
@@ -287,6 +319,7 @@ def generate_samples(
     if not todo:
         return done
     generator = generator or load_generator(config.model, device)
+    _require_same_dtype(done, generator.info.dtype, out_dir)
     if config.examples_per_prompt and retriever is None:
         from core.retrieve import Retriever
 

@@ -83,7 +83,11 @@ def export(
     _refuse_overwriting_the_store(store, out)
     since = parse_since(since) if since is not None else None
     with store.snapshot():
-        pairs = store.curated_pairs(since=since, model=model)
+        specs = _recorded_specs(store, model) if model is not None else [None]
+        pairs = sorted(
+            (pair for spec in specs for pair in store.curated_pairs(since=since, model=spec)),
+            key=lambda pair: pair.abstract_id,
+        )
         rejected = store.rejected_candidates() if format_name == "dpo" else []
     if format_name == "sft":
         records = sft_records(pairs)
@@ -104,6 +108,18 @@ def export(
     else:
         rows = _write_dataset(out, records)
     return ExportResult(out, format_name, rows)
+
+
+def _recorded_specs(store: Store, model: str) -> list[str]:
+    """The model specs in the store that name ``model``. The app records the --model it was started with
+    as typed, so one checkpoint folder may be there as runs/mine/ (a shell's completion), ./runs/mine or
+    its absolute path; an exact match alone found none of them when asked for another spelling."""
+    wanted = os.path.abspath(os.path.expanduser(model))
+    return [
+        stats.model_spec
+        for stats in store.model_stats()
+        if stats.model_spec == model or os.path.abspath(os.path.expanduser(stats.model_spec)) == wanted
+    ]
 
 
 def _refuse_overwriting_the_store(store: Store, out: Path) -> None:

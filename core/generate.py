@@ -33,7 +33,7 @@ from core.errors import TitlecraftError
 from core.fastpath import StaticDecoder, supports_fast_path
 from core.models import ModelInfo
 from core.prompts import EMPTY_ABSTRACT, Example, Prompt, build_prompt, normalise_whitespace
-from core.sampling import TokenSampler
+from core.sampling import SEED_BITS, TokenSampler
 
 __all__ = [
     "Candidate",
@@ -93,6 +93,8 @@ class SamplingParams:
             problems.append("the diversity weight must not be negative")
         if self.ranking not in RANKINGS:
             problems.append(f"ranking must be one of {', '.join(RANKINGS)}")
+        if self.seed is not None and not 0 <= self.seed < 2**SEED_BITS:  # torch overflowed with a traceback
+            problems.append(f"the seed must be a whole number from 0 to 2**{SEED_BITS} - 1")
         if problems:
             raise TitlecraftError("Invalid sampling settings: " + "; ".join(problems) + ".")
 
@@ -215,6 +217,10 @@ class TitleGenerator:
             try:
                 return build_prompt(self.tokenizer, self.info.template, abstract, budget, examples)
             except ValueError as error:
+                if self.max_prompt_tokens is None:  # the budget is what the title's tokens leave: name them
+                    window = budget + max_new_tokens
+                    error = (f"{max_new_tokens} new tokens leave no room for the abstract in the model's context of "
+                             f"{window} tokens; ask for fewer new tokens")
                 raise TitlecraftError(f"Cannot build a prompt for {self.info.name}: {error}.") from None
 
     def count_tokens(self, abstract: str, max_new_tokens: int = SamplingParams.max_new_tokens) -> tuple[int, int]:

@@ -15,6 +15,9 @@ import secrets
 import torch
 
 SHORTLIST = 256
+# Seeds are drawn from, and given seeds must fit, 63 bits: the store keeps them in SQLite's signed 64-bit
+# INTEGER, and evaluation seeds numpy's generator too, which takes no negative seed.
+SEED_BITS = 63
 
 
 def _descending(probs: torch.Tensor, top_p, shortlist: int | None) -> tuple[torch.Tensor, ...]:
@@ -75,7 +78,7 @@ class TokenSampler:
     def __init__(self, temperature: float, top_p: float, seed: int | None, device: torch.device | str):
         self.temperature = float(temperature)
         self.top_p = float(top_p)
-        self.seed = seed if seed is not None else secrets.randbits(63)
+        self.seed = seed if seed is not None else secrets.randbits(SEED_BITS)
         self.greedy = self.temperature == 0.0
         self.greedy_rows = 0
         self.generator = torch.Generator(device=torch.device(device)).manual_seed(self.seed)

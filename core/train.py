@@ -36,6 +36,7 @@ from core.models import (
 )
 from core.paths import refuse_file_in_the_way
 from core.prompts import COMPLETION, normalise_whitespace
+from core.sampling import SEED_BITS
 from core.train_data import (
     CUDA_PAD_MULTIPLE,
     Example,
@@ -48,7 +49,8 @@ from core.train_data import (
 STATE_DIR = "last"
 RUN_IDENTITY = "run.json"
 PRECISIONS = ("auto", "bf16", "fp32")
-BUDGET_CLOCK_STEPS = (10, 50)  # --max-minutes times the steps between these two to plan the rest
+BUDGET_CLOCK_STEPS = (10, 50)  # --max-minutes times the steps between these two to plan the rest,
+BUDGET_CLOCK_SHARE = 0.1  # or fewer, once they took this share of the budget (slow CPU steps, short runs)
 
 
 @dataclass
@@ -104,9 +106,13 @@ class TrainConfig:
             "--limit must be at least 1": self.limit is None or self.limit >= 1,
             "--max-minutes must be more than 0": self.max_minutes is None or self.max_minutes > 0,
             "--lora-r must be at least 1": self.lora_r >= 1,
+            # LoRA scales its update by alpha / r: at 0 the adapter learns nothing, below it the update is reversed
+            "--lora-alpha must be more than 0": self.lora_alpha > 0,
             "--extra-weight must be more than 0": self.extra_weight > 0,
             "the warm-up ratio must be in [0, 1)": 0 <= self.warmup_ratio < 1,
             f"the precision must be one of {', '.join(PRECISIONS)}": self.precision in PRECISIONS,
+            # torch.manual_seed overflowed with a traceback after the data was read; the range is sampling's
+            f"--seed must be a whole number from 0 to 2**{SEED_BITS} - 1": 0 <= self.seed < 2**SEED_BITS,
         }
         problems = [rule for rule, holds in rules.items() if not holds]
         if problems:
@@ -528,6 +534,9 @@ def train(config: TrainConfig, on_progress: Callable[[dict], None] | None = None
     started = time.perf_counter() - progress.seconds
     window_tokens, window_start = 0, time.perf_counter()
     clock_start = started
+    # A run of few steps starts its clock early enough to plan with most of the budget left.
+    clock_from = min(BUDGET_CLOCK_STEPS[0], progress.planned_steps // 5)
+    replanned = False
     eval_every = max(1, config.eval_every)
     try:
         while progress.step < progress.planned_steps:
@@ -557,10 +566,16 @@ def train(config: TrainConfig, on_progress: Callable[[dict], None] | None = None
             progress.tokens_seen += step_tokens
             window_tokens += step_tokens
             bar.update(1)
-            if config.max_minutes and progress.step == BUDGET_CLOCK_STEPS[0]:
+            if config.max_minutes and progress.step == clock_from:
                 clock_start = time.perf_counter()
-            if config.max_minutes and progress.step == BUDGET_CLOCK_STEPS[1]:
-                _replan_for_time_budget(progress, config, started, clock_start, ranks)
+            if config.max_minutes and not replanned and progress.step > clock_from:
+                timed_steps = progress.step - clock_from
+                due = timed_steps >= BUDGET_CLOCK_STEPS[1] - BUDGET_CLOCK_STEPS[0] or (
+                    time.perf_counter() - clock_start >= BUDGET_CLOCK_SHARE * config.max_minutes * 60
+                )
+                if all_reduce_sum([float(due)], device)[0]:  # every rank re-plans at the same step
+                    _replan_for_time_budget(progress, config, started, clock_start, timed_steps, ranks)
+                    replanned = True
             if progress.step % eval_every == 0 or progress.step == progress.planned_steps:
                 now = time.perf_counter()
                 record = {
@@ -667,15 +682,15 @@ def _out_of_memory_advice(config: TrainConfig, out: Path) -> str:
 
 
 def _replan_for_time_budget(
-    progress: Progress, config: TrainConfig, started: float, clock_start: float, ranks: Ranks
+    progress: Progress, config: TrainConfig, started: float, clock_start: float, timed_steps: int, ranks: Ranks
 ) -> None:
     """Shrink the planned steps to fit --max-minutes, so the cosine schedule still completes.
 
-    The step time is measured after a few warm-up steps (CUDA start-up would inflate it); 5% of the
-    budget is kept for validation runs and saves.
+    The step time is measured over ``timed_steps`` steps after a few warm-up steps (CUDA start-up would
+    inflate it); 5% of the budget is kept for validation runs and saves.
     """
     now = time.perf_counter()
-    per_step = (now - clock_start) / (BUDGET_CLOCK_STEPS[1] - BUDGET_CLOCK_STEPS[0])
+    per_step = (now - clock_start) / timed_steps
     remaining = 0.95 * config.max_minutes * 60 - (now - started)
     affordable = progress.step + int(remaining / per_step)
     if affordable < progress.planned_steps:

@@ -46,7 +46,7 @@ def read_pairs(path: str | Path) -> list[tuple[str, str]]:
     path = Path(path)
     if not path.is_file():
         raise TitlecraftError(f"training data {path} does not exist")
-    if path.suffix == ".parquet":
+    if _is_parquet(path):
         import pandas as pd
         import pyarrow.parquet as pq
 
@@ -79,6 +79,15 @@ def read_pairs(path: str | Path) -> list[tuple[str, str]]:
             except ValueError as error:
                 raise TitlecraftError(f"{path}:{number}: not an SFT row: {error}") from None
     return pairs
+
+
+def _is_parquet(path: Path) -> bool:
+    """A parquet file by its suffix in any case (.parquet, .pq) or by its signature: read as an SFT
+    export instead, a parquet split not named *.parquet was refused as 'not UTF-8 text'."""
+    if path.suffix.lower() in (".parquet", ".pq"):
+        return True
+    with path.open("rb") as file:
+        return file.read(4) == b"PAR1"
 
 
 def _sft_pair(line: str) -> tuple[str, str]:

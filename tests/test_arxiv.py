@@ -23,7 +23,7 @@ import pytest
 from core.arxiv import OAI_URL_ENV, PARTIAL_SUFFIX, harvest, parse_page, parse_subcats, retry_after_seconds
 from core.cli import main
 from core.dataset import PAIR_COLUMNS
-from core.errors import TitlecraftError
+from core.errors import TitlecraftError, TitlecraftWarning
 
 REPO = Path(__file__).resolve().parents[1]
 OAI_PAGES = Path(__file__).resolve().parents[2] / "shared" / "data" / "oai"
@@ -319,6 +319,16 @@ def test_subcats_are_matched_in_any_case(tmp_path):
     assert [row["arxiv_id"] for row in read_rows(out)] == HEP_EX_IDS[1:]
 
 
+def test_a_subcategory_arxiv_does_not_have_is_named_before_the_harvest(tmp_path):
+    """A well-formed typo (cs.Al for cs.AI) passed the name check and was matched against every record of
+    a harvest that can take hours, keeping none of its papers without a word."""
+    out = tmp_path / "hep-ph.parquet"
+    with oai_server(pages(HEP_EX, {})) as (url, _):
+        with pytest.warns(TitlecraftWarning, match=r"--subcats cs\.Al is not an arXiv category .*check its spelling"):
+            harvest("hep-ex", out, subcats=["hep-ph", "cs.Al"], base_url=url, progress=False)
+    assert [row["arxiv_id"] for row in read_rows(out)] == HEP_EX_IDS[1:]
+
+
 def test_bad_arguments_are_user_errors(tmp_path):
     with pytest.raises(TitlecraftError, match="Invalid category"):
         harvest("nonsense", tmp_path / "x.parquet", progress=False)
@@ -369,3 +379,20 @@ def test_an_out_that_cannot_be_the_parquet_file_is_refused_before_any_request(tm
             assert err.startswith("error: ") and problem in err
     assert requests == []
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["notes.txt", "raw"]
+
+
+def test_a_finished_harvest_at_the_default_out_is_never_replaced_by_another(tmp_path, monkeypatch, capsys):
+    """The default name holds neither the subcategories nor the month a defaulted --from stands for, so
+    another harvest (other subcats, or next month's) silently replaced the earlier one's file."""
+    monkeypatch.chdir(tmp_path)
+    default_out = tmp_path / "data" / "raw" / "arxiv-hep-ex-month-today.parquet"
+    with oai_server(pages(HEP_EX, {})) as (url, requests):
+        monkeypatch.setenv(OAI_URL_ENV, url)
+        assert main(["scrape", "--category", "hep-ex", "--subcats", "hep-ph"]) == 0
+        kept = read_rows(default_out)
+        assert main(["scrape", "--category", "hep-ex", "--subcats", "hep-ex"]) == 2
+        error = capsys.readouterr().err
+        assert f"{Path('data/raw/arxiv-hep-ex-month-today.parquet')} holds an earlier harvest" in error
+        assert "--out" in error and len(requests) == 1
+        assert read_rows(default_out) == kept
+        assert main(["scrape", "--category", "hep-ex", "--subcats", "hep-ex", "--out", "hep-ex.parquet"]) == 0

@@ -96,6 +96,7 @@ def test_cleans_deduplicates_and_splits_by_date(tmp_path):
         "unreadable_date": 0,
         "duplicate_id": 1,
         "duplicate_title": 1,
+        "duplicate_abstract": 0,
         "leak_test": 0,
         "leak_validation": 0,
     }
@@ -128,6 +129,18 @@ def test_dates_are_read_strictly_and_unreadable_ones_are_dropped_with_a_warning(
     assert list(splits["test"]["date"]) == ["2026-03-05"]
     assert summary["dropped"]["unreadable_date"] == 3 and summary["undated_in_train"] == 1
     assert "| date given but not readable as YYYY-MM-DD | 3 |" in (tmp_path / "prepared" / "summary.md").read_text()
+
+
+def test_an_abstract_repeated_under_another_title_and_id_is_dropped(tmp_path):
+    """The shared pairs hold 19 abstracts twice, under two arXiv ids and two titles (one paper's abstract
+    filed under another's title): both were kept, so a split trained on, or scored, one abstract twice
+    with contradicting titles."""
+    first = pair(1, "2026-02-01")
+    rows = [first, pair(2, "2026-02-02", abstract=first["abstract"].upper().replace(" ", "  ")), pair(3, "2026-02-03")]
+    summary, splits = prepare_rows(rows, tmp_path)
+    assert list(splits["test"]["arxiv_id"]) == ["2001.00001", "2001.00003"]
+    assert summary["dropped"]["duplicate_abstract"] == 1
+    assert "| same normalised abstract as an earlier row | 1 |" in (tmp_path / "prepared" / "summary.md").read_text()
 
 
 def test_test_titles_and_abstracts_do_not_leak_into_earlier_splits(tmp_path):
@@ -163,6 +176,17 @@ def test_category_filter_and_split_dates_are_configurable(tmp_path):
         prepare_rows(rows, tmp_path, train_until="2021-01-01", val_until="2020-01-01")
     with pytest.raises(TitlecraftError, match="is not a date"):
         prepare_rows(rows, tmp_path, val_until="soon")
+
+
+def test_a_requested_category_is_matched_in_any_case_and_one_no_row_has_is_named(tmp_path):
+    """--categories cs.CL,cs.cv kept the cs.CL rows and dropped every cs.CV row without a word (scrape's
+    --subcats match in any case); a misspelt name dropped its rows as silently."""
+    rows = [pair(1, "2020-01-01", categories="cs.CV"), pair(2, "2020-06-01", categories="cs.CL stat.ML"),
+            pair(3, "2021-01-01", categories="math.OC")]
+    with pytest.warns(TitlecraftWarning, match="--categories cs.Al matched no row"):
+        summary, splits = prepare_rows(rows, tmp_path, categories="cs.cv,CS.CL,cs.Al")
+    assert sorted(pd.concat(splits.values())["arxiv_id"]) == ["2001.00001", "2001.00002"]
+    assert summary["dropped"]["category"] == 1
 
 
 def test_empty_splits_warn_and_load_as_datasets(tmp_path):
@@ -344,3 +368,32 @@ def test_a_parquet_saved_from_a_filtered_frame_reads_with_fresh_row_numbers(tmp_
     subset = read_pairs(tmp_path / "subset.parquet")
     assert list(subset.index) == [0, 1, 2]
     assert subset.at[2, "title"] == frame.at[5, "title"]
+
+
+def test_cli_prepare_reads_and_checks_its_inputs_before_loading_the_tokenizer(shared_slice, tmp_path, monkeypatch,
+                                                                               capsys):
+    """The tokenizer loaded first: on a fresh install a mistyped --in or --train-until was reported only
+    after the embedded model was de-quantised for it, and a tokenizer that could not load hid the mistake."""
+    def unreachable(spec):
+        raise TitlecraftError(f"could not load model {spec!r}")
+
+    monkeypatch.setattr("core.commands.prepare.load_tokenizer", unreachable)
+    assert main(["prepare", "--in", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert f"error: {tmp_path / 'missing.jsonl'}: no such file" in err and "could not load" not in err
+    assert main(["prepare", "--in", str(shared_slice), "--out", str(tmp_path / "x"), "--train-until", "soon"]) == 2
+    assert "train-until 'soon' is not a date" in capsys.readouterr().err
+    assert main(["prepare", "--in", str(shared_slice), "--out", str(tmp_path / "x"), "--tokenizer", "nowhere"]) == 2
+    assert "could not load model 'nowhere'" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
+def test_token_length_percentiles_are_rounded_in_the_summary(tmp_path):
+    """summary.md showed a p95 of 1144.1499999999992 beside a mean of 766.2 (numpy's float noise)."""
+    rows = [pair(number, "2020-01-01") for number in range(10)]
+    for number, row in enumerate(rows):
+        row["abstract"] += " pad" * (3 * number)  # 56, 59, ... 83 words: the 95th percentile is 81.65
+    summary, _ = prepare_rows(rows, tmp_path)
+    assert summary["token_lengths"]["abstract"]["p95"] == 81.6
+    assert summary["token_lengths"]["abstract"]["p99"] == 82.7
+    assert "| abstract | 69.5 | 69.5 | 81.6 | 82.7 | 83 |" in (tmp_path / "prepared" / "summary.md").read_text()

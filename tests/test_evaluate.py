@@ -114,6 +114,16 @@ def test_a_torn_last_sample_line_is_dropped_and_a_corrupt_middle_one_refused(tmp
         read_samples(path)
 
 
+def test_samples_holding_unicode_line_separators_are_read_back_whole(tmp_path):
+    path = tmp_path / "samples.jsonl"
+    lines = [json.dumps({"id": name, "abstract": f"first part{separator}second part"}, ensure_ascii=False)
+             for name, separator in (("a", "\u2028"), ("b", "\x85"), ("c", "\u2029"))]
+    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    samples = read_samples(path)
+    assert list(samples) == ["a", "b", "c"] and samples["c"]["abstract"] == "first part\u2029second part"
+    assert path.read_text(encoding="utf-8").count("\n") == 3  # nothing was dropped or rewritten
+
+
 class CountingGenerator(TitleGenerator):
     calls = 0
 
@@ -190,6 +200,12 @@ def test_bad_settings_are_user_errors():
         EvalConfig(model="m", data="d", mode="two-shot")
     with pytest.raises(TitlecraftError, match="--limit"):
         EvalConfig(model="m", data="d", limit=0)
+    with pytest.raises(TitlecraftError, match="--seed must be a whole number from 0"):  # numpy's traceback
+        EvalConfig(model="m", data="d", seed=-1)
+    # Greedy decoding draws one candidate: the report claimed "5 candidates for each" and a best of 5.
+    with pytest.raises(TitlecraftError, match="--temperature 0 decodes one candidate per abstract: use -n 1"):
+        EvalConfig(model="m", data="d", n=5, temperature=0)
+    assert EvalConfig(model="m", data="d", n=1, temperature=0).n == 1
 
 
 @pytest.mark.parametrize("option", [["-n", "0"], ["--top-p", "2"], ["--temperature", "nan"]])
@@ -198,6 +214,16 @@ def test_eval_refuses_bad_sampling_settings_before_creating_the_report_folder(pa
     code = main(["eval", "--data", str(pairs_file), "--limit", "1", *option, "--out", str(out)])
     assert code == 2
     assert "Invalid sampling settings" in capsys.readouterr().err
+    assert not (tmp_path / "reports").exists()
+
+
+@pytest.mark.parametrize("threads", ["0", "-1"])
+def test_eval_refuses_a_thread_count_below_one(pairs_file, tmp_path, capsys, threads):
+    """--threads -1 ended in torch's RuntimeError traceback, and --threads 0 was ignored without a word."""
+    out = tmp_path / "reports" / "X"
+    code = main(["eval", "--data", str(pairs_file), "--limit", "1", "--threads", threads, "--out", str(out)])
+    assert code == 2
+    assert capsys.readouterr().err == f"error: --threads must be at least 1, not {threads}\n"
     assert not (tmp_path / "reports").exists()
 
 
@@ -266,3 +292,36 @@ def test_a_file_without_missing_rows_keeps_its_selection(pairs_file):
     ids = [row["id"] for row in select_rows(pairs_file, 12, seed=0)]
     frame = shared_pairs(12)
     assert ids == [frame["arxiv_id"][i] for i in np.random.default_rng(0).permutation(12)]
+
+
+def test_a_row_repeating_an_earlier_rows_id_is_left_out_not_scored_with_its_candidates(tiny_generator, tmp_path):
+    """Samples are kept by id, so a second row with the same arXiv id (or the same abstract, lacking one)
+    was scored with the first row's reference replaced by its own, and counted twice."""
+    data = tmp_path / "pairs.csv"
+    data.write_text("arxiv_id,title,abstract\n2601.00001,First Title,We study graphs.\n"
+                    "2601.00001,Second Title,We study graphs again.\n,Speech Models,We study speech.\n"
+                    ",Speech Models Again,We study speech.\n2601.00003,Vision Models,We study vision.\n")
+    with pytest.warns(TitlecraftWarning, match="2 of 5 rows .* repeat the arXiv id or abstract of an earlier row"):
+        rows = select_rows(data, 10, seed=0)
+    assert sorted(row["reference"] for row in rows) == ["First Title", "Speech Models", "Vision Models"]
+    config = EvalConfig(model="tiny", data=str(data), limit=10, n=2, max_new_tokens=3)
+    with pytest.warns(TitlecraftWarning):
+        metrics = evaluate(config, tmp_path / "run", generator=tiny_generator, progress=False)
+    samples = read_samples(tmp_path / "run" / "samples.jsonl")
+    assert metrics["abstracts"] == 3 and len(samples) == 3
+    assert samples["2601.00001"]["reference"] == "First Title"
+
+
+def test_a_resumed_run_in_another_dtype_is_refused_not_mixed_into_the_report(tiny_generator, tiny_llama_dir, pairs_file,
+                                                                            tmp_path):
+    """The dtype changes the candidates, and the report names the last sample's: a run resumed in
+    bfloat16 after float32 samples reported bfloat16 for samples half of which were not."""
+    import torch
+
+    config = EvalConfig(model="tiny", data=str(pairs_file), limit=1, n=2, max_new_tokens=3)
+    evaluate(config, tmp_path, generator=tiny_generator, progress=False)
+    bf16 = TitleGenerator(*load_model(str(tiny_llama_dir), device="cpu", dtype=torch.bfloat16))
+    with pytest.raises(TitlecraftError, match="float32.*bfloat16.*TITLECRAFT_DTYPE=float32"):
+        evaluate(replace(config, limit=2), tmp_path, generator=bf16, progress=False)
+    assert len(read_samples(tmp_path / "samples.jsonl")) == 1
+    assert evaluate(replace(config, limit=2), tmp_path, generator=tiny_generator, progress=False)["abstracts"] == 2

@@ -143,6 +143,24 @@ def test_filters_by_model_and_date(db, tmp_path):
         assert export(store, "sft", tmp_path / "recent.jsonl", since="2000-01-01T00:00:00+02:00").rows == 3
 
 
+def test_a_checkpoint_folder_is_matched_however_its_path_was_spelled(tmp_path, monkeypatch):
+    """The app records the --model it was started with as typed (a shell completes a folder with a
+    trailing slash), so --model names a checkpoint by its folder, not by the exact spelling."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs" / "mine").mkdir(parents=True)
+    with Store(tmp_path / "titlecraft.db") as store:
+        for number, spec in enumerate(("runs/mine/", "runs/other", "embedded")):
+            abstract = store.add_abstract(f"Abstract number {number} about graphs.")
+            _, [candidate] = store.record_generation(
+                abstract, spec, "id", {}, 1, "cpu", 1.0, 0.1, [{"text": f"Title {number}"}]
+            )
+            store.accept(candidate)
+        for spelling in ("runs/mine", "./runs/mine/", str(tmp_path / "runs" / "mine"), "runs/../runs/mine"):
+            result = export(store, "sft", tmp_path / "mine.jsonl", model=spelling)
+            assert result.rows == 1 and "Title 0" in (tmp_path / "mine.jsonl").read_text(), spelling
+        assert export(store, "sft", tmp_path / "base.jsonl", model="embedded").rows == 1
+
+
 @pytest.mark.parametrize("format_name", ["sft", "chat", "dpo", "parquet", "csv", "hf"])
 def test_an_empty_selection_writes_nothing_and_keeps_an_earlier_export(db, tmp_path, format_name):
     out = tmp_path / "earlier"

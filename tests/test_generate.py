@@ -2,6 +2,7 @@
 
 import io
 import json
+import re
 import threading
 
 import pytest
@@ -276,6 +277,31 @@ def test_cli_refuses_a_nan_temperature_with_a_message(tiny_llama_dir, tmp_path, 
     assert "temperature must be a finite number" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("seed", [str(2**64), "-1"])
+def test_cli_refuses_a_seed_the_sampler_cannot_take(tiny_llama_dir, tmp_path, capsys, seed):
+    """--seed 2**64 ended in torch's 'Overflow when unpacking long long' traceback; a seed from 0 to
+    2**63 - 1 is what the store's INTEGER column can record for the app, and what sampling draws."""
+    abstract_file = tmp_path / "abstract.txt"
+    abstract_file.write_text(ABSTRACT)
+    args = ["generate", "--model", str(tiny_llama_dir), "--device", "cpu", "--file", str(abstract_file)]
+    assert main([*args, "--seed", seed]) == 2
+    error = capsys.readouterr().err
+    assert "Invalid sampling settings: the seed must be a whole number from 0 to 2**63 - 1" in error
+    assert "Traceback" not in error
+
+
+def test_cli_names_max_new_tokens_when_they_leave_no_room_for_the_abstract(tiny_llama_dir, tmp_path, capsys):
+    """--max-new-tokens 5000 was refused as 'a prompt budget of -4488 tokens', naming neither the option
+    nor the model's context it has to share."""
+    abstract_file = tmp_path / "abstract.txt"
+    abstract_file.write_text(ABSTRACT)
+    args = ["generate", "--model", str(tiny_llama_dir), "--device", "cpu", "--file", str(abstract_file)]
+    assert main([*args, "--max-new-tokens", "5000"]) == 2
+    error = capsys.readouterr().err
+    assert "5000 new tokens leave no room for the abstract in the model's context of 512 tokens" in error
+    assert "-4488" not in error
+
+
 def test_long_abstract_is_truncated_with_a_notice(tiny_llama):
     model, tokenizer, info = tiny_llama
     generator = TitleGenerator(model, tokenizer, info, max_prompt_tokens=200)
@@ -434,3 +460,22 @@ def test_live_view_redraws_in_place_on_a_terminal():
     screen = out.getvalue()
     assert screen.count("\x1b[1F") == 1 and screen.count("\x1b[2F") == 1  # moved up over the drawn lines
     assert screen.endswith("\x1b[2K✓  1. Sparse Graphs\n\x1b[2K✓  2. Dense \ufffd[31mred\n")
+
+
+def test_live_view_never_moves_up_past_the_top_of_a_short_terminal(monkeypatch):
+    """-n 30 in a 24-line terminal moved the cursor up 30 lines, which stops at the top row: every
+    redraw then scrolled a partial copy of the list into the terminal's history."""
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    monkeypatch.setenv("LINES", "6")
+    monkeypatch.setenv("COLUMNS", "80")
+    out = Terminal()
+    view = LiveView(out)
+    for index in range(8):
+        view(CandidateEvent(index, f"Title {index + 1}", True))
+    ups = [int(count) for count in re.findall(r"\x1b\[(\d+)F", out.getvalue())]
+    assert ups and max(ups) <= 5
+    last_draw = out.getvalue().split(f"\x1b[{ups[-1]}F")[-1]
+    assert last_draw.count("\n") == 5 and "… and 4 more" in last_draw

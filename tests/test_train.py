@@ -300,8 +300,23 @@ def test_impossible_settings_are_refused_before_anything_loads(capsys):
         TrainConfig(train="t.parquet", out="o", batch_size=0, grad_accum=0)
     with pytest.raises(TitlecraftError, match="--epochs must be more than 0; --lr must not be negative"):
         TrainConfig(train="t.parquet", out="o", epochs=0, lr=-1e-4)
+    # LoRA scales its update by alpha / r: 0 trained an adapter that changes nothing, a negative one reversed it
+    for alpha in (0, -4):
+        with pytest.raises(TitlecraftError, match="--lora-alpha must be more than 0"):
+            TrainConfig(train="t.parquet", out="o", lora=True, lora_alpha=alpha)
     assert main(["train", "--train", "missing.parquet", "--out", "o", "--batch-size", "0"]) == 2
     assert capsys.readouterr().err == "error: Invalid training settings: --batch-size must be at least 1.\n"
+
+
+@pytest.mark.parametrize("seed", [str(2**64), "-1"])
+def test_a_seed_torch_cannot_take_is_refused_before_anything_loads(tmp_path, capsys, seed):
+    """--seed 2**64 ended in torch's 'Overflow when unpacking long long' traceback after the data was read."""
+    out = tmp_path / "run"
+    assert main(["train", "--train", "missing.parquet", "--out", str(out), "--seed", seed]) == 2
+    assert capsys.readouterr().err == (
+        "error: Invalid training settings: --seed must be a whole number from 0 to 2**63 - 1.\n"
+    )
+    assert not out.exists()
 
 
 @pytest.mark.parametrize("value", ["inf", "-inf", "nan"])
@@ -322,6 +337,15 @@ def test_bad_training_files_are_clear_errors(tmp_path):
     bad.write_text('{"prompt": "no template here", "completion": " x"}\n')
     with pytest.raises(TitlecraftError, match="bad.jsonl:1"):
         read_pairs(bad)
+
+
+@pytest.mark.parametrize("name", ["train.PARQUET", "train.pq", "train.data"])
+def test_a_parquet_split_is_read_whatever_its_suffix(tmp_path, name):
+    """A parquet file not named *.parquet was read as an SFT export and refused as 'not UTF-8 text'
+    (import takes .pq files, and a file copied from Windows may be spelled .PARQUET)."""
+    path = tmp_path / name
+    pd.DataFrame({"abstract": ["We study graphs."], "title": ["Graph Networks"]}).to_parquet(path)
+    assert read_pairs(path) == [("We study graphs.", "Graph Networks")]
 
 
 def test_a_bad_data_file_fails_before_the_model_loads(tmp_path, monkeypatch):
@@ -346,8 +370,29 @@ def test_time_budget_shrinks_the_schedule(monkeypatch):
     clock = iter([100.0])
     monkeypatch.setattr("core.train.time.perf_counter", lambda: next(clock))
     # 40 steps took 40 s (1 s/step); 100 s have passed of a 3-minute budget -> about 71 more steps
-    _replan_for_time_budget(progress, TrainConfig(train="x", out="y", max_minutes=3), 0.0, 60.0, Ranks())
+    _replan_for_time_budget(progress, TrainConfig(train="x", out="y", max_minutes=3), 0.0, 60.0, 40, Ranks())
     assert progress.planned_steps == 50 + int(0.95 * 3 * 60 - 100)
+
+
+def test_a_time_budget_is_kept_when_the_run_has_few_slow_steps(tmp_path, tiny_llama_dir, split_files, monkeypatch):
+    """The budget was planned only at step 50, from steps 10-50: a run of fewer steps (a CPU run of a few
+    hundred pairs) never shrank, and one whose 50 steps outlasted the budget overran it."""
+    import time
+
+    real_load_model = core_train.load_model
+
+    def slow_model(*args, **kwargs):  # a CPU step of a larger model: the tiny one is too quick to budget
+        model, tokenizer, info = real_load_model(*args, **kwargs)
+        model.get_decoder().register_forward_pre_hook(lambda *_: time.sleep(0.05))
+        return model, tokenizer, info
+
+    monkeypatch.setattr(core_train, "load_model", slow_model)
+    out = tmp_path / "run"
+    # 80 steps of at least 0.05 s: about 4 s, in a budget of 1.2 s
+    train(TrainConfig(train=str(split_files[0]), out=str(out), base=str(tiny_llama_dir), batch_size=1,
+                      eval_every=1000, max_minutes=0.02, device="cpu"))
+    meta = json.loads((out / "titlecraft.json").read_text())
+    assert meta["steps"] == meta["planned_steps"] <= 30
 
 
 LAUNCHERS = {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from core.errors import TitlecraftError
 from core.evaluate import DEFAULT_RETRIEVAL_POOL, MODES, RANKING_CHOICES, EvalConfig
 
 
@@ -49,7 +50,9 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from core.evaluate import evaluate
 
-    if args.threads:
+    if args.threads is not None:
+        if args.threads < 1:  # torch raises a bare RuntimeError for these, after argparse let them through
+            raise TitlecraftError(f"--threads must be at least 1, not {args.threads}")
         import torch
 
         torch.set_num_threads(args.threads)

@@ -14,7 +14,8 @@ def register(subparsers) -> None:
     parser.add_argument("--format", required=True, choices=FORMATS, help="what to write")
     parser.add_argument("--out", required=True, type=Path, help="the file (or folder, for hf) to write")
     parser.add_argument("--since", metavar="DATE", help="only pairs decided on or after this date (YYYY-MM-DD)")
-    parser.add_argument("--model", metavar="SPEC", help="only pairs whose title came from this model spec")
+    parser.add_argument("--model", metavar="SPEC", help="only pairs whose title came from this model spec "
+                        "(a checkpoint folder however its path is spelled)")
     parser.add_argument("--db", type=Path, help=f"the store (default: ${DB_PATH_ENV} or data/titlecraft.db)")
     parser.set_defaults(func=run)
 

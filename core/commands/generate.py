@@ -116,12 +116,17 @@ class LiveView:
             self.last_draw = now
 
     def draw(self) -> None:
-        width = shutil.get_terminal_size().columns
+        size = shutil.get_terminal_size()
         lines = []
         for index in sorted(self.texts):
             text, finished = self.texts[index]
             line = f"{'✓' if finished else '…'} {index + 1:>2}. {printable(text)}"
-            lines.append(line if len(line) < width else line[: width - 2] + "…")
+            lines.append(line if len(line) < size.columns else line[: size.columns - 2] + "…")
+        # The cursor cannot move up past the top row: a list taller than the terminal would be redrawn
+        # below itself, scrolling a partial copy into the history at every redraw.
+        height = max(2, size.lines - 1)
+        if len(lines) > height:
+            lines = [*lines[: height - 1], f"… and {len(lines) - height + 1} more"]
         up = f"\x1b[{self.lines_drawn}F" if self.lines_drawn else ""
         self.out.write(up + "".join(f"\x1b[2K{line}\n" for line in lines))
         self.out.flush()

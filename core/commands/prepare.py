@@ -40,13 +40,28 @@ def load_tokenizer(spec: str):
     return load_model_tokenizer(spec)
 
 
+class LazyTokenizer:
+    """The --tokenizer, loaded when prepare first tokenises: by then it has read and checked the inputs
+    and settings, so a mistyped file or date is reported at once, not after the embedded model was
+    de-quantised for it (about 20 s on a fresh install), nor hidden by a tokenizer that cannot load."""
+
+    def __init__(self, spec: str):
+        self.spec = spec
+        self.tokenizer = None
+
+    def __call__(self, *args, **kwargs):
+        if self.tokenizer is None:
+            self.tokenizer = load_tokenizer(self.spec)
+        return self.tokenizer(*args, **kwargs)
+
+
 def run(args: argparse.Namespace) -> int:
     from core.dataset import prepare
 
     summary = prepare(
         args.inputs,
         args.out,
-        tokenizer=load_tokenizer(args.tokenizer),
+        tokenizer=LazyTokenizer(args.tokenizer),
         tokenizer_name=args.tokenizer,
         train_until=args.train_until,
         val_until=args.val_until,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from datetime import date
+from pathlib import Path
 
 
 def _iso_date(text: str) -> str:
@@ -30,15 +31,32 @@ def register(subparsers) -> None:
     parser.add_argument("--subcats", default="", help="keep records in any of these categories, e.g. cs.AI,cs.LG,cs.CL")
     parser.add_argument("--from", dest="date_from", type=_iso_date, help="first datestamp, YYYY-MM-DD (default: 1st of this month)")
     parser.add_argument("--until", dest="date_until", type=_iso_date, help="last datestamp, YYYY-MM-DD (default: today)")
-    parser.add_argument("--out", help="pair parquet to write (default data/raw/arxiv-CATEGORY-FROM-UNTIL.parquet)")
+    parser.add_argument("--out", help="pair parquet to write (default data/raw/arxiv-CATEGORY-FROM-UNTIL.parquet, "
+                        "never replacing a finished harvest there)")
     parser.add_argument("--oai-url", help="OAI-PMH endpoint (overrides $TITLECRAFT_OAI_URL)")
     parser.set_defaults(func=run)
+
+
+def default_out(args: argparse.Namespace) -> str:
+    """The parquet file of a harvest without --out. Its name holds neither the subcategories nor the
+    month a defaulted --from stands for, so a file there from a finished harvest may be another's (last
+    month's, other subcats): it is refused, never replaced. An unfinished harvest there resumes."""
+    from core.arxiv import PARTIAL_SUFFIX
+    from core.errors import TitlecraftError
+
+    out = Path(f"data/raw/arxiv-{args.category}-{args.date_from or 'month'}-{args.date_until or 'today'}.parquet")
+    if out.exists() and not out.with_name(out.name + PARTIAL_SUFFIX).exists():
+        raise TitlecraftError(
+            f"{out} holds an earlier harvest, which this one would replace: name the file to write with --out "
+            "(or move that one away to harvest into the default name again)"
+        )
+    return str(out)
 
 
 def run(args: argparse.Namespace) -> int:
     from core.arxiv import harvest
 
-    out = args.out or f"data/raw/arxiv-{args.category}-{args.date_from or 'month'}-{args.date_until or 'today'}.parquet"
+    out = args.out or default_out(args)
     result = harvest(
         args.category,
         out,
