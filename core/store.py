@@ -194,6 +194,11 @@ def default_db_path() -> Path:
     return Path(os.environ.get(DB_PATH_ENV) or DEFAULT_DB_PATH).expanduser()
 
 
+def _writable(path: Path) -> bool:
+    # No write bit counts as read-only even for root, who could write anyway: the owner said so.
+    return os.access(path, os.W_OK) and bool(path.stat().st_mode & 0o222)
+
+
 def content_hash(text: str) -> str:
     """The identity of an abstract: pasted twice with different line breaks, it is still one abstract."""
     return hashlib.sha256(normalise_whitespace(text).encode("utf-8")).hexdigest()
@@ -383,14 +388,22 @@ class Store:
         *,
         create: bool = True,
         busy_timeout: float = BUSY_TIMEOUT_SECONDS,
+        reads_only: bool = False,
     ) -> None:
+        """``reads_only``: the caller never writes (stats, export), so a read-only file or folder is
+        opened read-only instead of refused."""
         self.path = Path(path).expanduser() if path is not None else default_db_path()
         self.busy_timeout = busy_timeout
         self._lock = threading.RLock()
+        self.read_only = reads_only and self.path.is_file() and not (_writable(self.path) and _writable(self.path.parent))
         self._refuse_unusable_file(create)
         with self._sqlite_errors_explained():
             connection = sqlite3.connect(
-                self.path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
+                self._read_only_uri() if self.read_only else self.path,
+                timeout=busy_timeout,
+                isolation_level=None,
+                check_same_thread=False,
+                uri=self.read_only,
             )
             try:
                 self.db = sqlite_utils.Database(connection, execute_plugins=False)
@@ -403,6 +416,9 @@ class Store:
                         f"understands ({SCHEMA_VERSION}); upgrade titlecraft to open it"
                     )
                 self._refuse_foreign_schema(version)
+                if self.read_only:
+                    self._refuse_outdated_read_only(version)
+                    return
                 if self.db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
                     self.db.execute("PRAGMA journal_mode = WAL")
                 migrate(self.db)
@@ -433,14 +449,13 @@ class Store:
             return
         if not path.is_file():
             raise TitlecraftError(f"the database path {path} is not a file")
-        # No write bit counts as read-only even for root, who could write anyway: the owner said so.
-        if not os.access(path, os.W_OK) or not path.stat().st_mode & 0o222:
+        if not self.read_only and not _writable(path):
             raise StoreUnavailable(
                 f"the database {path} is read-only; titlecraft records every decision in it, so it needs "
                 "write access (make it writable, or pass --db with a writable copy)"
             )
-        folder = path.parent
-        if not os.access(folder, os.W_OK) or not folder.stat().st_mode & 0o222:
+        if not self.read_only and not _writable(path.parent):
+            folder = path.parent
             raise StoreUnavailable(
                 f"the folder {folder} of the database is read-only; SQLite writes its journal files beside "
                 f"{path.name}, so the folder needs write access too (or pass --db with a writable copy)"
@@ -471,6 +486,22 @@ class Store:
                 f"{self.path} claims titlecraft schema version {version} but lacks its tables "
                 f"({', '.join(sorted(missing))}): it is another program's database or a damaged one; "
                 "titlecraft left it untouched. Pass --db with another path."
+            )
+
+    def _read_only_uri(self) -> str:
+        """Without a -wal file no writer is active (titlecraft refuses read-only files for writing), so the
+        file is opened immutable: SQLite then creates no -wal or -shm beside it, where it may not write."""
+        wal = self.path.with_name(self.path.name + "-wal")
+        return f"{self.path.resolve().as_uri()}?mode=ro" + ("" if wal.exists() else "&immutable=1")
+
+    def _refuse_outdated_read_only(self, version: int) -> None:
+        """A read-only store is read as it is, so it must already have this titlecraft's schema."""
+        if version == 0:
+            raise TitlecraftError(f"{self.path} holds no titlecraft data yet")
+        if version < SCHEMA_VERSION:
+            raise StoreUnavailable(
+                f"the database {self.path} was made by an older titlecraft and is read-only, so it cannot be "
+                "upgraded to be read: make it writable once (any titlecraft command upgrades it)"
             )
 
     def _not_a_database_message(self) -> str:

@@ -8,7 +8,7 @@ import pytest
 import sqlite_utils
 
 from core.cli import main
-from core.errors import TitlecraftError
+from core.errors import StoreUnavailable, TitlecraftError
 from core.prompts import normalise_whitespace
 from core.store import SCHEMA_VERSION, Store, default_db_path, migrate, schema_version
 
@@ -341,6 +341,12 @@ def test_version_1_database_migrates_forward_keeping_its_data(tmp_path):
         "INSERT INTO decisions (abstract_id, candidate_id, action, decided_at) VALUES (1, 1, 'accept', '2025-01-02')"
     )
     old.close()
+    path.chmod(0o444)
+    try:  # read as it is, an old schema would give wrong answers; upgraded, the file would change
+        with pytest.raises(StoreUnavailable, match="made by an older titlecraft and is read-only"):
+            Store(path, create=False, reads_only=True)
+    finally:
+        path.chmod(0o644)
 
     with Store(path) as store:
         assert schema_version(store.db) == SCHEMA_VERSION == 3

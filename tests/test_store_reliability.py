@@ -122,7 +122,7 @@ def test_exports_during_writes_are_consistent_snapshots_and_never_locked(tmp_pat
         assert len(store.rejected_candidates()) == 150
 
 
-def test_read_only_database_is_refused_and_never_modified(tmp_path, capsys):
+def test_read_only_database_is_refused_for_writing_read_for_stats_and_export_and_never_modified(tmp_path, capsys):
     path = tmp_path / "titlecraft.db"
     with Store(path) as store:
         store.own_title(store.add_abstract("An abstract."), "A title")
@@ -131,10 +131,16 @@ def test_read_only_database_is_refused_and_never_modified(tmp_path, capsys):
     try:
         with pytest.raises(StoreUnavailable, match=f"{path}.*read-only"):  # the app retries it later
             Store(path)
-        assert main(["stats", "--db", str(path)]) == 2
-        assert "read-only" in capsys.readouterr().err
+        # stats and export only read: they were refused, saying titlecraft records every decision in it
+        assert main(["stats", "--db", str(path)]) == 0
+        assert "own_title 1" in capsys.readouterr().out
+        out = tmp_path / "out" / "pairs.jsonl"
+        assert main(["export", "--format", "sft", "--out", str(out), "--db", str(path)]) == 0
+        assert len(out.read_text().splitlines()) == 1
         assert path.read_bytes() == before
-        assert sorted(p.name for p in tmp_path.iterdir()) == ["titlecraft.db"]
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "titlecraft.db"]
+        with Store(path, reads_only=True) as store, pytest.raises(StoreUnavailable, match="read-only"):
+            store.add_abstract("Another abstract.")
     finally:
         path.chmod(0o644)
 
@@ -152,6 +158,8 @@ def test_a_database_in_a_read_only_folder_is_refused_with_the_folder_named(tmp_p
     try:
         with pytest.raises(StoreUnavailable, match=f"the folder {folder} of the database is read-only"):
             Store(path)
+        assert main(["stats", "--db", str(path)]) == 0
+        assert "abstracts      1" in capsys.readouterr().out
         assert path.read_bytes() == before
         assert [p.name for p in folder.iterdir()] == ["titlecraft.db"]
     finally:

@@ -21,7 +21,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    with Store(args.db, create=False) as store:
+    with Store(args.db, create=False, reads_only=True) as store:
         result = export(store, args.format, args.out, since=args.since, model=args.model)
     print(f"wrote {result.rows} {result.format} rows to {result.path}")
     return 0

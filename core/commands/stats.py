@@ -32,7 +32,7 @@ def _rate(value: float | None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    with Store(args.db, create=False) as store:
+    with Store(args.db, create=False, reads_only=True) as store:
         stats = collect(store)
     if args.json:
         print(json.dumps(stats, indent=2))
