@@ -1007,3 +1007,28 @@ async def test_a_failing_status_read_is_told_once_and_decisions_still_save(make_
         assert len(told) == 1 and "closed database" in told[0]
         assert status.info.accepted == 0  # the last figures read stay up rather than made-up ones
     assert [action for action, _, _ in live_decisions(db_path)] == ["accept", "accept"]
+
+
+async def test_a_decision_made_while_an_undo_is_being_saved_stays_on_screen(make_app, db_path, monkeypatch):
+    app = make_app()
+    async with app.run_test(size=(100, 40)) as pilot:
+        await generated(app, pilot, ["Alpha title", "Beta title"], 2)
+        await pilot.press("a")
+        await settle(app, pilot)
+        undoing, release = threading.Event(), threading.Event()
+        real_undo = Store.undo
+
+        def slow_undo(store, abstract_id):
+            undoing.set()
+            release.wait(10)
+            return real_undo(store, abstract_id)
+
+        monkeypatch.setattr(Store, "undo", slow_undo)
+        await pilot.press("u")
+        assert undoing.wait(10)  # the undo is being written
+        await pilot.press("down", "a")  # the next decision queues behind it
+        release.set()
+        await settle(app, pilot)
+        views = app.candidates.views()
+        assert [(view.decision, view.pending) for view in views] == [(None, 0), (ACCEPTED, 0)]
+    assert live_decisions(db_path) == [("accept", "Beta title", None)]
