@@ -74,7 +74,7 @@ class TitlecraftApp(App[None]):
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
     VERTICAL_BREAKPOINTS = [(0, "-short"), (32, "-tall")]  # short terminals get tighter dialogs
     ENABLE_COMMAND_PALETTE = False
-    # The live generation run (id, first row, cancel event); the footer dims escape without one.
+    # The live generation run (id, its rows, cancel event); the footer dims escape without one.
     running: var[dict | None] = var(None, bindings=True)
     BINDINGS = [
         Binding(
@@ -494,7 +494,7 @@ class TitlecraftApp(App[None]):
         cancel = threading.Event()
         first_row = len(self.candidates.rows)
         slots = [CandidateView() for _ in range(1 if params.temperature == 0 else params.n)]  # greedy: one
-        self.running = {"id": self.run_id, "first_row": first_row, "cancel": cancel, "session": session, "slots": slots, "more": more}
+        self.running = {"id": self.run_id, "cancel": cancel, "session": session, "slots": slots, "more": more}
         self.candidates.add_rows(slots)
         self.candidates.cursor = first_row
         self.candidates.focus()
@@ -545,28 +545,33 @@ class TitlecraftApp(App[None]):
     def _is_current(self, run_id: int) -> bool:
         return self.running is not None and self.running["id"] == run_id
 
+    def _first_row(self, run: dict) -> int:
+        """Where a run's rows start now: not a fixed index, since rows above them can go while it runs (an
+        own title undone)."""
+        return self.candidates.index_of(run["slots"][0])
+
     def on_candidate_streamed(self, message: CandidateStreamed) -> None:
-        if not self._is_current(message.run_id):
+        if not self._is_current(message.run_id) or message.index >= len(self.running["slots"]):
             return
-        index = self.running["first_row"] + message.index
-        if index < len(self.candidates.rows):
-            view = self.candidates.rows[index].view
-            view.text = message.text
-            view.finished = message.finished
-            self.candidates.show_streamed(index)
+        view = self.running["slots"][message.index]
+        view.text = message.text
+        view.finished = message.finished
+        self.candidates.show_streamed(self.candidates.index_of(view))
 
     def on_generation_failed(self, message: GenerationFailed) -> None:
         if not self._is_current(message.run_id):
             return
         run = self.running
         self.running = None
-        self.candidates.replace_rows(self._rows_added_during(run), start=run["first_row"])
+        self.candidates.replace_rows(self._rows_added_during(run), start=self._first_row(run))
         self.notify_error(f"Generation failed: {message.error}")
 
     def _rows_added_during(self, run: dict) -> list[CandidateView]:
         """Rows below a run's own (your own titles written while it ran): kept when its rows are replaced."""
         return [
-            view for view in self.candidates.views()[run["first_row"] :] if all(view is not slot for slot in run["slots"])
+            view
+            for view in self.candidates.views()[self._first_row(run) :]
+            if all(view is not slot for slot in run["slots"])
         ]
 
     def on_generation_finished(self, message: GenerationFinished) -> None:
@@ -579,7 +584,7 @@ class TitlecraftApp(App[None]):
         views = [
             CandidateView(text=c.text, finished=True, score=c.score, flags=list(c.flags)) for c in result.candidates
         ]
-        self.candidates.replace_rows(views + self._rows_added_during(run), start=run["first_row"])
+        self.candidates.replace_rows(views + self._rows_added_during(run), start=self._first_row(run))
         self._show_status()
         if result.notice:
             self.notify(result.notice, severity="warning", markup=False, timeout=8)
@@ -632,7 +637,7 @@ class TitlecraftApp(App[None]):
         if row is None:
             self.notify("No candidate to decide on: press ctrl+g to generate.", severity="warning")
             return None
-        if not row.view.finished or (self.running is not None and rows.cursor >= self.running["first_row"]):
+        if not row.view.finished or (self.running is not None and rows.cursor >= self._first_row(self.running)):
             self.notify("That candidate is still being written (escape stops the run).", severity="warning")
             return None
         if row.view.decision == OWN:

@@ -1032,3 +1032,27 @@ async def test_a_decision_made_while_an_undo_is_being_saved_stays_on_screen(make
         views = app.candidates.views()
         assert [(view.decision, view.pending) for view in views] == [(None, 0), (ACCEPTED, 0)]
     assert live_decisions(db_path) == [("accept", "Beta title", None)]
+
+
+async def test_undoing_an_own_title_above_a_running_run_leaves_its_candidates_whole(make_app, db_path):
+    app = make_app()
+    async with app.run_test(size=(100, 40)) as pilot:
+        await generated(app, pilot, ["Alpha title", "Beta title"], 2)
+        await pilot.press("t")
+        await type_into_prompt(pilot, "My own title")
+        await settle(app, pilot)
+        hold = threading.Event()
+        app.generator.generate = scripted_generate(LONG_TITLES, hold=hold)
+        app.sampling.update(n=3)
+        await pilot.press("ctrl+g")  # the own title stays in view above the new run's rows
+        await pilot.pause()
+        assert app.running is not None
+        await pilot.press("u")  # takes the own title back while the run streams
+        while app.pending or app.writing:
+            await pilot.pause(0.05)
+        hold.set()
+        await settle(app, pilot)
+        views = app.candidates.views()
+        assert [(view.text, view.finished) for view in views] == [(title, True) for title in LONG_TITLES[:3]]
+        assert all(view.candidate_id is not None for view in views)
+    assert live_decisions(db_path) == []
