@@ -247,13 +247,20 @@ class TitlecraftApp(App[None]):
             return default
 
     def _read_settings(self) -> None:
-        saved = self._read(lambda store: store.get_setting(SAMPLING_SETTING, {}), {}) or {}
+        """Take up the stored settings, except those changed here while the store could not be opened:
+        their writes still wait, and the researcher's newer choice wins."""
+        waiting = {write.setting for write in self.pending}
+        saved = {}
+        if SAMPLING_SETTING not in waiting:
+            saved = self._read(lambda store: store.get_setting(SAMPLING_SETTING, {}), {}) or {}
         for field in SETTING_FIELDS:
             if field.key in saved:
                 try:
                     self.sampling[field.key] = field.parse(saved[field.key])
                 except ValueError:
                     continue
+        if FEW_SHOT_SETTING in waiting:
+            return
         few_shot = self._read(lambda store: store.get_setting(FEW_SHOT_SETTING, {}), {})
         if isinstance(few_shot, dict) and isinstance(few_shot.get("enabled"), bool):
             self.few_shot_choice = few_shot["enabled"]
@@ -856,7 +863,13 @@ class TitlecraftApp(App[None]):
             if values is None:
                 return
             self.sampling.update(values)
-            self.submit(PendingWrite("the settings", lambda store: store.set_setting(SAMPLING_SETTING, dict(values))))
+            self.submit(
+                PendingWrite(
+                    "the settings",
+                    lambda store: store.set_setting(SAMPLING_SETTING, dict(values)),
+                    setting=SAMPLING_SETTING,
+                )
+            )
             self.notify("Settings saved; they apply to the next generation.")
             self._count_tokens()
 
@@ -893,6 +906,7 @@ class TitlecraftApp(App[None]):
             PendingWrite(
                 "the few-shot setting",
                 lambda store: store.set_setting(FEW_SHOT_SETTING, {"enabled": enabled}),
+                setting=FEW_SHOT_SETTING,
             )
         )
         self._show_status()

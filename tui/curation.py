@@ -38,6 +38,8 @@ class PendingWrite:
     ``apply`` runs off the UI thread and may only touch the store and plain data; ``on_saved`` and
     ``revert`` run on the UI thread (``revert`` when an undo removes the write before it was saved).
     ``session`` is the abstract the write changes (None for settings): u only takes back this abstract's.
+    ``setting`` is the store setting a settings write sets: a store that opens late must not overwrite
+    the choice waiting in it with the value stored before.
     """
 
     description: str
@@ -45,6 +47,7 @@ class PendingWrite:
     on_saved: Callable[[Any], None] = lambda result: None
     revert: Callable[[], None] | None = None
     session: Session | None = None
+    setting: str | None = None
 
 
 def views_from_store(candidates: list, history: list, generations: list) -> list[CandidateView]:

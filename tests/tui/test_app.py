@@ -1056,3 +1056,31 @@ async def test_undoing_an_own_title_above_a_running_run_leaves_its_candidates_wh
         assert [(view.text, view.finished) for view in views] == [(title, True) for title in LONG_TITLES[:3]]
         assert all(view.candidate_id is not None for view in views)
     assert live_decisions(db_path) == []
+
+
+async def test_settings_changed_while_the_store_is_read_only_survive_it_opening(make_app, db_path):
+    with Store(db_path) as store:
+        store.set_setting("tui.sampling", {"temperature": 0.8})
+        store.set_setting("tui.few_shot", {"enabled": True})
+    os.chmod(db_path, 0o444)
+    app = make_app()
+    try:
+        async with app.run_test(size=(100, 40)) as pilot:
+            await generated(app, pilot, ["Alpha title", "Beta title"], 2)  # the abstract's write waits
+            await pilot.press("s")
+            await pilot.pause()
+            temperature = app.screen.query_one("#setting-temperature", Input)
+            temperature.value = "0.3"
+            temperature.focus()
+            await pilot.press("enter", "f")  # few-shot off
+            await settle(app, pilot)
+            os.chmod(db_path, 0o644)
+            await pilot.press("a")  # the next decision opens the store and saves everything waiting
+            await settle(app, pilot)
+            assert not app.pending
+            assert (app.sampling["temperature"], app.few_shot) == (0.3, False)
+    finally:
+        os.chmod(db_path, 0o644)
+    with Store(db_path) as store:
+        assert store.get_setting("tui.sampling")["temperature"] == 0.3
+        assert store.get_setting("tui.few_shot") == {"enabled": False}
