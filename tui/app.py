@@ -943,8 +943,21 @@ class TitlecraftApp(App[None]):
             self.post_message(ExportFinished(str(result.path), result.rows))
 
     def on_export_finished(self, message: ExportFinished) -> None:
+        """Say where the pairs went and, while the store refuses writes, which changes are not among them:
+        the export reads the store, and decisions still waiting for it are only on screen."""
         noun = "pair" if message.rows == 1 else "pairs"
-        self.notify(f"Exported {message.rows} {noun} to {message.path}", markup=False)
+        told = f"Exported {message.rows} {noun} to {message.path}"
+        unsaved = sum(write.session is not None for write in self.pending)
+        if not unsaved:
+            self.notify(told, markup=False)
+            return
+        changes = "1 change is" if unsaved == 1 else f"{unsaved} changes are"
+        self.notify(
+            f"{told}. {changes} not saved yet, so not in it: export again once they are saved.",
+            severity="warning",
+            markup=False,
+            timeout=8,
+        )
 
     def on_export_failed(self, message: ExportFailed) -> None:
         self.notify_error(f"Export failed: {message.error}")

@@ -1084,3 +1084,28 @@ async def test_settings_changed_while_the_store_is_read_only_survive_it_opening(
     with Store(db_path) as store:
         assert store.get_setting("tui.sampling")["temperature"] == 0.3
         assert store.get_setting("tui.few_shot") == {"enabled": False}
+
+
+async def test_an_export_says_which_decisions_it_left_out_because_they_wait_for_the_store(
+    make_app, db_path, monkeypatch, tmp_path
+):
+    queue_abstracts(db_path)
+    with Store(db_path) as store:
+        store.own_title(store.add_abstract(CURATED_ABSTRACT), CURATED_TITLE)
+    lock = quickly_locked_store(monkeypatch)
+    app = make_app()
+    async with app.run_test(size=(100, 40)) as pilot:
+        other = await accept_while_locked(app, pilot, lock, db_path)
+        out = tmp_path / "pairs.jsonl"
+        await pilot.press("x")
+        await pilot.pause()
+        path_input = app.screen.query_one("#export-path", Input)
+        path_input.value = str(out)
+        path_input.focus()
+        await pilot.press("enter")
+        await settle(app, pilot)
+        other.execute("COMMIT")
+        other.close()
+        told = next(message for _, message in app.told if message.startswith("Exported"))
+        assert "1 change is not saved yet" in told
+    assert [json.loads(line)["completion"] for line in out.read_text().splitlines()] == [" " + CURATED_TITLE]
