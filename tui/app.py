@@ -376,6 +376,12 @@ class TitlecraftApp(App[None]):
             return None
         if self.session is not None and normalise_whitespace(self.session.text) == normalise_whitespace(text):
             return self.session
+        if self.candidates.editing:  # the edit's row would be cleared with the old abstract's rows
+            self.notify(
+                "A title is being edited: enter saves it, escape leaves it, then go on with the edited abstract.",
+                severity="warning",
+            )
+            return None
         stored = self._read(lambda store: store.find_abstract(text))
         if stored is not None:
             self.open_abstract(stored)

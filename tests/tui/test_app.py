@@ -1109,3 +1109,24 @@ async def test_an_export_says_which_decisions_it_left_out_because_they_wait_for_
         told = next(message for _, message in app.told if message.startswith("Exported"))
         assert "1 change is not saved yet" in told
     assert [json.loads(line)["completion"] for line in out.read_text().splitlines()] == [" " + CURATED_TITLE]
+
+
+async def test_an_open_edit_is_never_thrown_away_by_an_own_title_for_a_revised_abstract(make_app, db_path):
+    app = make_app()
+    async with app.run_test(size=(100, 40)) as pilot:
+        await generated(app, pilot, ["Alpha title", "Beta title"], 2)
+        await pilot.press("e")
+        await pilot.pause()
+        await pilot.press("ctrl+u", *"My careful edit")
+        app.editor.text_area.focus()
+        await pilot.press("ctrl+end", *" Revised.")
+        app.candidates.focus()
+        await pilot.press("t")  # an own title would start a new abstract: the open edit comes first
+        await pilot.pause()
+        assert not isinstance(app.screen, TextPrompt)
+        assert any("A title is being edited" in message for _, message in app.told)
+        assert app.candidates.editing and [view.text for view in app.candidates.views()] == ["Alpha title", "Beta title"]
+        app.candidates.query_one(Input).focus()
+        await pilot.press("enter")
+        await settle(app, pilot)
+    assert live_decisions(db_path) == [("edit", "My careful edit", None)]
