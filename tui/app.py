@@ -366,22 +366,35 @@ class TitlecraftApp(App[None]):
         else:
             self.editor.show_token_count(message.tokens, message.dropped)
 
-    def _session_for_editor(self) -> Session | None:
-        """The session for the editor's text: the current one if unchanged, the stored abstract's if it was
-        curated before (its rows and decisions come back, so u and the titles to avoid see them), else a
-        new abstract."""
-        text = self.editor.text
-        if not normalise_whitespace(text):
+    def _editor_is_session(self) -> bool:
+        """Whether the editor shows the open session's abstract (whitespace aside)."""
+        return self.session is not None and normalise_whitespace(self.session.text) == normalise_whitespace(
+            self.editor.text
+        )
+
+    def _editor_text_refused(self) -> bool:
+        """Tell why the editor's text cannot be curated now, if it cannot: it is empty, or it is a new
+        abstract while a title is being edited (the edit's row would be cleared with the old rows)."""
+        if not normalise_whitespace(self.editor.text):
             self.notify_error("The abstract is empty: paste or type one first.")
-            return None
-        if self.session is not None and normalise_whitespace(self.session.text) == normalise_whitespace(text):
-            return self.session
-        if self.candidates.editing:  # the edit's row would be cleared with the old abstract's rows
+            return True
+        if self.candidates.editing and not self._editor_is_session():
             self.notify(
                 "A title is being edited: enter saves it, escape leaves it, then go on with the edited abstract.",
                 severity="warning",
             )
+            return True
+        return False
+
+    def _session_for_editor(self) -> Session | None:
+        """The session for the editor's text: the current one if unchanged, the stored abstract's if it was
+        curated before (its rows and decisions come back, so u and the titles to avoid see them), else a
+        new abstract."""
+        if self._editor_text_refused():
             return None
+        if self._editor_is_session():
+            return self.session
+        text = self.editor.text
         stored = self._read(lambda store: store.find_abstract(text))
         if stored is not None:
             self.open_abstract(stored)
@@ -463,9 +476,7 @@ class TitlecraftApp(App[None]):
     def action_more(self) -> None:
         """More candidates for the abstract on screen; once its text was edited, they are a new run for
         the new text (the rows shown belong to the old one)."""
-        edited = self.session is not None and normalise_whitespace(self.session.text) != normalise_whitespace(
-            self.editor.text
-        )
+        edited = self.session is not None and not self._editor_is_session()
         if edited and self.candidates.rows:
             self.notify("The abstract was edited, so these candidates are for its new text.")
         self._start_run(more=bool(self.candidates.rows) and not edited)
@@ -743,12 +754,16 @@ class TitlecraftApp(App[None]):
         self.quit_requested = False
 
     def action_own_title(self) -> None:
-        session = self._session_for_editor()
-        if session is None:
+        """Ask for the researcher's own title. The abstract it belongs to (a new one if the text was edited)
+        is settled only once the title is entered, so leaving the prompt with escape changes nothing."""
+        if self._editor_text_refused():
             return
 
         def written(title: str | None) -> None:
             if not title:
+                return
+            session = self._session_for_editor()
+            if session is None:
                 return
             view = CandidateView(text=title, finished=True, decision=OWN, pending=1)
             self.candidates.add_rows([view])

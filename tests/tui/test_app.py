@@ -1130,3 +1130,27 @@ async def test_an_open_edit_is_never_thrown_away_by_an_own_title_for_a_revised_a
         await pilot.press("enter")
         await settle(app, pilot)
     assert live_decisions(db_path) == [("edit", "My careful edit", None)]
+
+
+async def test_an_own_title_prompt_left_with_escape_changes_nothing(make_app, db_path):
+    app = make_app()
+    async with app.run_test(size=(100, 40)) as pilot:
+        await generated(app, pilot, ["Alpha title", "Beta title"], 2)
+        await pilot.press("a")
+        app.editor.text_area.focus()
+        await pilot.press("ctrl+end", *" Revised.")
+        app.candidates.focus()
+        await pilot.press("t")
+        await pilot.pause()
+        assert isinstance(app.screen, TextPrompt)
+        await pilot.press("escape")
+        await settle(app, pilot)
+        assert [(view.text, view.decision) for view in app.candidates.views()] == [
+            ("Alpha title", ACCEPTED),
+            ("Beta title", None),
+        ]
+        await pilot.press("u")  # the acceptance is still the one u takes back
+        await settle(app, pilot)
+    assert live_decisions(db_path) == []
+    with Store(db_path) as store:
+        assert store.counts()["abstracts"] == 1
