@@ -508,17 +508,18 @@ class TitlecraftApp(App[None]):
         from core.generate import SamplingParams
 
         params = SamplingParams(**self.sampling)
+        kept = None
         if not more:
             # A new run replaces the undecided rows only: titles decided on stay in view, where u can
             # still undo them, and are not offered again.
-            decided = [view for view in self.candidates.views() if view.decision is not None]
-            self.candidates.replace_rows(decided)
+            kept = [view for view in self.candidates.views() if view.decision is not None]
+            self.candidates.replace_rows(kept)
         shown = tuple(view.text for view in self.candidates.views() if view.decision != OWN)
         self.run_id += 1
         cancel = threading.Event()
         first_row = len(self.candidates.rows)
         slots = [CandidateView() for _ in range(1 if params.temperature == 0 else params.n)]  # greedy: one
-        self.running = {"id": self.run_id, "cancel": cancel, "session": session, "slots": slots, "more": more}
+        self.running = {"id": self.run_id, "cancel": cancel, "session": session, "slots": slots, "kept": kept}
         self.candidates.add_rows(slots)
         self.candidates.cursor = first_row
         self.candidates.focus()
@@ -617,27 +618,31 @@ class TitlecraftApp(App[None]):
         elif not views:
             self.notify(_no_new_candidates(result.params), severity="warning", timeout=8)
         if views:
-            self._record_candidates(run["session"], result, views, message.few_shot or 0, run["more"])
+            self._record_candidates(run["session"], result, views, message.few_shot or 0, run["kept"])
 
     def _record_candidates(
-        self, session: Session, result: Any, views: list[CandidateView], few_shot: int, more: bool
+        self, session: Session, result: Any, views: list[CandidateView], few_shot: int, kept: list | None
     ) -> None:
         """Record the run with its provenance, then give each row its candidate id.
 
         A "more" run is recorded as a generation of its own: it has its own seed and timings. Its params
-        also say how many curated few-shot examples its prompt held (``few_shot_examples``, 0 without)
-        and whether it was "more" (``more``: a new run replaced the undecided rows, which reopening needs).
+        also say how many curated few-shot examples its prompt held (``few_shot_examples``, 0 without),
+        whether it was "more" and, for a new run (``kept`` rows: it replaced the others), the candidates
+        it kept in view (``kept``): reopening shows those, whatever was decided or undone since.
         """
         rows = [{"text": v.text, "score": v.score, "flags": v.flags} for v in views]
         spec = self.model_info.spec
-        params = {**asdict(result.params), "few_shot_examples": few_shot, "more": more}
+        params = {**asdict(result.params), "few_shot_examples": few_shot, "more": kept is None}
 
         def apply(store) -> list[int]:
+            recorded = params
+            if kept is not None:  # their ids are known now: the writes that record them ran before this one
+                recorded = {**params, "kept": [view.candidate_id for view in kept if view.candidate_id is not None]}
             _, ids = store.record_generation(
                 session.abstract_id,
                 spec,
                 result.model,
-                params,
+                recorded,
                 result.params.seed,
                 result.device,
                 result.seconds,

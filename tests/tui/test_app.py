@@ -1154,3 +1154,28 @@ async def test_an_own_title_prompt_left_with_escape_changes_nothing(make_app, db
     assert live_decisions(db_path) == []
     with Store(db_path) as store:
         assert store.counts()["abstracts"] == 1
+
+
+async def test_reopening_shows_a_decision_undone_before_or_after_a_new_run_as_the_screen_did(make_app, db_path):
+    app = make_app()
+    async with app.run_test(size=(100, 40)) as pilot:
+        await ready(app, pilot)
+        app.generator.generate = scripted_generate(["One", "Two", "Three", "Four", "Five", "Six"])
+        app.sampling.update(n=2)
+        await pilot.press("ctrl+g")  # One, Two
+        await settle(app, pilot)
+        await pilot.press("a", "u")  # One accepted and taken back: undecided again
+        await settle(app, pilot)
+        await pilot.press("ctrl+g")  # so this run replaces One as well as Two (the script offers One, Two)
+        await settle(app, pilot)
+        await pilot.press("down", "a")  # Two accepted
+        await settle(app, pilot)
+        await pilot.press("ctrl+g")  # the accepted Two stays (the script offers Two, Three)
+        await settle(app, pilot)
+        await pilot.press("u")  # and stays on screen when its acceptance is taken back after the run
+        await settle(app, pilot)
+        shown = [(view.text, view.decision) for view in app.candidates.views()]
+        assert shown == [("Two", None), ("Two", None), ("Three", None)]
+        app.open_abstract(app.session.abstract_id)
+        await settle(app, pilot)
+        assert [(view.text, view.decision) for view in app.candidates.views()] == shown
