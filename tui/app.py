@@ -919,6 +919,9 @@ class TitlecraftApp(App[None]):
 
     def action_few_shot(self) -> None:
         """Toggle few-shot from my titles; the choice is remembered in the store."""
+        if not self.few_shot_known and self.model_error is not None:
+            self.notify("The model failed to load, so there is nothing for few-shot to steer.", severity="warning")
+            return
         if not self.few_shot_known:
             self.notify(
                 "The model is still loading: few-shot starts on for instruct models and off for fine-tuned "

@@ -1179,3 +1179,16 @@ async def test_reopening_shows_a_decision_undone_before_or_after_a_new_run_as_th
         app.open_abstract(app.session.abstract_id)
         await settle(app, pilot)
         assert [(view.text, view.decision) for view in app.candidates.views()] == shown
+
+
+async def test_few_shot_after_the_model_failed_to_load_says_so_rather_than_that_it_is_loading(make_app, tmp_path):
+    not_a_model = tmp_path / "not-a-model"
+    not_a_model.mkdir()
+    app = make_app(model_spec=str(not_a_model))
+    async with app.run_test(size=(100, 40)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("tab", "f")
+        await pilot.pause()
+        told = app.told[-1][1]
+        assert "failed to load" in told and "still loading" not in told
+        assert "few-shot: set once the model loads" not in app.query_one(StatusBar).text()
