@@ -670,7 +670,10 @@ class TitlecraftApp(App[None]):
             self.notify("That candidate is still being written (escape stops the run).", severity="warning")
             return None
         if row.view.decision == OWN:
-            self.notify("That is your own title; u undoes it.", severity="warning")
+            self.notify(
+                "That is your own title: nothing to accept, edit or reject (u takes back decisions, latest first).",
+                severity="warning",
+            )
             return None
         return rows.cursor
 

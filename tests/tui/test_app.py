@@ -1192,3 +1192,22 @@ async def test_few_shot_after_the_model_failed_to_load_says_so_rather_than_that_
         told = app.told[-1][1]
         assert "failed to load" in told and "still loading" not in told
         assert "few-shot: set once the model loads" not in app.query_one(StatusBar).text()
+
+
+async def test_the_hint_on_an_own_title_does_not_promise_that_u_takes_it_back_when_a_later_decision_is_undone(
+    make_app, db_path
+):
+    app = make_app()
+    async with app.run_test(size=(100, 40)) as pilot:
+        await generated(app, pilot, ["Alpha title", "Beta title"], 2)
+        await pilot.press("t")
+        await type_into_prompt(pilot, "Mine")
+        await pilot.press("up", "up", "a", "down", "down", "a")  # Alpha accepted after the own title
+        await settle(app, pilot)
+        hint = app.told[-1][1]
+        assert hint.startswith("That is your own title")
+        await pilot.press("u")
+        await settle(app, pilot)
+        assert "Mine" in [view.text for view in app.candidates.views()]  # u took back the acceptance
+        assert "u undoes it." not in hint
+        assert "latest" in hint
