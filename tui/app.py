@@ -388,7 +388,8 @@ class TitlecraftApp(App[None]):
 
     def _session_for_editor(self) -> Session | None:
         """The session for the editor's text: the current one if unchanged, the stored abstract's if it was
-        curated before (its rows and decisions come back, so u and the titles to avoid see them), else a
+        curated before (its rows and decisions come back, so u and the titles to avoid see them), the left
+        session's if its writes still wait for the store (which does not know the abstract yet), else a
         new abstract."""
         if self._editor_text_refused():
             return None
@@ -400,11 +401,17 @@ class TitlecraftApp(App[None]):
             self.open_abstract(stored)
             if self.session is not None and self.session.abstract_id == stored:
                 return self.session
-        session = Session(text=text)
+        same_text = normalise_whitespace(text)
+        waiting = self._session_with_unsaved_writes(lambda left: normalise_whitespace(left.text) == same_text)
+        session = waiting or Session(text=text)
         self._leave_session()
         self.session = session
         self._cancel_run()  # a run for the previous abstract must not land on this one
         self.candidates.clear_rows()
+        if waiting is not None:
+            self.candidates.add_rows(waiting.left_rows)
+            self._refresh_status()
+            return waiting
 
         def saved(abstract_id: int) -> None:
             session.abstract_id = abstract_id
@@ -433,7 +440,7 @@ class TitlecraftApp(App[None]):
         record = self._read(lambda store: store.abstract(abstract_id))
         if record is None:
             return
-        waiting = self._session_with_unsaved_writes(abstract_id)
+        waiting = self._session_with_unsaved_writes(lambda left: left.abstract_id == abstract_id)
         if waiting is not None:
             self.session, views = waiting, waiting.left_rows
         else:
@@ -454,16 +461,14 @@ class TitlecraftApp(App[None]):
         slots = self.running["slots"] if self.running else []
         self.session.left_rows = [view for view in self.candidates.views() if all(view is not slot for slot in slots)]
 
-    def _session_with_unsaved_writes(self, abstract_id: int) -> Session | None:
-        """The session of ``abstract_id`` with writes still waiting for the store: its rows, not the store's,
+    def _session_with_unsaved_writes(self, matches: Callable[[Session], bool]) -> Session | None:
+        """A left session that ``matches`` with writes still waiting for the store: its rows, not the store's,
         show those decisions (and the waiting writes update those rows once saved)."""
         return next(
             (
                 write.session
                 for write in self.pending
-                if write.session is not None
-                and write.session.abstract_id == abstract_id
-                and write.session.left_rows is not None
+                if write.session is not None and write.session.left_rows is not None and matches(write.session)
             ),
             None,
         )

@@ -1211,3 +1211,34 @@ async def test_the_hint_on_an_own_title_does_not_promise_that_u_takes_it_back_wh
         assert "Mine" in [view.text for view in app.candidates.views()]  # u took back the acceptance
         assert "u undoes it." not in hint
         assert "latest" in hint
+
+
+async def test_pasting_again_an_abstract_whose_decisions_wait_for_the_store_brings_them_back(
+    make_app, db_path, monkeypatch
+):
+    other_abstract = "A different abstract about retrieval for few-shot prompting of small language models."
+    lock = quickly_locked_store(monkeypatch)
+    app = make_app()
+    async with app.run_test(size=(100, 40)) as pilot:
+        await settle(app, pilot)
+        other = lock(db_path)  # from the start: not even the abstract is saved
+        await generated(app, pilot, ["Alpha title", "Beta title"], 2)
+        await pilot.press("a")
+        await settle(app, pilot)
+        app.editor.load(other_abstract)
+        await pilot.press("ctrl+g")
+        await settle(app, pilot)
+        app.editor.load(ABSTRACT)  # pasted again while its decisions still wait
+        await pilot.press("ctrl+g")
+        await settle(app, pilot)
+        views = app.candidates.views()
+        assert (views[0].text, views[0].decision, views[0].pending) == ("Alpha title", ACCEPTED, 1)
+        other.execute("COMMIT")
+        other.close()
+        await pilot.press("u")  # the waiting acceptance is on screen, so u takes it back
+        await pilot.press("down", "a")  # and this decision saves everything still waiting
+        await settle(app, pilot)
+        assert not app.pending
+    assert [action for action, _, _ in live_decisions(db_path)] == ["accept"]
+    with Store(db_path) as store:
+        assert store.counts()["abstracts"] == 2
