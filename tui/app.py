@@ -74,7 +74,7 @@ class TitlecraftApp(App[None]):
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
     VERTICAL_BREAKPOINTS = [(0, "-short"), (32, "-tall")]  # short terminals get tighter dialogs
     ENABLE_COMMAND_PALETTE = False
-    # The live generation run (id, first row, cancel event); the footer dims escape without one.
+    # The live generation run (id, its rows, cancel event); the footer dims escape without one.
     running: var[dict | None] = var(None, bindings=True)
     BINDINGS = [
         Binding(
@@ -247,13 +247,20 @@ class TitlecraftApp(App[None]):
             return default
 
     def _read_settings(self) -> None:
-        saved = self._read(lambda store: store.get_setting(SAMPLING_SETTING, {}), {}) or {}
+        """Take up the stored settings, except those changed here while the store could not be opened:
+        their writes still wait, and the researcher's newer choice wins."""
+        waiting = {write.setting for write in self.pending}
+        saved = {}
+        if SAMPLING_SETTING not in waiting:
+            saved = self._read(lambda store: store.get_setting(SAMPLING_SETTING, {}), {}) or {}
         for field in SETTING_FIELDS:
             if field.key in saved:
                 try:
                     self.sampling[field.key] = field.parse(saved[field.key])
                 except ValueError:
                     continue
+        if FEW_SHOT_SETTING in waiting:
+            return
         few_shot = self._read(lambda store: store.get_setting(FEW_SHOT_SETTING, {}), {})
         if isinstance(few_shot, dict) and isinstance(few_shot.get("enabled"), bool):
             self.few_shot_choice = few_shot["enabled"]
@@ -359,26 +366,52 @@ class TitlecraftApp(App[None]):
         else:
             self.editor.show_token_count(message.tokens, message.dropped)
 
+    def _editor_is_session(self) -> bool:
+        """Whether the editor shows the open session's abstract (whitespace aside)."""
+        return self.session is not None and normalise_whitespace(self.session.text) == normalise_whitespace(
+            self.editor.text
+        )
+
+    def _editor_text_refused(self) -> bool:
+        """Tell why the editor's text cannot be curated now, if it cannot: it is empty, or it is a new
+        abstract while a title is being edited (the edit's row would be cleared with the old rows)."""
+        if not normalise_whitespace(self.editor.text):
+            self.notify_error("The abstract is empty: paste or type one first.")
+            return True
+        if self.candidates.editing and not self._editor_is_session():
+            self.notify(
+                "A title is being edited: enter saves it, escape leaves it, then go on with the edited abstract.",
+                severity="warning",
+            )
+            return True
+        return False
+
     def _session_for_editor(self) -> Session | None:
         """The session for the editor's text: the current one if unchanged, the stored abstract's if it was
-        curated before (its rows and decisions come back, so u and the titles to avoid see them), else a
+        curated before (its rows and decisions come back, so u and the titles to avoid see them), the left
+        session's if its writes still wait for the store (which does not know the abstract yet), else a
         new abstract."""
-        text = self.editor.text
-        if not normalise_whitespace(text):
-            self.notify_error("The abstract is empty: paste or type one first.")
+        if self._editor_text_refused():
             return None
-        if self.session is not None and normalise_whitespace(self.session.text) == normalise_whitespace(text):
+        if self._editor_is_session():
             return self.session
+        text = self.editor.text
         stored = self._read(lambda store: store.find_abstract(text))
         if stored is not None:
             self.open_abstract(stored)
             if self.session is not None and self.session.abstract_id == stored:
                 return self.session
-        session = Session(text=text)
+        same_text = normalise_whitespace(text)
+        waiting = self._session_with_unsaved_writes(lambda left: normalise_whitespace(left.text) == same_text)
+        session = waiting or Session(text=text)
         self._leave_session()
         self.session = session
         self._cancel_run()  # a run for the previous abstract must not land on this one
         self.candidates.clear_rows()
+        if waiting is not None:
+            self.candidates.add_rows(waiting.left_rows)
+            self._refresh_status()
+            return waiting
 
         def saved(abstract_id: int) -> None:
             session.abstract_id = abstract_id
@@ -407,7 +440,7 @@ class TitlecraftApp(App[None]):
         record = self._read(lambda store: store.abstract(abstract_id))
         if record is None:
             return
-        waiting = self._session_with_unsaved_writes(abstract_id)
+        waiting = self._session_with_unsaved_writes(lambda left: left.abstract_id == abstract_id)
         if waiting is not None:
             self.session, views = waiting, waiting.left_rows
         else:
@@ -428,16 +461,14 @@ class TitlecraftApp(App[None]):
         slots = self.running["slots"] if self.running else []
         self.session.left_rows = [view for view in self.candidates.views() if all(view is not slot for slot in slots)]
 
-    def _session_with_unsaved_writes(self, abstract_id: int) -> Session | None:
-        """The session of ``abstract_id`` with writes still waiting for the store: its rows, not the store's,
+    def _session_with_unsaved_writes(self, matches: Callable[[Session], bool]) -> Session | None:
+        """A left session that ``matches`` with writes still waiting for the store: its rows, not the store's,
         show those decisions (and the waiting writes update those rows once saved)."""
         return next(
             (
                 write.session
                 for write in self.pending
-                if write.session is not None
-                and write.session.abstract_id == abstract_id
-                and write.session.left_rows is not None
+                if write.session is not None and write.session.left_rows is not None and matches(write.session)
             ),
             None,
         )
@@ -450,9 +481,7 @@ class TitlecraftApp(App[None]):
     def action_more(self) -> None:
         """More candidates for the abstract on screen; once its text was edited, they are a new run for
         the new text (the rows shown belong to the old one)."""
-        edited = self.session is not None and normalise_whitespace(self.session.text) != normalise_whitespace(
-            self.editor.text
-        )
+        edited = self.session is not None and not self._editor_is_session()
         if edited and self.candidates.rows:
             self.notify("The abstract was edited, so these candidates are for its new text.")
         self._start_run(more=bool(self.candidates.rows) and not edited)
@@ -484,17 +513,18 @@ class TitlecraftApp(App[None]):
         from core.generate import SamplingParams
 
         params = SamplingParams(**self.sampling)
+        kept = None
         if not more:
             # A new run replaces the undecided rows only: titles decided on stay in view, where u can
             # still undo them, and are not offered again.
-            decided = [view for view in self.candidates.views() if view.decision is not None]
-            self.candidates.replace_rows(decided)
+            kept = [view for view in self.candidates.views() if view.decision is not None]
+            self.candidates.replace_rows(kept)
         shown = tuple(view.text for view in self.candidates.views() if view.decision != OWN)
         self.run_id += 1
         cancel = threading.Event()
         first_row = len(self.candidates.rows)
         slots = [CandidateView() for _ in range(1 if params.temperature == 0 else params.n)]  # greedy: one
-        self.running = {"id": self.run_id, "first_row": first_row, "cancel": cancel, "session": session, "slots": slots, "more": more}
+        self.running = {"id": self.run_id, "cancel": cancel, "session": session, "slots": slots, "kept": kept}
         self.candidates.add_rows(slots)
         self.candidates.cursor = first_row
         self.candidates.focus()
@@ -545,28 +575,33 @@ class TitlecraftApp(App[None]):
     def _is_current(self, run_id: int) -> bool:
         return self.running is not None and self.running["id"] == run_id
 
+    def _first_row(self, run: dict) -> int:
+        """Where a run's rows start now: not a fixed index, since rows above them can go while it runs (an
+        own title undone)."""
+        return self.candidates.index_of(run["slots"][0])
+
     def on_candidate_streamed(self, message: CandidateStreamed) -> None:
-        if not self._is_current(message.run_id):
+        if not self._is_current(message.run_id) or message.index >= len(self.running["slots"]):
             return
-        index = self.running["first_row"] + message.index
-        if index < len(self.candidates.rows):
-            view = self.candidates.rows[index].view
-            view.text = message.text
-            view.finished = message.finished
-            self.candidates.show_streamed(index)
+        view = self.running["slots"][message.index]
+        view.text = message.text
+        view.finished = message.finished
+        self.candidates.show_streamed(self.candidates.index_of(view))
 
     def on_generation_failed(self, message: GenerationFailed) -> None:
         if not self._is_current(message.run_id):
             return
         run = self.running
         self.running = None
-        self.candidates.replace_rows(self._rows_added_during(run), start=run["first_row"])
+        self.candidates.replace_rows(self._rows_added_during(run), start=self._first_row(run))
         self.notify_error(f"Generation failed: {message.error}")
 
     def _rows_added_during(self, run: dict) -> list[CandidateView]:
         """Rows below a run's own (your own titles written while it ran): kept when its rows are replaced."""
         return [
-            view for view in self.candidates.views()[run["first_row"] :] if all(view is not slot for slot in run["slots"])
+            view
+            for view in self.candidates.views()[self._first_row(run) :]
+            if all(view is not slot for slot in run["slots"])
         ]
 
     def on_generation_finished(self, message: GenerationFinished) -> None:
@@ -579,7 +614,7 @@ class TitlecraftApp(App[None]):
         views = [
             CandidateView(text=c.text, finished=True, score=c.score, flags=list(c.flags)) for c in result.candidates
         ]
-        self.candidates.replace_rows(views + self._rows_added_during(run), start=run["first_row"])
+        self.candidates.replace_rows(views + self._rows_added_during(run), start=self._first_row(run))
         self._show_status()
         if result.notice:
             self.notify(result.notice, severity="warning", markup=False, timeout=8)
@@ -588,27 +623,31 @@ class TitlecraftApp(App[None]):
         elif not views:
             self.notify(_no_new_candidates(result.params), severity="warning", timeout=8)
         if views:
-            self._record_candidates(run["session"], result, views, message.few_shot or 0, run["more"])
+            self._record_candidates(run["session"], result, views, message.few_shot or 0, run["kept"])
 
     def _record_candidates(
-        self, session: Session, result: Any, views: list[CandidateView], few_shot: int, more: bool
+        self, session: Session, result: Any, views: list[CandidateView], few_shot: int, kept: list | None
     ) -> None:
         """Record the run with its provenance, then give each row its candidate id.
 
         A "more" run is recorded as a generation of its own: it has its own seed and timings. Its params
-        also say how many curated few-shot examples its prompt held (``few_shot_examples``, 0 without)
-        and whether it was "more" (``more``: a new run replaced the undecided rows, which reopening needs).
+        also say how many curated few-shot examples its prompt held (``few_shot_examples``, 0 without),
+        whether it was "more" and, for a new run (``kept`` rows: it replaced the others), the candidates
+        it kept in view (``kept``): reopening shows those, whatever was decided or undone since.
         """
         rows = [{"text": v.text, "score": v.score, "flags": v.flags} for v in views]
         spec = self.model_info.spec
-        params = {**asdict(result.params), "few_shot_examples": few_shot, "more": more}
+        params = {**asdict(result.params), "few_shot_examples": few_shot, "more": kept is None}
 
         def apply(store) -> list[int]:
+            recorded = params
+            if kept is not None:  # their ids are known now: the writes that record them ran before this one
+                recorded = {**params, "kept": [view.candidate_id for view in kept if view.candidate_id is not None]}
             _, ids = store.record_generation(
                 session.abstract_id,
                 spec,
                 result.model,
-                params,
+                recorded,
                 result.params.seed,
                 result.device,
                 result.seconds,
@@ -632,11 +671,14 @@ class TitlecraftApp(App[None]):
         if row is None:
             self.notify("No candidate to decide on: press ctrl+g to generate.", severity="warning")
             return None
-        if not row.view.finished or (self.running is not None and rows.cursor >= self.running["first_row"]):
+        if not row.view.finished or (self.running is not None and rows.cursor >= self._first_row(self.running)):
             self.notify("That candidate is still being written (escape stops the run).", severity="warning")
             return None
         if row.view.decision == OWN:
-            self.notify("That is your own title; u undoes it.", severity="warning")
+            self.notify(
+                "That is your own title: nothing to accept, edit or reject (u takes back decisions, latest first).",
+                severity="warning",
+            )
             return None
         return rows.cursor
 
@@ -725,12 +767,16 @@ class TitlecraftApp(App[None]):
         self.quit_requested = False
 
     def action_own_title(self) -> None:
-        session = self._session_for_editor()
-        if session is None:
+        """Ask for the researcher's own title. The abstract it belongs to (a new one if the text was edited)
+        is settled only once the title is entered, so leaving the prompt with escape changes nothing."""
+        if self._editor_text_refused():
             return
 
         def written(title: str | None) -> None:
             if not title:
+                return
+            session = self._session_for_editor()
+            if session is None:
                 return
             view = CandidateView(text=title, finished=True, decision=OWN, pending=1)
             self.candidates.add_rows([view])
@@ -783,12 +829,15 @@ class TitlecraftApp(App[None]):
         return next((write for write in reversed(unsent) if session is not None and write.session is session), None)
 
     def _after_undo(self, session: Session, history: list) -> None:
+        """Show the log after the undo on the rows. Rows with decisions still waiting to be saved are left
+        as they are: those writes were queued after the undo, so the log read here does not have them yet."""
         undone = next(d for d in reversed(history) if d.action == "undo")
         target = next(d for d in history if d.id == undone.undoes)
         self.notify(f"Undone: {target.action.replace('_', ' ')} of “{target.title}”.", markup=False)
         if session is not self.session:
             return
-        for view in apply_history(self.candidates.views(), history):
+        settled = [view for view in self.candidates.views() if not view.pending]
+        for view in apply_history(settled, history):
             self.candidates.remove_view(view)
         for view in self.candidates.views():
             self.candidates.show_view(view)
@@ -848,7 +897,13 @@ class TitlecraftApp(App[None]):
             if values is None:
                 return
             self.sampling.update(values)
-            self.submit(PendingWrite("the settings", lambda store: store.set_setting(SAMPLING_SETTING, dict(values))))
+            self.submit(
+                PendingWrite(
+                    "the settings",
+                    lambda store: store.set_setting(SAMPLING_SETTING, dict(values)),
+                    setting=SAMPLING_SETTING,
+                )
+            )
             self.notify("Settings saved; they apply to the next generation.")
             self._count_tokens()
 
@@ -872,6 +927,9 @@ class TitlecraftApp(App[None]):
 
     def action_few_shot(self) -> None:
         """Toggle few-shot from my titles; the choice is remembered in the store."""
+        if not self.few_shot_known and self.model_error is not None:
+            self.notify("The model failed to load, so there is nothing for few-shot to steer.", severity="warning")
+            return
         if not self.few_shot_known:
             self.notify(
                 "The model is still loading: few-shot starts on for instruct models and off for fine-tuned "
@@ -885,6 +943,7 @@ class TitlecraftApp(App[None]):
             PendingWrite(
                 "the few-shot setting",
                 lambda store: store.set_setting(FEW_SHOT_SETTING, {"enabled": enabled}),
+                setting=FEW_SHOT_SETTING,
             )
         )
         self._show_status()
@@ -921,8 +980,21 @@ class TitlecraftApp(App[None]):
             self.post_message(ExportFinished(str(result.path), result.rows))
 
     def on_export_finished(self, message: ExportFinished) -> None:
+        """Say where the pairs went and, while the store refuses writes, which changes are not among them:
+        the export reads the store, and decisions still waiting for it are only on screen."""
         noun = "pair" if message.rows == 1 else "pairs"
-        self.notify(f"Exported {message.rows} {noun} to {message.path}", markup=False)
+        told = f"Exported {message.rows} {noun} to {message.path}"
+        unsaved = sum(write.session is not None for write in self.pending)
+        if not unsaved:
+            self.notify(told, markup=False)
+            return
+        changes = "1 change is" if unsaved == 1 else f"{unsaved} changes are"
+        self.notify(
+            f"{told}. {changes} not saved yet, so not in it: export again once they are saved.",
+            severity="warning",
+            markup=False,
+            timeout=8,
+        )
 
     def on_export_failed(self, message: ExportFailed) -> None:
         self.notify_error(f"Export failed: {message.error}")

@@ -38,6 +38,8 @@ class PendingWrite:
     ``apply`` runs off the UI thread and may only touch the store and plain data; ``on_saved`` and
     ``revert`` run on the UI thread (``revert`` when an undo removes the write before it was saved).
     ``session`` is the abstract the write changes (None for settings): u only takes back this abstract's.
+    ``setting`` is the store setting a settings write sets: a store that opens late must not overwrite
+    the choice waiting in it with the value stored before.
     """
 
     description: str
@@ -45,19 +47,24 @@ class PendingWrite:
     on_saved: Callable[[Any], None] = lambda result: None
     revert: Callable[[], None] | None = None
     session: Session | None = None
+    setting: str | None = None
 
 
 def views_from_store(candidates: list, history: list, generations: list) -> list[CandidateView]:
     """Rows for a reopened abstract, as the screen last showed them, in the order they appeared.
 
     A new run (ctrl+g) replaced the undecided rows of the runs before it, so of those only the candidates
-    decided on come back; the candidates of the latest new run and of the "more" runs after it all do,
-    and so do the live own titles. Runs recorded without saying whether they were "more" count as more.
+    it kept (recorded in its ``kept``; runs recorded before that: those ever decided on) come back; the
+    candidates of the latest new run and of the "more" runs after it all do, and so do the live own
+    titles. Runs recorded without saying whether they were "more" count as more.
     """
     started = {generation.id: _started_at(generation) for generation in generations}
-    new_runs = [generation.id for generation in generations if generation.params.get("more") is False]
-    latest_new_run = new_runs[-1] if new_runs else None
-    decided = {decision.candidate_id for decision in history if decision.candidate_id is not None}
+    new_runs = [generation for generation in generations if generation.params.get("more") is False]
+    latest_new_run = new_runs[-1].id if new_runs else None
+    kept = new_runs[-1].params.get("kept") if new_runs else None
+    if kept is None:
+        kept = [decision.candidate_id for decision in history if decision.candidate_id is not None]
+    kept = set(kept)
     appeared: list[tuple[tuple, CandidateView]] = [
         (
             (started.get(candidate.generation_id, ""), candidate.generation_id, candidate.rank),
@@ -70,7 +77,7 @@ def views_from_store(candidates: list, history: list, generations: list) -> list
             ),
         )
         for candidate in candidates
-        if latest_new_run is None or candidate.generation_id >= latest_new_run or candidate.id in decided
+        if latest_new_run is None or candidate.generation_id >= latest_new_run or candidate.id in kept
     ]
     appeared.extend(
         (

@@ -1007,3 +1007,238 @@ async def test_a_failing_status_read_is_told_once_and_decisions_still_save(make_
         assert len(told) == 1 and "closed database" in told[0]
         assert status.info.accepted == 0  # the last figures read stay up rather than made-up ones
     assert [action for action, _, _ in live_decisions(db_path)] == ["accept", "accept"]
+
+
+async def test_a_decision_made_while_an_undo_is_being_saved_stays_on_screen(make_app, db_path, monkeypatch):
+    app = make_app()
+    async with app.run_test(size=(100, 40)) as pilot:
+        await generated(app, pilot, ["Alpha title", "Beta title"], 2)
+        await pilot.press("a")
+        await settle(app, pilot)
+        undoing, release = threading.Event(), threading.Event()
+        real_undo = Store.undo
+
+        def slow_undo(store, abstract_id):
+            undoing.set()
+            release.wait(10)
+            return real_undo(store, abstract_id)
+
+        monkeypatch.setattr(Store, "undo", slow_undo)
+        await pilot.press("u")
+        assert undoing.wait(10)  # the undo is being written
+        await pilot.press("down", "a")  # the next decision queues behind it
+        release.set()
+        await settle(app, pilot)
+        views = app.candidates.views()
+        assert [(view.decision, view.pending) for view in views] == [(None, 0), (ACCEPTED, 0)]
+    assert live_decisions(db_path) == [("accept", "Beta title", None)]
+
+
+async def test_undoing_an_own_title_above_a_running_run_leaves_its_candidates_whole(make_app, db_path):
+    app = make_app()
+    async with app.run_test(size=(100, 40)) as pilot:
+        await generated(app, pilot, ["Alpha title", "Beta title"], 2)
+        await pilot.press("t")
+        await type_into_prompt(pilot, "My own title")
+        await settle(app, pilot)
+        hold = threading.Event()
+        app.generator.generate = scripted_generate(LONG_TITLES, hold=hold)
+        app.sampling.update(n=3)
+        await pilot.press("ctrl+g")  # the own title stays in view above the new run's rows
+        await pilot.pause()
+        assert app.running is not None
+        await pilot.press("u")  # takes the own title back while the run streams
+        while app.pending or app.writing:
+            await pilot.pause(0.05)
+        hold.set()
+        await settle(app, pilot)
+        views = app.candidates.views()
+        assert [(view.text, view.finished) for view in views] == [(title, True) for title in LONG_TITLES[:3]]
+        assert all(view.candidate_id is not None for view in views)
+    assert live_decisions(db_path) == []
+
+
+async def test_settings_changed_while_the_store_is_read_only_survive_it_opening(make_app, db_path):
+    with Store(db_path) as store:
+        store.set_setting("tui.sampling", {"temperature": 0.8})
+        store.set_setting("tui.few_shot", {"enabled": True})
+    os.chmod(db_path, 0o444)
+    app = make_app()
+    try:
+        async with app.run_test(size=(100, 40)) as pilot:
+            await generated(app, pilot, ["Alpha title", "Beta title"], 2)  # the abstract's write waits
+            await pilot.press("s")
+            await pilot.pause()
+            temperature = app.screen.query_one("#setting-temperature", Input)
+            temperature.value = "0.3"
+            temperature.focus()
+            await pilot.press("enter", "f")  # few-shot off
+            await settle(app, pilot)
+            os.chmod(db_path, 0o644)
+            await pilot.press("a")  # the next decision opens the store and saves everything waiting
+            await settle(app, pilot)
+            assert not app.pending
+            assert (app.sampling["temperature"], app.few_shot) == (0.3, False)
+    finally:
+        os.chmod(db_path, 0o644)
+    with Store(db_path) as store:
+        assert store.get_setting("tui.sampling")["temperature"] == 0.3
+        assert store.get_setting("tui.few_shot") == {"enabled": False}
+
+
+async def test_an_export_says_which_decisions_it_left_out_because_they_wait_for_the_store(
+    make_app, db_path, monkeypatch, tmp_path
+):
+    queue_abstracts(db_path)
+    with Store(db_path) as store:
+        store.own_title(store.add_abstract(CURATED_ABSTRACT), CURATED_TITLE)
+    lock = quickly_locked_store(monkeypatch)
+    app = make_app()
+    async with app.run_test(size=(100, 40)) as pilot:
+        other = await accept_while_locked(app, pilot, lock, db_path)
+        out = tmp_path / "pairs.jsonl"
+        await pilot.press("x")
+        await pilot.pause()
+        path_input = app.screen.query_one("#export-path", Input)
+        path_input.value = str(out)
+        path_input.focus()
+        await pilot.press("enter")
+        await settle(app, pilot)
+        other.execute("COMMIT")
+        other.close()
+        told = next(message for _, message in app.told if message.startswith("Exported"))
+        assert "1 change is not saved yet" in told
+    assert [json.loads(line)["completion"] for line in out.read_text().splitlines()] == [" " + CURATED_TITLE]
+
+
+async def test_an_open_edit_is_never_thrown_away_by_an_own_title_for_a_revised_abstract(make_app, db_path):
+    app = make_app()
+    async with app.run_test(size=(100, 40)) as pilot:
+        await generated(app, pilot, ["Alpha title", "Beta title"], 2)
+        await pilot.press("e")
+        await pilot.pause()
+        await pilot.press("ctrl+u", *"My careful edit")
+        app.editor.text_area.focus()
+        await pilot.press("ctrl+end", *" Revised.")
+        app.candidates.focus()
+        await pilot.press("t")  # an own title would start a new abstract: the open edit comes first
+        await pilot.pause()
+        assert not isinstance(app.screen, TextPrompt)
+        assert any("A title is being edited" in message for _, message in app.told)
+        assert app.candidates.editing and [view.text for view in app.candidates.views()] == ["Alpha title", "Beta title"]
+        app.candidates.query_one(Input).focus()
+        await pilot.press("enter")
+        await settle(app, pilot)
+    assert live_decisions(db_path) == [("edit", "My careful edit", None)]
+
+
+async def test_an_own_title_prompt_left_with_escape_changes_nothing(make_app, db_path):
+    app = make_app()
+    async with app.run_test(size=(100, 40)) as pilot:
+        await generated(app, pilot, ["Alpha title", "Beta title"], 2)
+        await pilot.press("a")
+        app.editor.text_area.focus()
+        await pilot.press("ctrl+end", *" Revised.")
+        app.candidates.focus()
+        await pilot.press("t")
+        await pilot.pause()
+        assert isinstance(app.screen, TextPrompt)
+        await pilot.press("escape")
+        await settle(app, pilot)
+        assert [(view.text, view.decision) for view in app.candidates.views()] == [
+            ("Alpha title", ACCEPTED),
+            ("Beta title", None),
+        ]
+        await pilot.press("u")  # the acceptance is still the one u takes back
+        await settle(app, pilot)
+    assert live_decisions(db_path) == []
+    with Store(db_path) as store:
+        assert store.counts()["abstracts"] == 1
+
+
+async def test_reopening_shows_a_decision_undone_before_or_after_a_new_run_as_the_screen_did(make_app, db_path):
+    app = make_app()
+    async with app.run_test(size=(100, 40)) as pilot:
+        await ready(app, pilot)
+        app.generator.generate = scripted_generate(["One", "Two", "Three", "Four", "Five", "Six"])
+        app.sampling.update(n=2)
+        await pilot.press("ctrl+g")  # One, Two
+        await settle(app, pilot)
+        await pilot.press("a", "u")  # One accepted and taken back: undecided again
+        await settle(app, pilot)
+        await pilot.press("ctrl+g")  # so this run replaces One as well as Two (the script offers One, Two)
+        await settle(app, pilot)
+        await pilot.press("down", "a")  # Two accepted
+        await settle(app, pilot)
+        await pilot.press("ctrl+g")  # the accepted Two stays (the script offers Two, Three)
+        await settle(app, pilot)
+        await pilot.press("u")  # and stays on screen when its acceptance is taken back after the run
+        await settle(app, pilot)
+        shown = [(view.text, view.decision) for view in app.candidates.views()]
+        assert shown == [("Two", None), ("Two", None), ("Three", None)]
+        app.open_abstract(app.session.abstract_id)
+        await settle(app, pilot)
+        assert [(view.text, view.decision) for view in app.candidates.views()] == shown
+
+
+async def test_few_shot_after_the_model_failed_to_load_says_so_rather_than_that_it_is_loading(make_app, tmp_path):
+    not_a_model = tmp_path / "not-a-model"
+    not_a_model.mkdir()
+    app = make_app(model_spec=str(not_a_model))
+    async with app.run_test(size=(100, 40)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("tab", "f")
+        await pilot.pause()
+        told = app.told[-1][1]
+        assert "failed to load" in told and "still loading" not in told
+        assert "few-shot: set once the model loads" not in app.query_one(StatusBar).text()
+
+
+async def test_the_hint_on_an_own_title_does_not_promise_that_u_takes_it_back_when_a_later_decision_is_undone(
+    make_app, db_path
+):
+    app = make_app()
+    async with app.run_test(size=(100, 40)) as pilot:
+        await generated(app, pilot, ["Alpha title", "Beta title"], 2)
+        await pilot.press("t")
+        await type_into_prompt(pilot, "Mine")
+        await pilot.press("up", "up", "a", "down", "down", "a")  # Alpha accepted after the own title
+        await settle(app, pilot)
+        hint = app.told[-1][1]
+        assert hint.startswith("That is your own title")
+        await pilot.press("u")
+        await settle(app, pilot)
+        assert "Mine" in [view.text for view in app.candidates.views()]  # u took back the acceptance
+        assert "u undoes it." not in hint
+        assert "latest" in hint
+
+
+async def test_pasting_again_an_abstract_whose_decisions_wait_for_the_store_brings_them_back(
+    make_app, db_path, monkeypatch
+):
+    other_abstract = "A different abstract about retrieval for few-shot prompting of small language models."
+    lock = quickly_locked_store(monkeypatch)
+    app = make_app()
+    async with app.run_test(size=(100, 40)) as pilot:
+        await settle(app, pilot)
+        other = lock(db_path)  # from the start: not even the abstract is saved
+        await generated(app, pilot, ["Alpha title", "Beta title"], 2)
+        await pilot.press("a")
+        await settle(app, pilot)
+        app.editor.load(other_abstract)
+        await pilot.press("ctrl+g")
+        await settle(app, pilot)
+        app.editor.load(ABSTRACT)  # pasted again while its decisions still wait
+        await pilot.press("ctrl+g")
+        await settle(app, pilot)
+        views = app.candidates.views()
+        assert (views[0].text, views[0].decision, views[0].pending) == ("Alpha title", ACCEPTED, 1)
+        other.execute("COMMIT")
+        other.close()
+        await pilot.press("u")  # the waiting acceptance is on screen, so u takes it back
+        await pilot.press("down", "a")  # and this decision saves everything still waiting
+        await settle(app, pilot)
+        assert not app.pending
+    assert [action for action, _, _ in live_decisions(db_path)] == ["accept"]
+    with Store(db_path) as store:
+        assert store.counts()["abstracts"] == 2

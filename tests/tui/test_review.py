@@ -194,3 +194,30 @@ async def test_a_failing_read_is_told_and_leaves_the_table_empty(make_app, five_
         assert app.errors()[-1] == "Reading the store failed: RuntimeError: disk gone"
         assert titles(app) == []
         assert isinstance(app.screen, ReviewScreen)  # no crash: the screen is still up
+
+
+async def test_enter_on_a_list_that_a_search_is_replacing_opens_nothing(make_app, five_pairs, monkeypatch):
+    started, release = threading.Event(), threading.Event()
+    real_search = Store.search_curated
+
+    def slow_search(store, text, limit=None):
+        started.set()
+        release.wait(timeout=30)
+        return real_search(store, text, limit=limit)
+
+    monkeypatch.setattr(Store, "search_curated", slow_search)
+    app = make_app()
+    async with app.run_test(size=(140, 40)) as pilot:
+        await open_review(app, pilot)
+        await pilot.press("slash", *"proteins", "enter")
+        assert started.wait(timeout=30)
+        await pilot.press("enter")  # a quick second enter, while the table still lists "Graphs title 0" first
+        await pilot.pause()
+        assert isinstance(app.screen, ReviewScreen)
+        assert app.editor.text == ""
+        release.set()
+        await review_loaded(app, pilot)
+        assert titles(app) == ["Proteins title 1", "Proteins title 3"]
+        await pilot.press("enter")
+        await settle(app, pilot)
+        assert app.editor.text == abstract_text(1)

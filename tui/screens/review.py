@@ -161,6 +161,11 @@ class ReviewScreen(Screen[int | None]):
     # -- choosing ----------------------------------------------------------------------------------
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        """Open the chosen abstract, unless the list is about to be replaced by a search: its rows are then
+        stale, and a quick second enter after typing a search would open whatever came first before it."""
+        if self.loading:
+            self.app.notify("Still searching: enter opens a pair once the list is shown.", severity="warning")
+            return
         self.dismiss(int(event.row_key.value))
 
     def action_focus_search(self) -> None:

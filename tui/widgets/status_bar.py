@@ -40,7 +40,7 @@ class StatusInfo:
     rejected: int = 0
     queue_position: int | None = None
     queue_length: int = 0
-    few_shot: bool | None = True  # the researcher's toggle (f); None: the model's default, not loaded yet
+    few_shot: bool | None = True  # the researcher's toggle (f); None: the model's default, not loaded (yet)
     curated: int | None = None  # curated pairs in the store; None until the store has been read
     few_shot_used: int | None = None  # examples the last run's prompt held, None if it ran without
 
@@ -80,7 +80,7 @@ class StoreFigures:
 def few_shot_label(info: StatusInfo) -> str:
     """The few-shot toggle's state in words, e.g. "few-shot: on (4 of 37 curated)"."""
     if info.few_shot is None:
-        return "few-shot: set once the model loads"
+        return "few-shot: set once the model loads" if info.loading else "few-shot: no model loaded"
     if not info.few_shot:
         return "few-shot: off"
     if not info.curated:
