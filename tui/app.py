@@ -690,8 +690,9 @@ class TitlecraftApp(App[None]):
         view.pending += 1
         self.candidates.show_view(view)
 
-        def saved(_decision_id: int) -> None:
+        def saved(decision_id: int) -> None:
             view.pending -= 1
+            view.decision_id = decision_id
             self.candidates.show_view(view)
 
         def revert() -> None:
@@ -699,11 +700,33 @@ class TitlecraftApp(App[None]):
             view.pending -= 1
             self.candidates.show_view(view)
 
-        self.submit(PendingWrite(description, lambda store: apply(store, view), saved, revert, self.session))
+        self.submit(PendingWrite(description, lambda store: apply(store, view), saved, revert, self.session, view=view))
+
+    def _already_decided(self, view: CandidateView, decision: str) -> bool:
+        """Whether ``decision`` on ``view`` would change nothing, so must not be logged (one u would then
+        seem to do nothing): the row is rejected already, or its acceptance is the abstract's title, no later
+        accept, edit or own title on another row superseding it. While an undo waits for the store the rows
+        may still show what it takes back, so then the key counts as pressed."""
+        waiting = [write for write in self.pending if write.session is self.session]
+        if view.decision != decision or any(write.undo for write in waiting):
+            return False
+        if decision == REJECTED:
+            return True
+
+        def decided_when(row: CandidateView) -> tuple[int, int]:
+            """Saved decisions in log order, then those waiting for the store in queue order."""
+            places = [place for place, write in enumerate(waiting) if write.view is row]
+            return (1, places[-1]) if places else (0, row.decision_id or 0)
+
+        titles = [row for row in self.candidates.views() if row.decision in (ACCEPTED, EDITED, OWN)]
+        return max(titles, key=decided_when) is view
 
     def action_accept(self) -> None:
         index = self._decidable_row()
         if index is None:
+            return
+        if self._already_decided(self.candidates.rows[index].view, ACCEPTED):
+            self.notify("Already accepted: it is this abstract's title, so nothing was saved.")
             return
 
         def change(view: CandidateView) -> None:
@@ -739,6 +762,9 @@ class TitlecraftApp(App[None]):
         if index is None:
             return
         view = self.candidates.rows[index].view
+        if self._already_decided(view, REJECTED):
+            self.notify("Already rejected: nothing was saved.")
+            return
 
         def rejected(reason: str | None) -> None:
             position = self.candidates.index_of(view)
@@ -794,6 +820,7 @@ class TitlecraftApp(App[None]):
                     saved,
                     lambda: self.candidates.remove_view(view),
                     session,
+                    view=view,
                 )
             )
 
@@ -818,7 +845,9 @@ class TitlecraftApp(App[None]):
             return store.history(session.abstract_id)
 
         self.submit(
-            PendingWrite("the undo", apply, lambda history: self._after_undo(session, history), session=session)
+            PendingWrite(
+                "the undo", apply, lambda history: self._after_undo(session, history), session=session, undo=True
+            )
         )
 
     def _last_unsent_write(self, session: Session | None) -> PendingWrite | None:

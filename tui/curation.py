@@ -39,7 +39,9 @@ class PendingWrite:
     ``revert`` run on the UI thread (``revert`` when an undo removes the write before it was saved).
     ``session`` is the abstract the write changes (None for settings): u only takes back this abstract's.
     ``setting`` is the store setting a settings write sets: a store that opens late must not overwrite
-    the choice waiting in it with the value stored before.
+    the choice waiting in it with the value stored before. ``view`` is the row a decision is made on:
+    its place in the queue orders it among the decisions not saved yet. ``undo``: an undo, whose effect
+    the rows show only once it is saved.
     """
 
     description: str
@@ -48,6 +50,8 @@ class PendingWrite:
     revert: Callable[[], None] | None = None
     session: Session | None = None
     setting: str | None = None
+    view: CandidateView | None = None
+    undo: bool = False
 
 
 def views_from_store(candidates: list, history: list, generations: list) -> list[CandidateView]:
@@ -101,7 +105,8 @@ def _started_at(generation) -> str:
 
 
 def apply_history(views: list[CandidateView], history: list) -> list[CandidateView]:
-    """Set each candidate row's decision from the log; return own-title rows whose decision was undone."""
+    """Set each candidate row's decision (and its log id) from the log; return own-title rows whose
+    decision was undone."""
     live = [d for d in history if d.action != "undo" and not d.undone]
     latest = {d.candidate_id: d for d in live if d.candidate_id is not None}
     undone_own = []
@@ -114,6 +119,7 @@ def apply_history(views: list[CandidateView], history: list) -> list[CandidateVi
             continue
         decision = latest.get(view.candidate_id)
         view.decision = ACTION_TO_DECISION[decision.action] if decision else None
+        view.decision_id = decision.id if decision else None
         view.reason = decision.reason if decision else None
         view.edited_text = decision.title if decision and decision.action == "edit" else None
     return undone_own

@@ -1242,3 +1242,31 @@ async def test_pasting_again_an_abstract_whose_decisions_wait_for_the_store_brin
     assert [action for action, _, _ in live_decisions(db_path)] == ["accept"]
     with Store(db_path) as store:
         assert store.counts()["abstracts"] == 2
+
+
+async def test_accepting_the_title_again_logs_nothing_but_an_earlier_title_can_be_made_current_again(make_app, db_path):
+    app = make_app()
+    async with app.run_test(size=(100, 40)) as pilot:
+        await generated(app, pilot, ["Alpha title", "Beta title"], 2)
+        await pilot.press("a", "a")  # a double tap: the second finds Alpha already the title
+        await settle(app, pilot)
+        assert app.told[-1][1].startswith("Already accepted")
+        assert live_decisions(db_path) == [("accept", "Alpha title", None)]
+        await pilot.press("u")  # so one u takes the acceptance back
+        await settle(app, pilot)
+        assert live_decisions(db_path) == []
+        await pilot.press("a", "down", "a", "up", "a")  # Beta supersedes Alpha, then a makes Alpha the title again
+        await settle(app, pilot)
+        assert [title for _, title, _ in live_decisions(db_path)] == ["Alpha title", "Beta title", "Alpha title"]
+        with Store(db_path) as store:
+            assert store.curated_title(app.session.abstract_id) == "Alpha title"
+        await pilot.press("r")
+        await type_into_prompt(pilot, "too plain")
+        await pilot.press("r")  # already rejected: no reason asked, nothing logged
+        await pilot.pause()
+        assert not isinstance(app.screen, TextPrompt)
+        assert app.told[-1][1].startswith("Already rejected")
+        await pilot.press("u")  # one u takes the rejection back
+        await settle(app, pilot)
+        assert [view.decision for view in app.candidates.views()] == [ACCEPTED, ACCEPTED]
+    assert [title for _, title, _ in live_decisions(db_path)] == ["Alpha title", "Beta title", "Alpha title"]

@@ -40,7 +40,7 @@ class CandidateView:
     flags: list[str] = field(default_factory=list)
     candidate_id: int | None = None
     decision: str | None = None
-    decision_id: int | None = None  # own titles only: undo matches them to the log by it
+    decision_id: int | None = None  # its live decision's log id (None until saved): orders decisions
     reason: str | None = None
     edited_text: str | None = None
     pending: int = 0
