@@ -455,11 +455,11 @@ class TitlecraftApp(App[None]):
         self._refresh_status()
 
     def _leave_session(self) -> None:
-        """Remember the rows of the abstract being left (a run's unfinished rows aside), for reopening it."""
+        """Remember the rows of the abstract being left, for reopening it: a run going on is stopped, so they
+        are the rows as they were before it."""
         if self.session is None:
             return
-        slots = self.running["slots"] if self.running else []
-        self.session.left_rows = [view for view in self.candidates.views() if all(view is not slot for slot in slots)]
+        self.session.left_rows = self._rows_before(self.running) if self.running else self.candidates.views()
 
     def _session_with_unsaved_writes(self, matches: Callable[[Session], bool]) -> Session | None:
         """A left session that ``matches`` with writes still waiting for the store: its rows, not the store's,
@@ -513,18 +513,26 @@ class TitlecraftApp(App[None]):
         from core.generate import SamplingParams
 
         params = SamplingParams(**self.sampling)
-        kept = None
+        kept, before = None, []
         if not more:
             # A new run replaces the undecided rows only: titles decided on stay in view, where u can
             # still undo them, and are not offered again.
-            kept = [view for view in self.candidates.views() if view.decision is not None]
+            before = self.candidates.views()
+            kept = [view for view in before if view.decision is not None]
             self.candidates.replace_rows(kept)
         shown = tuple(view.text for view in self.candidates.views() if view.decision != OWN)
         self.run_id += 1
         cancel = threading.Event()
         first_row = len(self.candidates.rows)
         slots = [CandidateView() for _ in range(1 if params.temperature == 0 else params.n)]  # greedy: one
-        self.running = {"id": self.run_id, "cancel": cancel, "session": session, "slots": slots, "kept": kept}
+        self.running = {
+            "id": self.run_id,
+            "cancel": cancel,
+            "session": session,
+            "slots": slots,
+            "kept": kept,
+            "before": before,
+        }
         self.candidates.add_rows(slots)
         self.candidates.cursor = first_row
         self.candidates.focus()
@@ -593,8 +601,30 @@ class TitlecraftApp(App[None]):
             return
         run = self.running
         self.running = None
-        self.candidates.replace_rows(self._rows_added_during(run), start=self._first_row(run))
         self.notify_error(f"Generation failed: {message.error}")
+        self._take_back_run(run)
+
+    def _rows_before(self, run: dict) -> list[CandidateView]:
+        """The rows on screen without ``run``'s own, and with the undecided rows it replaced (a new run) back
+        where they were: what the store shows of the abstract until the run is recorded. Rows written while
+        it ran (your own titles) come last."""
+        slots = {id(view) for view in run["slots"]}
+        on_screen = [view for view in self.candidates.views() if id(view) not in slots]
+        kept = {id(view) for view in run["kept"] or ()}
+        shown = {id(view) for view in on_screen} | {id(view) for view in run["before"] if id(view) not in kept}
+        earlier = {id(view) for view in run["before"]}
+        back = [view for view in run["before"] if id(view) in shown]
+        return back + [view for view in on_screen if id(view) not in earlier]
+
+    def _take_back_run(self, run: dict) -> None:
+        """Take off the screen a run that added no candidate (stopped at once, failed, only repeats). It is
+        not recorded, so the store still holds the undecided rows a new run replaced (reopening the abstract
+        shows them): they come back on screen too."""
+        self.candidates.replace_rows(self._rows_before(run))
+        replaced = len(run["before"]) - len(run["kept"] or ())
+        if replaced:
+            noun = "candidate it was to replace is" if replaced == 1 else "candidates it was to replace are"
+            self.notify(f"The run added no candidate, so the {replaced} {noun} back.")
 
     def _rows_added_during(self, run: dict) -> list[CandidateView]:
         """Rows below a run's own (your own titles written while it ran): kept when its rows are replaced."""
@@ -614,7 +644,8 @@ class TitlecraftApp(App[None]):
         views = [
             CandidateView(text=c.text, finished=True, score=c.score, flags=list(c.flags)) for c in result.candidates
         ]
-        self.candidates.replace_rows(views + self._rows_added_during(run), start=self._first_row(run))
+        if views:
+            self.candidates.replace_rows(views + self._rows_added_during(run), start=self._first_row(run))
         self._show_status()
         if result.notice:
             self.notify(result.notice, severity="warning", markup=False, timeout=8)
@@ -624,6 +655,8 @@ class TitlecraftApp(App[None]):
             self.notify(_no_new_candidates(result.params), severity="warning", timeout=8)
         if views:
             self._record_candidates(run["session"], result, views, message.few_shot or 0, run["kept"])
+        else:
+            self._take_back_run(run)
 
     def _record_candidates(
         self, session: Session, result: Any, views: list[CandidateView], few_shot: int, kept: list | None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sqlite3
@@ -1270,3 +1271,77 @@ async def test_accepting_the_title_again_logs_nothing_but_an_earlier_title_can_b
         await settle(app, pilot)
         assert [view.decision for view in app.candidates.views()] == [ACCEPTED, ACCEPTED]
     assert [title for _, title, _ in live_decisions(db_path)] == ["Alpha title", "Beta title", "Alpha title"]
+
+
+def only_repeats(titles):
+    """A scripted generator whose titles all repeat ones shown, as the real one drops them."""
+    scripted = scripted_generate(titles)
+
+    def generate(abstract, params, avoid=(), **options):
+        result = scripted(abstract, params, avoid=avoid, **options)
+        return dataclasses.replace(result, candidates=[c for c in result.candidates if c.text not in avoid])
+
+    return generate
+
+
+async def test_a_new_run_that_yields_nothing_brings_back_the_candidates_it_was_to_replace(make_app, db_path):
+    app = make_app()
+    async with app.run_test(size=(100, 40)) as pilot:
+        await generated(app, pilot, ["Alpha title", "Beta title", "Gamma title"], 3)
+        await pilot.press("down", "a")  # Beta stays in view; Alpha and Gamma are what a new run replaces
+        await settle(app, pilot)
+        shown = [(view.text, view.decision) for view in app.candidates.views()]
+
+        def failing(*args, **kwargs):
+            raise TitlecraftError("The GPU ran out of memory generating 3 candidates: ask for fewer candidates.")
+
+        hold = threading.Event()
+        stopped_at_once = scripted_generate(LONG_TITLES, hold=hold)
+        for generate in (stopped_at_once, failing, only_repeats(["Beta title"])):
+            app.generator.generate = generate
+            await pilot.press("ctrl+g")
+            await pilot.pause()
+            await pilot.press("escape")
+            hold.set()
+            await settle(app, pilot)
+            assert [(view.text, view.decision) for view in app.candidates.views()] == shown
+            assert "2 candidates it was to replace are back" in app.told[-1][1]
+        app.open_abstract(app.session.abstract_id)
+        await settle(app, pilot)
+        assert [(view.text, view.decision) for view in app.candidates.views()] == shown
+
+
+async def test_an_abstract_left_during_a_new_run_comes_back_with_the_candidates_the_run_was_to_replace(
+    make_app, db_path, monkeypatch
+):
+    first, _second = queue_abstracts(db_path)
+    lock = quickly_locked_store(monkeypatch)
+    app = make_app()
+    async with app.run_test(size=(100, 40)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("tab", "n")
+        app.generator.generate = scripted_generate(["Alpha title", "Beta title", "Gamma title"])
+        app.sampling.update(n=3)
+        await pilot.press("ctrl+g")
+        await settle(app, pilot)
+        other = lock(db_path)
+        await pilot.press("down", "a")  # waits for the store, so reopening shows the rows left
+        await settle(app, pilot)
+        hold = threading.Event()
+        app.generator.generate = scripted_generate(LONG_TITLES, hold=hold)
+        await pilot.press("ctrl+g")
+        await pilot.pause()
+        await pilot.press("n", "p")  # left while the new run streams, which stops it unrecorded
+        hold.set()
+        await settle(app, pilot)
+        on_screen = [(view.text, view.decision) for view in app.candidates.views()]
+        assert on_screen == [("Alpha title", None), ("Beta title", ACCEPTED), ("Gamma title", None)]
+        other.execute("COMMIT")
+        other.close()
+        await pilot.press("t")  # the next decision saves the waiting one
+        await type_into_prompt(pilot, "Mine")
+        await settle(app, pilot)
+        assert not app.pending
+    with Store(db_path) as store:
+        reopened = views_from_store(store.candidates(first), store.history(first), store.generations(first))
+        assert [(view.text, view.decision) for view in reopened] == [*on_screen, ("Mine", OWN)]
