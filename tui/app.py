@@ -408,9 +408,9 @@ class TitlecraftApp(App[None]):
         self.session = session
         self._cancel_run()  # a run for the previous abstract must not land on this one
         self.candidates.clear_rows()
+        self._refresh_status()
         if waiting is not None:
             self.candidates.add_rows(waiting.left_rows)
-            self._refresh_status()
             return waiting
 
         def saved(abstract_id: int) -> None:
@@ -1077,7 +1077,7 @@ class TitlecraftApp(App[None]):
         info.few_shot = self.few_shot if self.few_shot_known else None
         info.few_shot_used = self.last_few_shot if self.few_shot else None
         if self.store_figures is not None:
-            self.store_figures.fill(info)
+            self.store_figures.fill(info, self.session.abstract_id if self.session else None)
         self.query_one(StatusBar).show(info)
 
     def _refresh_status(self) -> None:

@@ -1311,6 +1311,30 @@ async def test_a_new_run_that_yields_nothing_brings_back_the_candidates_it_was_t
         assert [(view.text, view.decision) for view in app.candidates.views()] == shown
 
 
+async def test_a_new_abstract_pasted_while_the_store_is_locked_does_not_show_the_last_ones_queue_place(
+    make_app, db_path, monkeypatch
+):
+    queue_abstracts(db_path)
+    lock = quickly_locked_store(monkeypatch)
+    app = make_app()
+    async with app.run_test(size=(100, 40)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("tab", "n")
+        await settle(app, pilot)
+        status = app.query_one(StatusBar)
+        assert "queue 1/2" in status.text()
+        other = lock(db_path)
+        app.editor.load(ABSTRACT)  # a new abstract, which the store cannot take yet
+        app.generator.generate = scripted_generate(["Alpha title", "Beta title"])
+        app.sampling.update(n=2)
+        await pilot.press("ctrl+g")
+        await settle(app, pilot)
+        assert app.session.abstract_id is None
+        assert "queue –/2" in status.text()
+        other.execute("COMMIT")
+        other.close()
+
+
 async def test_an_abstract_left_during_a_new_run_comes_back_with_the_candidates_the_run_was_to_replace(
     make_app, db_path, monkeypatch
 ):

@@ -55,7 +55,8 @@ class StoreFigures:
     edited: int
     rejected: int
     queue_length: int
-    queue_position: int | None  # 0-based place of the open abstract in the import queue
+    queue_position: int | None  # 0-based place of ``abstract_id`` in the import queue
+    abstract_id: int | None  # the abstract open when they were read
 
     @classmethod
     def read(cls, store: Any, abstract_id: int | None) -> StoreFigures:
@@ -69,12 +70,16 @@ class StoreFigures:
             rejected=sum(model.rejected for model in stats),
             queue_length=counts["queued"],
             queue_position=None if position is None else position - 1,
+            abstract_id=abstract_id,
         )
 
-    def fill(self, info: StatusInfo) -> None:
+    def fill(self, info: StatusInfo, abstract_id: int | None) -> None:
+        """Fill in the figures for the open abstract ``abstract_id``: a queue place read for another abstract
+        is not its place (a new one pasted while the store is locked would show the one left's)."""
         info.curated = self.curated
         info.accepted, info.edited, info.rejected = self.accepted, self.edited, self.rejected
-        info.queue_length, info.queue_position = self.queue_length, self.queue_position
+        info.queue_length = self.queue_length
+        info.queue_position = self.queue_position if abstract_id == self.abstract_id else None
 
 
 def few_shot_label(info: StatusInfo) -> str:
