@@ -891,12 +891,18 @@ class TitlecraftApp(App[None]):
         return next((write for write in reversed(unsent) if session is not None and write.session is session), None)
 
     def _after_undo(self, session: Session, history: list) -> None:
-        """Show the log after the undo on the rows. Rows with decisions still waiting to be saved are left
-        as they are: those writes were queued after the undo, so the log read here does not have them yet."""
+        """Show the log after the undo on the rows: on screen, or on the rows remembered for the abstract if
+        the researcher left it (reopened while later writes wait, it shows those). Rows with decisions still
+        waiting to be saved are left as they are: those writes were queued after the undo, so the log read
+        here does not have them yet."""
         undone = next(d for d in reversed(history) if d.action == "undo")
         target = next(d for d in history if d.id == undone.undoes)
         self.notify(f"Undone: {target.action.replace('_', ' ')} of “{target.title}”.", markup=False)
         if session is not self.session:
+            if session.left_rows is not None:
+                settled = [view for view in session.left_rows if not view.pending]
+                gone = {id(view) for view in apply_history(settled, history)}
+                session.left_rows = [view for view in session.left_rows if id(view) not in gone]
             return
         settled = [view for view in self.candidates.views() if not view.pending]
         for view in apply_history(settled, history):

@@ -1335,6 +1335,55 @@ async def test_a_new_abstract_pasted_while_the_store_is_locked_does_not_show_the
         other.close()
 
 
+async def test_an_undo_saved_after_leaving_the_abstract_shows_when_it_is_reopened(make_app, db_path, monkeypatch):
+    first, _second = queue_abstracts(db_path)
+    lock = quickly_locked_store(monkeypatch)
+    app = make_app()
+    async with app.run_test(size=(100, 40)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("tab", "n")
+        app.generator.generate = scripted_generate(["Alpha title", "Beta title"])
+        app.sampling.update(n=2)
+        await pilot.press("ctrl+g")
+        await settle(app, pilot)
+        await pilot.press("a")
+        await settle(app, pilot)
+        undoing, release, others = threading.Event(), threading.Event(), []
+        real_undo = Store.undo
+
+        def undo_then_locked(store, abstract_id):
+            """The undo is saved once released; then another process takes the lock, so later writes wait."""
+            undoing.set()
+            release.wait(10)
+            undone = real_undo(store, abstract_id)
+            others.append(lock(db_path))
+            return undone
+
+        monkeypatch.setattr(Store, "undo", undo_then_locked)
+        await pilot.press("u")
+        assert undoing.wait(10)
+        await pilot.press("down", "a", "n")  # Beta's acceptance waits behind the undo; the abstract is left
+        release.set()
+        await settle(app, pilot)
+        assert len(app.pending) == 1
+        await pilot.press("p")  # back while Beta's acceptance still waits
+        await settle(app, pilot)
+        on_screen = [(view.text, view.decision, view.pending) for view in app.candidates.views()]
+        assert on_screen == [("Alpha title", None, 0), ("Beta title", ACCEPTED, 1)]
+        others[0].execute("COMMIT")
+        others[0].close()
+        await pilot.press("a")  # the next decision saves the waiting one too
+        await settle(app, pilot)
+        assert not app.pending
+        on_screen = [(view.text, view.decision) for view in app.candidates.views()]
+    with Store(db_path) as store:
+        reopened = views_from_store(store.candidates(first), store.history(first), store.generations(first))
+        assert [(view.text, view.decision) for view in reopened] == on_screen == [
+            ("Alpha title", ACCEPTED),
+            ("Beta title", ACCEPTED),
+        ]
+
+
 async def test_an_abstract_left_during_a_new_run_comes_back_with_the_candidates_the_run_was_to_replace(
     make_app, db_path, monkeypatch
 ):
