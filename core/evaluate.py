@@ -23,7 +23,7 @@ from statistics import fmean
 import numpy as np
 
 from core.errors import TitlecraftError, TitlecraftWarning
-from core.paths import refuse_file_in_the_way
+from core.paths import refuse_file_in_the_way, write_text_atomically
 
 MODES = ("zero-shot", "few-shot", "finetuned")
 RANKING_CHOICES = {"score": ("score",), "consensus": ("consensus",), "both": ("score", "consensus")}
@@ -183,7 +183,8 @@ def abstract_seed(seed: int, sample_id: str) -> int:
 
 def read_samples(path: Path) -> dict[str, dict]:
     """Samples already written, by id. A torn last line (the run was killed mid-write) is dropped and
-    the file rewritten without it, so appending continues on a clean line."""
+    the file replaced by one without it, so appending continues on a clean line (replaced, not
+    rewritten in place: a kill during an in-place rewrite would lose every sample)."""
     if not path.is_file():
         return {}
     # Split on "\n" only: samples are written with raw U+2028 or U+0085 (ensure_ascii=False) in abstracts
@@ -198,7 +199,7 @@ def read_samples(path: Path) -> dict[str, dict]:
         except json.JSONDecodeError:
             if number < len(lines):
                 raise TitlecraftError(f"{path} line {number} is not valid JSON; delete the file to start over") from None
-            path.write_text("".join(f"{kept}\n" for kept in lines[:-1]), encoding="utf-8")
+            write_text_atomically(path, "".join(f"{kept}\n" for kept in lines[:-1]))
             break
         samples[sample["id"]] = sample
     return samples
@@ -225,7 +226,7 @@ def check_resumable(out_dir: Path, config: EvalConfig) -> None:
                 f"{out_dir} holds an evaluation with different settings ({', '.join(changed)}); "
                 "choose another --out or delete that folder"
             )
-    run_file.write_text(json.dumps(identity, indent=2) + "\n")
+    write_text_atomically(run_file, json.dumps(identity, indent=2) + "\n")  # torn, it would block the resume
 
 
 def prepare_out_dir(out_dir: Path, config: EvalConfig) -> None:
@@ -353,8 +354,8 @@ def evaluate(
         **score_samples(samples, config.n, config.rankings),
         **run_description(config, samples),
     }
-    (out_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
-    (out_dir / REPORT_FILE).write_text(render_report(metrics, samples), encoding="utf-8")
+    write_text_atomically(out_dir / METRICS_FILE, json.dumps(metrics, indent=2) + "\n")
+    write_text_atomically(out_dir / REPORT_FILE, render_report(metrics, samples))
     return metrics
 
 
