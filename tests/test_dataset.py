@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -301,6 +302,49 @@ def test_failure_while_writing_leaves_the_output_folder_as_it_was(tmp_path, monk
     assert [path.name for path in out.iterdir()] == ["train.parquet"]
     assert (out / "train.parquet").read_text() == "previous run"
     assert sorted(path.name for path in tmp_path.iterdir()) == ["pairs.parquet", "prepared"]
+
+
+@pytest.mark.parametrize("renames_before_the_kill", [1, 2])
+def test_a_kill_while_a_new_set_moves_in_never_leaves_old_and_new_splits_mixed(tmp_path, monkeypatch, renames_before_the_kill):
+    """The files moved in one at a time: killed in between, old and new splits sat side by side unnoticed."""
+    dates = ("2024-05-01", "2025-11-01", "2026-02-01")  # one row in each split
+    old_source = write_parquet([pair(n, day) for n, day in enumerate(dates)], tmp_path / "old.parquet")
+    longer = [pair(n + 10, day) for n, day in enumerate(dates)]  # every file of the new set differs, the histogram too
+    new_source = write_parquet([{**row, "abstract": row["abstract"] + " More words."} for row in longer], tmp_path / "new.parquet")
+    out = tmp_path / "prepared"
+    prepare([old_source], out, tokenizer=WordTokenizer(), progress=False)
+    old_set = {path.name: path.read_bytes() for path in out.iterdir()}
+    real_replace, renames = os.replace, []
+
+    def replace_then_die(*args):
+        real_replace(*args)
+        renames.append(args)
+        if len(renames) == renames_before_the_kill:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "replace", replace_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        prepare([new_source], out, tokenizer=WordTokenizer(), progress=False)
+    monkeypatch.undo()
+    left = {path.name: path.read_bytes() for path in out.iterdir()} if out.exists() else {}
+    if left:
+        assert set(left) == OUTPUT_FILES and len({left[name] == old_set[name] for name in left}) == 1
+    else:  # no set at all: readers say so
+        with pytest.raises(TitlecraftError, match="run `titlecraft prepare` first"):
+            load_splits(out)
+    prepare([new_source], out, tokenizer=WordTokenizer(), progress=False)
+    assert all(path.read_bytes() != old_set[path.name] for path in out.iterdir())
+
+
+def test_an_out_folder_holding_other_files_is_refused_before_any_work(tmp_path):
+    """The new set replaces the whole folder, which would take the other files with it."""
+    out = tmp_path / "prepared"
+    out.mkdir()
+    (out / "notes.txt").write_text("kept")
+    source = write_parquet([pair(1, None)], tmp_path / "pairs.parquet")
+    with pytest.raises(TitlecraftError, match=f"--out {out} holds files prepare does not write \\(notes.txt\\)"):
+        prepare([source], out, tokenizer=WordTokenizer(), progress=False)
+    assert [path.name for path in out.iterdir()] == ["notes.txt"]
 
 
 @pytest.fixture(scope="module")

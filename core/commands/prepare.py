@@ -15,7 +15,8 @@ def register(subparsers) -> None:
             "Read pair files (.parquet, .jsonl, .csv), drop short and duplicate rows and rows whose date is not "
             "readable as YYYY-MM-DD (undated rows go to train), split by date, remove "
             "test titles and abstracts from the earlier splits, and write train/validation/test.parquet, "
-            "summary.json, summary.md and a token-length histogram into --out."
+            "summary.json, summary.md and a token-length histogram into --out. The new set replaces the --out "
+            "folder as a whole (a kill never leaves old and new splits mixed), so one holding other files is refused."
         ),
     )
     parser.add_argument("--in", dest="inputs", nargs="+", required=True, metavar="FILE", help="pair files; earlier files win duplicates")
