@@ -9,6 +9,13 @@ from pathlib import Path
 from core.errors import TitlecraftError
 
 
+def refuse_empty_path(path: str | None, option: str) -> None:
+    """Refuse an empty path given on the command line: to pathlib and open() it is the current folder,
+    so `--out ""` (often an unset shell variable) wrote there unasked."""
+    if path == "":
+        raise TitlecraftError(f"{option} is empty: give a path to write to")
+
+
 def refuse_file_in_the_way(path: str | os.PathLike, *, folder: bool = False) -> None:
     """Refuse ``path`` when a file sits where a folder is needed: at one of the folders above it, or at
     ``path`` itself when it is to be a ``folder``. Checked before anything is created or computed, as

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from core.dataset import DEFAULT_TOKEN_SAMPLE, DEFAULT_TRAIN_UNTIL, DEFAULT_VAL_UNTIL
+from core.paths import refuse_empty_path
 
 
 def register(subparsers) -> None:
@@ -59,6 +60,7 @@ class LazyTokenizer:
 def run(args: argparse.Namespace) -> int:
     from core.dataset import prepare
 
+    refuse_empty_path(args.out, "--out")
     summary = prepare(
         args.inputs,
         args.out,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from core.paths import refuse_empty_path
 from core.train import PRECISIONS, TrainConfig, train
 
 
@@ -50,6 +51,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    refuse_empty_path(args.out, "--out")
     config = TrainConfig(
         train=args.train,
         val=args.val,
