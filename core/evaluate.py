@@ -412,6 +412,21 @@ SET_LABELS = {
 }
 
 
+def decoding_description(metrics: dict) -> str:
+    """How candidates were decoded, as it happened: greedy decoding (temperature 0) decodes one
+    candidate and samples no extras, whatever the oversample and top-p settings say."""
+    if metrics["temperature"] == 0:
+        return (
+            f"greedy decoding (temperature 0), max new tokens {metrics['max_new_tokens']}: "
+            "one candidate per abstract, none sampled."
+        )
+    return (
+        f"temperature {metrics['temperature']}, top-p {metrics['top_p']}, max new tokens {metrics['max_new_tokens']}, "
+        f"{metrics.get('oversample', 0)} extra candidates sampled and {metrics['n']} kept "
+        f"(diversity weight {metrics.get('diversity', 0)})."
+    )
+
+
 def render_report(metrics: dict, samples: Sequence[dict]) -> str:
     """report.md: settings, the metrics per ranking, and the first few abstracts' titles."""
     rankings = metrics["rankings"]
@@ -422,10 +437,7 @@ def render_report(metrics: dict, samples: Sequence[dict]) -> str:
         f"{metrics['n']} candidates for each of {metrics['abstracts']} abstracts of `{metrics['data']}` "
         f"(seeded shuffle, seed {metrics['seed']}, limit {metrics['limit']}, selection {metrics['selection']}).",
         f"Model: {metrics['model_name']} on {metrics['device']}, {metrics['dtype']} "
-        f"(torch threads: {metrics['threads']}); "
-        f"temperature {metrics['temperature']}, top-p {metrics['top_p']}, max new tokens {metrics['max_new_tokens']}, "
-        f"{metrics.get('oversample', 0)} extra candidates sampled and {metrics['n']} kept "
-        f"(diversity weight {metrics.get('diversity', 0)}).",
+        f"(torch threads: {metrics['threads']}); {decoding_description(metrics)}",
     ]
     if metrics["k"]:
         lines.append(

@@ -215,6 +215,15 @@ def test_evaluation_writes_samples_metrics_and_report_and_resumes(tiny_generator
     evaluate(replace(config, ranking="score"), tmp_path, generator=tiny_generator, progress=False)  # same candidates
 
 
+def test_a_greedy_report_says_one_candidate_was_decoded_and_none_sampled(tiny_generator, pairs_file, tmp_path):
+    """Greedy decoding draws no extras, but the report said "3 extra candidates sampled and 1 kept"."""
+    config = EvalConfig(model="tiny", data=str(pairs_file), limit=1, n=1, temperature=0, max_new_tokens=2)
+    evaluate(config, tmp_path, generator=tiny_generator, progress=False)
+    report = (tmp_path / "report.md").read_text()
+    assert "greedy decoding (temperature 0), max new tokens 2: one candidate per abstract, none sampled." in report
+    assert "extra candidates sampled" not in report and "top-p" not in report
+
+
 def test_a_checkpoint_is_identified_by_its_full_path_and_its_metadata(tmp_path, monkeypatch):
     folder = tmp_path / "run"
     folder.mkdir()
