@@ -406,6 +406,18 @@ def test_cli_prepare(shared_slice, tmp_path, monkeypatch, capsys):
     assert not (tmp_path / "x").exists()
 
 
+def test_warnings_during_prepare_print_on_their_own_lines_not_after_the_progress_bar(tmp_path, monkeypatch, capsys):
+    """A warning raised while the progress bar was drawn was printed right after it, on its line."""
+    monkeypatch.setattr("core.commands.prepare.load_tokenizer", lambda spec: WordTokenizer())
+    source = write_parquet([pair(1, "2020-01-01", categories="cs.CL"), pair(2, "2024-13-01")], tmp_path / "pairs.parquet")
+    assert main(["prepare", "--in", str(source), "--out", str(tmp_path / "prepared"), "--categories", "cs.CL,cs.Al"]) == 0
+    pieces = capsys.readouterr().err.replace("\r", "\n").split("\n")
+    warned = [piece for piece in pieces if "warning:" in piece]
+    assert len(warned) == 4 and all(piece.startswith("warning: ") for piece in warned), warned
+    assert any(piece.startswith("warning: --categories cs.Al matched no row") for piece in warned)  # none lost
+    assert any(piece.startswith("warning: 1 row(s) dropped because their date is not readable") for piece in warned)
+
+
 def test_a_parquet_saved_from_a_filtered_frame_reads_with_fresh_row_numbers(tmp_path):
     frame = pd.DataFrame([pair(i, "2024-01-01") for i in range(6)])
     frame[frame.index % 2 == 1].to_parquet(tmp_path / "subset.parquet")  # pandas keeps the index 1, 3, 5
