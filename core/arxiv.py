@@ -34,7 +34,7 @@ from tqdm import tqdm
 
 from core.dataset import PAIR_SCHEMA
 from core.errors import TitlecraftError, TitlecraftWarning
-from core.paths import refuse_file_in_the_way
+from core.paths import refuse_file_in_the_way, write_text_atomically
 from core.prompts import normalise_whitespace
 
 DEFAULT_OAI_URL = "http://export.arxiv.org/oai2"
@@ -274,14 +274,14 @@ class HarvestState:
     def add_page(self, rows: Sequence[dict], page: Page) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         lines = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
-        _write_text_atomically(self._page_file(self.pages + 1), lines)
+        write_text_atomically(self._page_file(self.pages + 1), lines)
         self.pages += 1
         self.records += page.records
         self.resumption_token = page.resumption_token
         self.complete_list_size = page.complete_list_size or self.complete_list_size
         self.finished = page.resumption_token is None
         fields = ("request", "defaulted", "pages", "records", "resumption_token", "complete_list_size", "finished")
-        _write_text_atomically(self.folder / "state.json", json.dumps({f: getattr(self, f) for f in fields}))
+        write_text_atomically(self.folder / "state.json", json.dumps({f: getattr(self, f) for f in fields}))
 
     def rows(self) -> list[dict]:
         rows: list[dict] = []
@@ -289,15 +289,6 @@ class HarvestState:
             with self._page_file(number).open(encoding="utf-8") as lines:
                 rows += [json.loads(line) for line in lines]
         return rows
-
-
-def _write_text_atomically(path: Path, text: str) -> None:
-    temporary = path.with_name(path.name + ".tmp")
-    with temporary.open("w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
 
 
 def _wanted(row: dict, subcats: frozenset[str]) -> bool:

@@ -23,15 +23,17 @@ def build_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]
     return parser, subparsers
 
 
-def _show_warning(message, category, filename, lineno, file=None, line=None):  # noqa: ARG001
-    """Print our own warnings as one readable line instead of Python's source-location format."""
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    """Print our own warnings as one readable line instead of Python's source-location format, and
+    any warning through tqdm.write: a progress bar being drawn is cleared first and redrawn below,
+    where a plain print would continue the bar's line."""
+    from tqdm import tqdm
+
     if issubclass(category, TitlecraftWarning):
-        print(f"warning: {message}", file=sys.stderr)
+        text, file = f"warning: {message}", sys.stderr
     else:
-        _default_showwarning(message, category, filename, lineno, file, line)
-
-
-_default_showwarning = warnings.showwarning
+        text = warnings.formatwarning(message, category, filename, lineno, line).rstrip("\n")
+    tqdm.write(text, file=file or sys.stderr)
 
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:

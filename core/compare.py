@@ -16,7 +16,7 @@ from pathlib import Path
 
 from core.errors import TitlecraftError, TitlecraftWarning
 from core.evaluate import METRICS_FILE, markdown_cell
-from core.paths import refuse_file_in_the_way
+from core.paths import refuse_file_in_the_way, write_text_atomically
 
 # (metric key, column header); keys starting with "top1." follow each row's ranking.
 COLUMNS = (
@@ -234,5 +234,5 @@ def compare(folders: Sequence[str | os.PathLike], out: str | os.PathLike) -> tup
     out.parent.mkdir(parents=True, exist_ok=True)
     chart = out.with_suffix(".png")
     plot_comparison(rows, chart)
-    out.write_text(render_markdown(rows, runs, problems, chart.name), encoding="utf-8")
+    write_text_atomically(out, render_markdown(rows, runs, problems, chart.name))
     return out, chart, problems

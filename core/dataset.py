@@ -500,25 +500,47 @@ def plot_token_lengths(abstract_lengths: Sequence[int], title_lengths: Sequence[
 # ---------------------------------------------------------------- writing and loading
 
 
+PREPARED_FILES = frozenset({*(f"{name}.parquet" for name in SPLITS), "summary.json", "summary.md", HISTOGRAM_FILE})
+
+
+def refuse_other_files(out_dir: Path) -> None:
+    """Refuse an output folder holding files prepare does not write: the new set replaces the whole
+    folder (see _write_outputs), which would take them with it."""
+    others = sorted(path.name for path in out_dir.iterdir()) if out_dir.is_dir() else []
+    others = [name for name in others if name not in PREPARED_FILES]
+    if others:
+        shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+        raise TitlecraftError(
+            f"--out {out_dir} holds files prepare does not write ({shown}); it replaces the whole folder, "
+            "so choose another one or move them out"
+        )
+
+
 def _write_outputs(out_dir: Path, splits: dict[str, pd.DataFrame], summary: dict, lengths: tuple[list, list]) -> None:
-    """Write everything into a staging folder beside ``out_dir`` (prepare checked it can be a folder),
-    then move the finished files in."""
+    """Write the new set into a work folder beside ``out_dir``, then swap folders: the old set is
+    renamed away, the new one renamed into place. Moving its files in one by one, a kill in between
+    left old and new splits side by side without a sign (a test split de-leaked against another
+    run's train split); a kill between the two renames leaves no ``out_dir`` at all, which every
+    reader reports, and the old set in the hidden work folder."""
+    out_dir = out_dir.resolve()  # a symlinked folder: its target is replaced, the link kept
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
+    work = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
+    new_set = work / "new"
     try:
+        new_set.mkdir()  # inside the work folder, as mkdtemp's own folder is private (mode 0700)
         for name, frame in splits.items():
             table = pa.Table.from_pandas(frame[list(PAIR_COLUMNS)], schema=PAIR_SCHEMA, preserve_index=False)
-            pq.write_table(table, staging / f"{name}.parquet")
-        (staging / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False), encoding="utf-8")
-        (staging / "summary.md").write_text(render_summary_markdown(summary), encoding="utf-8")
+            pq.write_table(table, new_set / f"{name}.parquet")
+        (new_set / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False), encoding="utf-8")
+        (new_set / "summary.md").write_text(render_summary_markdown(summary), encoding="utf-8")
         tokens = summary["token_lengths"]
         caption = f"{tokens['tokenizer']}: {tokens['rows']:,} of {tokens['of']:,} rows"
-        plot_token_lengths(*lengths, caption, staging / HISTOGRAM_FILE)
-        out_dir.mkdir(exist_ok=True)
-        for file in staging.iterdir():
-            os.replace(file, out_dir / file.name)
+        plot_token_lengths(*lengths, caption, new_set / HISTOGRAM_FILE)
+        if out_dir.exists():
+            os.replace(out_dir, work / "old")
+        os.replace(new_set, out_dir)
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def prepare(
@@ -536,12 +558,14 @@ def prepare(
     """Read, clean, de-duplicate, split by date and de-leak pair files; write the splits and a summary.
 
     ``out_dir`` receives train/validation/test.parquet, summary.json, summary.md and the token-length
-    histogram; nothing is written there unless every step succeeds. ``token_sample`` rows (None or 0:
+    histogram, replacing the whole folder at once; nothing is written there unless every step succeeds,
+    and a folder holding other files is refused. ``token_sample`` rows (None or 0:
     all) are tokenised for the length statistics, labelled ``tokenizer_name``. Returns the summary.
     """
     if not inputs:
         raise TitlecraftError("no input files given")
     refuse_file_in_the_way(out_dir, folder=True)  # now, not after the inputs were read, cleaned and tokenised
+    refuse_other_files(Path(out_dir))
     if token_sample is not None and token_sample < 0:
         raise TitlecraftError(f"--token-sample {token_sample} is not a number of rows: give a positive number, or 0 for all")
     train_until, val_until = check_split_dates(train_until, val_until)

@@ -31,6 +31,12 @@ def init_distributed(device: str) -> Ranks:
     return ranks
 
 
+def is_main_process() -> bool:
+    """Whether this process speaks for the job (rank 0 of a torchrun/accelerate job, or one run alone),
+    so that what it prints once is not printed once per process."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def all_reduce_sum(values: list[float], device) -> list[float]:
     import torch.distributed as dist
 

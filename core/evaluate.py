@@ -23,7 +23,7 @@ from statistics import fmean
 import numpy as np
 
 from core.errors import TitlecraftError, TitlecraftWarning
-from core.paths import refuse_file_in_the_way
+from core.paths import refuse_file_in_the_way, write_text_atomically
 
 MODES = ("zero-shot", "few-shot", "finetuned")
 RANKING_CHOICES = {"score": ("score",), "consensus": ("consensus",), "both": ("score", "consensus")}
@@ -183,7 +183,8 @@ def abstract_seed(seed: int, sample_id: str) -> int:
 
 def read_samples(path: Path) -> dict[str, dict]:
     """Samples already written, by id. A torn last line (the run was killed mid-write) is dropped and
-    the file rewritten without it, so appending continues on a clean line."""
+    the file replaced by one without it, so appending continues on a clean line (replaced, not
+    rewritten in place: a kill during an in-place rewrite would lose every sample)."""
     if not path.is_file():
         return {}
     # Split on "\n" only: samples are written with raw U+2028 or U+0085 (ensure_ascii=False) in abstracts
@@ -198,7 +199,7 @@ def read_samples(path: Path) -> dict[str, dict]:
         except json.JSONDecodeError:
             if number < len(lines):
                 raise TitlecraftError(f"{path} line {number} is not valid JSON; delete the file to start over") from None
-            path.write_text("".join(f"{kept}\n" for kept in lines[:-1]), encoding="utf-8")
+            write_text_atomically(path, "".join(f"{kept}\n" for kept in lines[:-1]))
             break
         samples[sample["id"]] = sample
     return samples
@@ -225,7 +226,7 @@ def check_resumable(out_dir: Path, config: EvalConfig) -> None:
                 f"{out_dir} holds an evaluation with different settings ({', '.join(changed)}); "
                 "choose another --out or delete that folder"
             )
-    run_file.write_text(json.dumps(identity, indent=2) + "\n")
+    write_text_atomically(run_file, json.dumps(identity, indent=2) + "\n")  # torn, it would block the resume
 
 
 def prepare_out_dir(out_dir: Path, config: EvalConfig) -> None:
@@ -353,8 +354,8 @@ def evaluate(
         **score_samples(samples, config.n, config.rankings),
         **run_description(config, samples),
     }
-    (out_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
-    (out_dir / REPORT_FILE).write_text(render_report(metrics, samples), encoding="utf-8")
+    write_text_atomically(out_dir / METRICS_FILE, json.dumps(metrics, indent=2) + "\n")
+    write_text_atomically(out_dir / REPORT_FILE, render_report(metrics, samples))
     return metrics
 
 
@@ -411,6 +412,21 @@ SET_LABELS = {
 }
 
 
+def decoding_description(metrics: dict) -> str:
+    """How candidates were decoded, as it happened: greedy decoding (temperature 0) decodes one
+    candidate and samples no extras, whatever the oversample and top-p settings say."""
+    if metrics["temperature"] == 0:
+        return (
+            f"greedy decoding (temperature 0), max new tokens {metrics['max_new_tokens']}: "
+            "one candidate per abstract, none sampled."
+        )
+    return (
+        f"temperature {metrics['temperature']}, top-p {metrics['top_p']}, max new tokens {metrics['max_new_tokens']}, "
+        f"{metrics.get('oversample', 0)} extra candidates sampled and {metrics['n']} kept "
+        f"(diversity weight {metrics.get('diversity', 0)})."
+    )
+
+
 def render_report(metrics: dict, samples: Sequence[dict]) -> str:
     """report.md: settings, the metrics per ranking, and the first few abstracts' titles."""
     rankings = metrics["rankings"]
@@ -421,10 +437,7 @@ def render_report(metrics: dict, samples: Sequence[dict]) -> str:
         f"{metrics['n']} candidates for each of {metrics['abstracts']} abstracts of `{metrics['data']}` "
         f"(seeded shuffle, seed {metrics['seed']}, limit {metrics['limit']}, selection {metrics['selection']}).",
         f"Model: {metrics['model_name']} on {metrics['device']}, {metrics['dtype']} "
-        f"(torch threads: {metrics['threads']}); "
-        f"temperature {metrics['temperature']}, top-p {metrics['top_p']}, max new tokens {metrics['max_new_tokens']}, "
-        f"{metrics.get('oversample', 0)} extra candidates sampled and {metrics['n']} kept "
-        f"(diversity weight {metrics.get('diversity', 0)}).",
+        f"(torch threads: {metrics['threads']}); {decoding_description(metrics)}",
     ]
     if metrics["k"]:
         lines.append(

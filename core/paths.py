@@ -1,11 +1,19 @@
-"""Checks on output paths shared by the commands that write files or folders."""
+"""Output paths shared by the commands that write files or folders: checks before writing, and safe rewrites."""
 
 from __future__ import annotations
 
 import os
+import secrets
 from pathlib import Path
 
 from core.errors import TitlecraftError
+
+
+def refuse_empty_path(path: str | None, option: str) -> None:
+    """Refuse an empty path given on the command line: to pathlib and open() it is the current folder,
+    so `--out ""` (often an unset shell variable) wrote there unasked."""
+    if path == "":
+        raise TitlecraftError(f"{option} is empty: give a path to write to")
 
 
 def refuse_file_in_the_way(path: str | os.PathLike, *, folder: bool = False) -> None:
@@ -20,3 +28,18 @@ def refuse_file_in_the_way(path: str | os.PathLike, *, folder: bool = False) -> 
             if not parent.is_dir():
                 raise TitlecraftError(f"cannot write {path}: {parent} is a file, not a folder")
             return
+
+
+def write_text_atomically(path: str | os.PathLike, text: str) -> None:
+    """Replace ``path`` by ``text`` in one rename of a file written beside it: a kill or a full disk
+    meanwhile leaves the old file whole, where rewriting it in place would leave it empty or torn."""
+    path = Path(path)
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.partial")
+    try:
+        with temporary.open("w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)

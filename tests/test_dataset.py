@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -303,6 +304,49 @@ def test_failure_while_writing_leaves_the_output_folder_as_it_was(tmp_path, monk
     assert sorted(path.name for path in tmp_path.iterdir()) == ["pairs.parquet", "prepared"]
 
 
+@pytest.mark.parametrize("renames_before_the_kill", [1, 2])
+def test_a_kill_while_a_new_set_moves_in_never_leaves_old_and_new_splits_mixed(tmp_path, monkeypatch, renames_before_the_kill):
+    """The files moved in one at a time: killed in between, old and new splits sat side by side unnoticed."""
+    dates = ("2024-05-01", "2025-11-01", "2026-02-01")  # one row in each split
+    old_source = write_parquet([pair(n, day) for n, day in enumerate(dates)], tmp_path / "old.parquet")
+    longer = [pair(n + 10, day) for n, day in enumerate(dates)]  # every file of the new set differs, the histogram too
+    new_source = write_parquet([{**row, "abstract": row["abstract"] + " More words."} for row in longer], tmp_path / "new.parquet")
+    out = tmp_path / "prepared"
+    prepare([old_source], out, tokenizer=WordTokenizer(), progress=False)
+    old_set = {path.name: path.read_bytes() for path in out.iterdir()}
+    real_replace, renames = os.replace, []
+
+    def replace_then_die(*args):
+        real_replace(*args)
+        renames.append(args)
+        if len(renames) == renames_before_the_kill:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "replace", replace_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        prepare([new_source], out, tokenizer=WordTokenizer(), progress=False)
+    monkeypatch.undo()
+    left = {path.name: path.read_bytes() for path in out.iterdir()} if out.exists() else {}
+    if left:
+        assert set(left) == OUTPUT_FILES and len({left[name] == old_set[name] for name in left}) == 1
+    else:  # no set at all: readers say so
+        with pytest.raises(TitlecraftError, match="run `titlecraft prepare` first"):
+            load_splits(out)
+    prepare([new_source], out, tokenizer=WordTokenizer(), progress=False)
+    assert all(path.read_bytes() != old_set[path.name] for path in out.iterdir())
+
+
+def test_an_out_folder_holding_other_files_is_refused_before_any_work(tmp_path):
+    """The new set replaces the whole folder, which would take the other files with it."""
+    out = tmp_path / "prepared"
+    out.mkdir()
+    (out / "notes.txt").write_text("kept")
+    source = write_parquet([pair(1, None)], tmp_path / "pairs.parquet")
+    with pytest.raises(TitlecraftError, match=f"--out {out} holds files prepare does not write \\(notes.txt\\)"):
+        prepare([source], out, tokenizer=WordTokenizer(), progress=False)
+    assert [path.name for path in out.iterdir()] == ["notes.txt"]
+
+
 @pytest.fixture(scope="module")
 def shared_slice(tmp_path_factory) -> Path:
     """About 4,000 real rows around both split boundaries, plus undated rows, with some re-posted."""
@@ -360,6 +404,18 @@ def test_cli_prepare(shared_slice, tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert err.startswith("error: --token-sample -1 is not a number of rows") and len(err.splitlines()) == 1
     assert not (tmp_path / "x").exists()
+
+
+def test_warnings_during_prepare_print_on_their_own_lines_not_after_the_progress_bar(tmp_path, monkeypatch, capsys):
+    """A warning raised while the progress bar was drawn was printed right after it, on its line."""
+    monkeypatch.setattr("core.commands.prepare.load_tokenizer", lambda spec: WordTokenizer())
+    source = write_parquet([pair(1, "2020-01-01", categories="cs.CL"), pair(2, "2024-13-01")], tmp_path / "pairs.parquet")
+    assert main(["prepare", "--in", str(source), "--out", str(tmp_path / "prepared"), "--categories", "cs.CL,cs.Al"]) == 0
+    pieces = capsys.readouterr().err.replace("\r", "\n").split("\n")
+    warned = [piece for piece in pieces if "warning:" in piece]
+    assert len(warned) == 4 and all(piece.startswith("warning: ") for piece in warned), warned
+    assert any(piece.startswith("warning: --categories cs.Al matched no row") for piece in warned)  # none lost
+    assert any(piece.startswith("warning: 1 row(s) dropped because their date is not readable") for piece in warned)
 
 
 def test_a_parquet_saved_from_a_filtered_frame_reads_with_fresh_row_numbers(tmp_path):

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,7 +14,7 @@ from shared_pairs import shared_pairs
 from core.candidates import candidate_flags
 from core.cli import main
 from core.errors import TitlecraftError, TitlecraftWarning
-from core.evaluate import EvalConfig, evaluate, model_identity, read_samples, select_rows
+from core.evaluate import EvalConfig, check_resumable, evaluate, model_identity, read_samples, select_rows
 from core.generate import TitleGenerator
 from core.metrics import (
     best_of_n,
@@ -114,6 +116,52 @@ def test_a_torn_last_sample_line_is_dropped_and_a_corrupt_middle_one_refused(tmp
         read_samples(path)
 
 
+def _open_and_die_mid_write(self, mode="r", *args, **kwargs):
+    handle = _real_path_open(self, mode, *args, **kwargs)
+    if "w" in mode:
+        def write_half(text):
+            type(handle).write(handle, text[: len(text) // 2])
+            handle.flush()
+            raise KeyboardInterrupt
+
+        handle.write = write_half
+    return handle
+
+
+_real_path_open = Path.open
+
+
+@contextmanager
+def killed_mid_write():
+    """Within the block every file opened for writing gets half of what is written to it, then the
+    process is 'killed' (a KeyboardInterrupt that must end the block)."""
+    with pytest.MonkeyPatch.context() as patch, pytest.raises(KeyboardInterrupt):
+        patch.setattr(Path, "open", _open_and_die_mid_write)
+        yield
+
+
+def test_a_kill_while_dropping_a_torn_sample_line_loses_no_sample(tmp_path):
+    """The torn line was dropped by rewriting samples.jsonl in place: killed then, every sample was lost."""
+    path = tmp_path / "samples.jsonl"
+    path.write_text('{"id": "a"}\n{"id": "b"}\n{"id": "c", "cand')
+    with killed_mid_write():
+        read_samples(path)
+    assert list(read_samples(path)) == ["a", "b"]
+    assert [p.name for p in tmp_path.iterdir()] == ["samples.jsonl"]  # nothing left beside it
+
+
+def test_a_kill_while_recording_the_run_settings_leaves_the_run_resumable(pairs_file, tmp_path):
+    """run.json was rewritten in place on every run: killed then, it was torn and the resume a traceback."""
+    config = EvalConfig(model="tiny", data=str(pairs_file), limit=1, n=1, max_new_tokens=2)
+    (tmp_path / "samples.jsonl").write_text('{"id": "a"}\n')
+    check_resumable(tmp_path, config)
+    with killed_mid_write():
+        check_resumable(tmp_path, config)
+    check_resumable(tmp_path, config)
+    with pytest.raises(TitlecraftError, match="different settings \\(n\\)"):
+        check_resumable(tmp_path, replace(config, n=2))
+
+
 def test_samples_holding_unicode_line_separators_are_read_back_whole(tmp_path):
     path = tmp_path / "samples.jsonl"
     lines = [json.dumps({"id": name, "abstract": f"first part{separator}second part"}, ensure_ascii=False)
@@ -165,6 +213,15 @@ def test_evaluation_writes_samples_metrics_and_report_and_resumes(tiny_generator
     with pytest.raises(TitlecraftError, match="different settings \\(generation_ranking\\)"):
         evaluate(replace(config, ranking="consensus"), tmp_path, generator=tiny_generator, progress=False)
     evaluate(replace(config, ranking="score"), tmp_path, generator=tiny_generator, progress=False)  # same candidates
+
+
+def test_a_greedy_report_says_one_candidate_was_decoded_and_none_sampled(tiny_generator, pairs_file, tmp_path):
+    """Greedy decoding draws no extras, but the report said "3 extra candidates sampled and 1 kept"."""
+    config = EvalConfig(model="tiny", data=str(pairs_file), limit=1, n=1, temperature=0, max_new_tokens=2)
+    evaluate(config, tmp_path, generator=tiny_generator, progress=False)
+    report = (tmp_path / "report.md").read_text()
+    assert "greedy decoding (temperature 0), max new tokens 2: one candidate per abstract, none sampled." in report
+    assert "extra candidates sampled" not in report and "top-p" not in report
 
 
 def test_a_checkpoint_is_identified_by_its_full_path_and_its_metadata(tmp_path, monkeypatch):

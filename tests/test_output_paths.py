@@ -82,3 +82,25 @@ def test_a_file_given_as_an_output_folder_is_refused_before_any_work(
     ]
     assert "training" not in err and "tokenise" not in err  # refused before the work, not after it
     assert in_the_way.read_text() == "kept"
+
+
+EMPTY_OUT_COMMANDS = {
+    **COMMANDS,
+    "scrape": lambda i, out: ["scrape", "--category", "cs", "--oai-url", "http://127.0.0.1:9/oai2", "--out", out],
+}
+
+
+@pytest.mark.parametrize("command", EMPTY_OUT_COMMANDS)
+def test_an_empty_output_path_is_refused_not_taken_for_the_current_folder(
+    command, inputs, tiny_gptneo_dir, tmp_path, monkeypatch, capsys
+):
+    """`--out ""` (an unset shell variable) is Path("."): eval and prepare wrote into the current folder."""
+    monkeypatch.setattr("core.commands.prepare.load_tokenizer", lambda spec: WordTokenizer())
+    inputs["model"] = str(tiny_gptneo_dir)
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    assert main(EMPTY_OUT_COMMANDS[command](inputs, "")) == 2
+    option = "--db" if command == "import" else "--out"
+    assert capsys.readouterr().err == f"error: {option} is empty: give a path to write to\n"
+    assert not any(cwd.iterdir())

@@ -406,7 +406,7 @@ LAUNCHERS = {
 
 
 @pytest.mark.parametrize("launcher", LAUNCHERS)
-def test_two_process_data_parallel_run_splits_the_data(tmp_path, tiny_gptneo_dir, split_files, launcher):
+def test_two_process_data_parallel_run_splits_the_data_and_reports_once(tmp_path, tiny_gptneo_dir, split_files, launcher):
     train_file, val_file = split_files
     out = tmp_path / "ddp"
     command = [
@@ -417,6 +417,8 @@ def test_two_process_data_parallel_run_splits_the_data(tmp_path, tiny_gptneo_dir
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     finished = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert finished.returncode == 0, finished.stderr[-3000:]
+    # The closing lines come from the main process only (every process printed them).
+    assert finished.stdout.count(f"checkpoint: {out}\n") == 1 and finished.stdout.count('"steps": 5') == 1
     seen = [set(json.loads((out / "ranks" / f"rank{r}.json").read_text())["examples"]) for r in (0, 1)]
     assert seen[0] and seen[1] and not seen[0] & seen[1]
     assert seen[0] | seen[1] == set(range(80))

@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from core.cli import build_parser, run
+from core.paths import refuse_empty_path
 
 TUI = "tui"
 
@@ -24,6 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_app(args: argparse.Namespace) -> int:
     from tui.app import TitlecraftApp
 
+    refuse_empty_path(args.db, "--db")
     TitlecraftApp(model_spec=args.model, db_path=args.db, device=args.device).run()
     return 0
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from core.paths import refuse_empty_path
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -22,6 +24,7 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from core.compare import compare
 
+    refuse_empty_path(args.out, "--out")
     table, chart, _ = compare(args.runs, args.out)
     print(f"wrote {table} and {chart}")
     return 0

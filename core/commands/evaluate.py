@@ -6,6 +6,7 @@ import argparse
 
 from core.errors import TitlecraftError
 from core.evaluate import DEFAULT_RETRIEVAL_POOL, MODES, RANKING_CHOICES, EvalConfig
+from core.paths import refuse_empty_path
 
 
 def register(subparsers) -> None:
@@ -50,6 +51,7 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from core.evaluate import evaluate
 
+    refuse_empty_path(args.out, "--out")
     if args.threads is not None:
         if args.threads < 1:  # torch raises a bare RuntimeError for these, after argparse let them through
             raise TitlecraftError(f"--threads must be at least 1, not {args.threads}")

@@ -6,13 +6,14 @@ import argparse
 from pathlib import Path
 
 from core.export import FORMATS, export
+from core.paths import refuse_empty_path
 from core.store import DB_PATH_ENV, Store
 
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("export", help="write curated pairs as fine-tuning data")
     parser.add_argument("--format", required=True, choices=FORMATS, help="what to write")
-    parser.add_argument("--out", required=True, type=Path, help="the file (or folder, for hf) to write")
+    parser.add_argument("--out", required=True, help="the file (or folder, for hf) to write")
     parser.add_argument("--since", metavar="DATE", help="only pairs decided on or after this date (YYYY-MM-DD)")
     parser.add_argument("--model", metavar="SPEC", help="only pairs whose title came from this model spec "
                         "(a checkpoint folder however its path is spelled)")
@@ -21,6 +22,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    refuse_empty_path(args.out, "--out")
     with Store(args.db, create=False, reads_only=True) as store:
         result = export(store, args.format, args.out, since=args.since, model=args.model)
     print(f"wrote {result.rows} {result.format} rows to {result.path}")

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from core.importer import import_file, read_rows
+from core.paths import refuse_empty_path
 from core.store import DB_PATH_ENV, Store
 
 
@@ -22,11 +23,12 @@ def register(subparsers) -> None:
         ),
     )
     parser.add_argument("file", type=Path, help="the file to import")
-    parser.add_argument("--db", type=Path, help=f"the store (default: ${DB_PATH_ENV} or data/titlecraft.db)")
+    parser.add_argument("--db", help=f"the store (default: ${DB_PATH_ENV} or data/titlecraft.db)")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    refuse_empty_path(args.db, "--db")
     rows = read_rows(args.file)  # a missing or unsupported file is refused before a new store is created
     with Store(args.db) as store:
         summary = import_file(store, args.file, rows)

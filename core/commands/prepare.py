@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from core.dataset import DEFAULT_TOKEN_SAMPLE, DEFAULT_TRAIN_UNTIL, DEFAULT_VAL_UNTIL
+from core.paths import refuse_empty_path
 
 
 def register(subparsers) -> None:
@@ -15,7 +16,8 @@ def register(subparsers) -> None:
             "Read pair files (.parquet, .jsonl, .csv), drop short and duplicate rows and rows whose date is not "
             "readable as YYYY-MM-DD (undated rows go to train), split by date, remove "
             "test titles and abstracts from the earlier splits, and write train/validation/test.parquet, "
-            "summary.json, summary.md and a token-length histogram into --out."
+            "summary.json, summary.md and a token-length histogram into --out. The new set replaces the --out "
+            "folder as a whole (a kill never leaves old and new splits mixed), so one holding other files is refused."
         ),
     )
     parser.add_argument("--in", dest="inputs", nargs="+", required=True, metavar="FILE", help="pair files; earlier files win duplicates")
@@ -58,6 +60,7 @@ class LazyTokenizer:
 def run(args: argparse.Namespace) -> int:
     from core.dataset import prepare
 
+    refuse_empty_path(args.out, "--out")
     summary = prepare(
         args.inputs,
         args.out,

@@ -55,7 +55,9 @@ def default_out(args: argparse.Namespace) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from core.arxiv import harvest
+    from core.paths import refuse_empty_path
 
+    refuse_empty_path(args.out, "--out")
     out = args.out or default_out(args)
     result = harvest(
         args.category,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from core.distributed import is_main_process
+from core.paths import refuse_empty_path
 from core.train import PRECISIONS, TrainConfig, train
 
 
@@ -50,6 +52,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    refuse_empty_path(args.out, "--out")
     config = TrainConfig(
         train=args.train,
         val=args.val,
@@ -75,6 +78,8 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     out = train(config, on_progress=lambda record: None)
+    if not is_main_process():
+        return 0
     print(f"checkpoint: {out}")
     print(json.dumps({k: v for k, v in json.loads((out / "titlecraft.json").read_text()).items() if k in ("steps", "best_val_loss", "seconds", "tokens_seen")}))
     return 0

@@ -27,3 +27,12 @@ def test_help_still_lists_every_subcommand(capsys):
     with pytest.raises(SystemExit):
         cli.main(["--help"])
     assert "tui" in capsys.readouterr().out
+
+
+def test_an_empty_store_path_is_refused_before_the_app_opens(monkeypatch, capsys):
+    """`--db ""` is Path("."): the app would have tried to keep its store in the current folder."""
+    started = []
+    monkeypatch.setattr("tui.app.TitlecraftApp.run", lambda app: started.append(app))
+    assert cli.main(["--db", ""]) == 2
+    assert capsys.readouterr().err == "error: --db is empty: give a path to write to\n"
+    assert not started
