@@ -30,6 +30,8 @@ _TITLE_PREFIX = re.compile(
 # stays), underscores only around the whole title ("__init__" inside a title is a name).
 _STAR_EMPHASIS = re.compile(r"(\*\*?)(?=\S)(.+?)(?<=\S)\1")
 _UNDERSCORE_EMPHASIS = re.compile(r"^(__?)(?=\S)(.+?)(?<=\S)\1$")
+# A markdown heading's marks end at a space (or the end); "#MeToo on Campus" opens with a hashtag.
+_HEADING_MARKS = re.compile(r"^#+(?:\s+|$)")
 # Latin quotes, and the CJK corner brackets and title marks (「」『』《》) that also enclose titles.
 _QUOTE_PAIRS = {
     '"': '"', "'": "'", "`": "`", "\u201c": "\u201d", "\u2018": "\u2019", "\u00ab": "\u00bb", "\u201e": "\u201c",
@@ -79,7 +81,7 @@ def _strip_final_period(text: str) -> str:
 def _clean_once(text: str) -> str:
     text = _STAR_EMPHASIS.sub(r"\2", text).strip()
     text = _UNDERSCORE_EMPHASIS.sub(r"\2", text)
-    text = re.sub(r"^#+\s*", "", text)
+    text = _HEADING_MARKS.sub("", text)
     text = _TITLE_PREFIX.sub("", text).strip()
     text = _strip_quotes(text).strip()
     return _strip_final_period(text)

@@ -181,3 +181,17 @@ def test_keep_diverse_always_keeps_the_top_of_either_ranking():
 )
 def test_clean_title_strips_cjk_quotes_and_a_full_width_colon_prefix(raw, cleaned):
     assert clean_title(raw) == cleaned
+
+
+@pytest.mark.parametrize(
+    "title",
+    [
+        "#HashtagWars: Learning a Sense of Humor",
+        "#MeToo on Campus: Studying College Sexual Assault at Scale",
+        "#StayHome or #Marathon? Social Media Enhanced Pandemic Surveillance",
+    ],
+)
+def test_clean_title_keeps_a_leading_hashtag(title):
+    """A markdown heading's marks are followed by a space; a hashtag (15 training titles) is the title."""
+    assert clean_title(title) == title
+    assert clean_title(f"## {title}") == title
