@@ -26,9 +26,13 @@ RANKINGS = ("score", "consensus")
 _TITLE_PREFIX = re.compile(
     r"^(?:(?:paper|suggested|proposed)\s+)?title(?:\s*[:\uff1a\u2013\u2014]|\s+-)\s*", re.IGNORECASE
 )
-# Markdown emphasis: star pairs around text anywhere ("*Sparse* Attention"; a lone star as in "A* Search"
-# stays), underscores only around the whole title ("__init__" inside a title is a name).
-_STAR_EMPHASIS = re.compile(r"(\*\*?)(?=\S)(.+?)(?<=\S)\1")
+# Markdown emphasis: star pairs around text anywhere ("*Sparse* Attention"), opening at the start, after a
+# space or an opening bracket or quote and closing before a space or punctuation, so that the stars of
+# names stay ("ToolChain*: ... with A* Search", "$A^*$"); underscores only around the whole title
+# ("__init__" inside a title is a name).
+_STAR_EMPHASIS = re.compile(
+    r"(?<![^\s(\[{\"'\u201c\u2018\u00ab])(\*\*?)(?=[^\s*])(.+?)(?<=[^\s*])\1(?![^\s)\]}.,:;!?\"'\u201d\u2019\u00bb-])"
+)
 _UNDERSCORE_EMPHASIS = re.compile(r"^(__?)(?=\S)(.+?)(?<=\S)\1$")
 # A markdown heading's marks end at a space (or the end); "#MeToo on Campus" opens with a hashtag.
 _HEADING_MARKS = re.compile(r"^#+(?:\s+|$)")

@@ -195,3 +195,22 @@ def test_clean_title_keeps_a_leading_hashtag(title):
     """A markdown heading's marks are followed by a space; a hashtag (15 training titles) is the title."""
     assert clean_title(title) == title
     assert clean_title(f"## {title}") == title
+
+
+@pytest.mark.parametrize(
+    "title",
+    [
+        "ToolChain*: Efficient Action Space Navigation in Large Language Models with A* Search",
+        "A-MHA*: Anytime Multi-Heuristic A*",
+        "The Basic B*** Effect: The Use of LLM-based Agents",
+        "Planning with $A^*$ and $D^*$ Lite",
+    ],
+)
+def test_clean_title_keeps_stars_that_belong_to_names(title):
+    """Emphasis stars open before a word and close after one; a star ending a name or inside $...$ is
+    part of the title."""
+    assert clean_title(title) == title
+
+
+def test_clean_title_strips_emphasis_inside_a_title():
+    assert clean_title("Learning *Sparse* Attention (**Fast**)") == "Learning Sparse Attention (Fast)"
