@@ -43,6 +43,8 @@ _QUOTE_PAIRS = {
 }
 # Quote marks that are never part of a word (apostrophes are: "Models' ...").
 _QUOTE_MARKS = "\"`\u201c\u201d\u00ab\u00bb\u201e\u300c\u300d\u300e\u300f\u300a\u300b"
+# TeX quotes close with apostrophes: "`Keep it Together': ..." and "\"It's Not Just Hate'': ..." are balanced.
+_TEX_CLOSERS = {"`": "'", '"': "''"}
 # A sentence ends at ., ! or ? and a space, but not after "e.g.", "i.e.", "et al.", "vs." or "cf.".
 _SENTENCE_END = re.compile(r"(?<![Ee]\.g\.)(?<![Ii]\.e\.)(?<!\bal\.)(?<!\bvs\.)(?<!\bcf\.)(?<=[.!?])\s+")
 
@@ -63,13 +65,16 @@ class Candidate:
 
 def _strip_quotes(text: str) -> str:
     """Quotes around the whole title, or one dangling quote mark at either end; quoted words inside
-    (``"Attention" Is All You "Need"``) stay."""
+    (``"Attention" Is All You "Need"``) and TeX quotes (_TEX_CLOSERS) stay."""
     if len(text) >= 2 and _QUOTE_PAIRS.get(text[0]) == text[-1]:
         inner = text[1:-1]
         if text[0] not in inner and text[-1] not in inner:
             return inner
     marks = [c for c in text if c in _QUOTE_MARKS]
     if len(marks) == 1 and marks[0] in (text[0], text[-1]):
+        closer = _TEX_CLOSERS.get(text[0])
+        if closer and closer in text[1:]:
+            return text
         return text.replace(marks[0], "")
     return text
 

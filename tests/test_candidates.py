@@ -214,3 +214,15 @@ def test_clean_title_keeps_stars_that_belong_to_names(title):
 
 def test_clean_title_strips_emphasis_inside_a_title():
     assert clean_title("Learning *Sparse* Attention (**Fast**)") == "Learning Sparse Attention (Fast)"
+
+
+@pytest.mark.parametrize(
+    "title",
+    [
+        "`Keep it Together': Enforcing Cohesion in Extractive Summaries",
+        "\"It's Not Just Hate'': A Multi-Dimensional Perspective on Detecting Harmful Speech Online",
+    ],
+)
+def test_clean_title_keeps_tex_quotes(title):
+    """arXiv titles quote the TeX way, `...' and "...'': the opening mark is not a dangling one."""
+    assert clean_title(title) == title
