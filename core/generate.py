@@ -432,7 +432,9 @@ class TitleGenerator:
             row.finished = True
             return False
         row.token_ids.append(token)
-        text = self.tokenizer.decode(row.token_ids, skip_special_tokens=True).lstrip()
+        # A character spelt by several tokens decodes to U+FFFD until its last token arrives; a row cut
+        # before then (max_new_tokens) has no character there, not a replacement mark.
+        text = self.tokenizer.decode(row.token_ids, skip_special_tokens=True).lstrip().rstrip("\ufffd")
         if "\n" in text and not force_length:
             text = text.split("\n", 1)[0]
             row.finished = True

@@ -479,3 +479,15 @@ def test_live_view_never_moves_up_past_the_top_of_a_short_terminal(monkeypatch):
     assert ups and max(ups) <= 5
     last_draw = out.getvalue().split(f"\x1b[{ups[-1]}F")[-1]
     assert last_draw.count("\n") == 5 and "… and 4 more" in last_draw
+
+
+def test_a_character_cut_by_max_new_tokens_is_dropped_not_shown_as_a_replacement_mark(tiny_llama):
+    """Byte-level tokenizers spell a CJK character with several tokens; a candidate stopped between them
+    must not end in U+FFFD, nor may a streamed event show one while the character is still arriving."""
+    _, tokenizer, _ = tiny_llama
+    text = "Sparse Graph Learning for \u56fe\u795e\u7ecf\u7f51\u7edc"
+    tokens = len(tokenizer(text, add_special_tokens=False)["input_ids"])
+    generator, _ = scripted(tiny_llama, [[text]])
+    events, result = collect(generator, params=SamplingParams(n=1, oversample=0, max_new_tokens=tokens - 1))
+    assert [c.text for c in result.candidates] == ["Sparse Graph Learning for \u56fe\u795e\u7ecf\u7f51"]
+    assert not any("\ufffd" in event.text for event in events)
