@@ -28,7 +28,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from core.errors import TitlecraftError, TitlecraftWarning
-from core.prompts import CHAT, COMPLETION
+from core.prompts import CHAT, COMPLETION, TEMPLATES
 
 EMBEDDED = "embedded"
 EMBEDDED_BASE = "embedded-base"
@@ -420,10 +420,20 @@ def _merge_adapter(model, adapter_dir: Path, meta: dict):
     return attach_adapter(model, adapter_dir, meta).merge_and_unload()
 
 
-def _template_for(tokenizer, meta: dict) -> str:
-    if meta.get("template"):
-        return meta["template"]
-    return CHAT if getattr(tokenizer, "chat_template", None) else COMPLETION
+def _template_for(tokenizer, meta: dict, spec: str) -> str:
+    """The checkpoint's template, checked now: one it cannot use would fail every prompt later."""
+    has_chat_template = bool(getattr(tokenizer, "chat_template", None))
+    template = meta.get("template") or (CHAT if has_chat_template else COMPLETION)
+    if template not in TEMPLATES:
+        raise TitlecraftError(
+            f"{spec}: its {CHECKPOINT_META} names the prompt template {template!r}; "
+            f"expected one of {', '.join(TEMPLATES)}"
+        )
+    if template == CHAT and not has_chat_template:
+        raise TitlecraftError(
+            f"{spec}: its {CHECKPOINT_META} asks for the chat template, but its tokenizer has no chat template"
+        )
+    return template
 
 
 def load_model(
@@ -478,7 +488,7 @@ def load_model(
     tokenizer.clean_up_tokenization_spaces = False
     model.to(device)
     model.eval()
-    template = _template_for(tokenizer, meta) if spec != EMBEDDED_BASE else CHAT
+    template = _template_for(tokenizer, meta, spec) if spec != EMBEDDED_BASE else CHAT
     context = int(getattr(model.config, "max_position_embeddings", 2048) or 2048)
     info = ModelInfo(
         spec=spec,

@@ -261,3 +261,15 @@ def test_an_adapter_whose_metadata_names_no_base_is_a_clear_error(tmp_path):
     (tmp_path / CHECKPOINT_META).write_text('{"name": "orphan"}')
     with pytest.raises(TitlecraftError, match="names no base model"):
         load_model(str(tmp_path))
+
+
+def test_a_checkpoint_naming_a_template_it_cannot_use_is_a_clear_error(tmp_path, tiny_gptneo_dir):
+    """Not "new tokens leave no room for the abstract" at the first generation: the template is named."""
+    folder = tmp_path / "odd-template"
+    shutil.copytree(tiny_gptneo_dir, folder)
+    (folder / CHECKPOINT_META).write_text('{"template": "instruct"}')
+    with pytest.raises(TitlecraftError, match="names the prompt template 'instruct'; expected one of chat, completion"):
+        load_model(str(folder))
+    (folder / CHECKPOINT_META).write_text('{"template": "chat"}')
+    with pytest.raises(TitlecraftError, match="the chat template, but its tokenizer has no chat template"):
+        load_model(str(folder))
