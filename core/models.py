@@ -346,6 +346,7 @@ def _load_pretrained_tokenizer(source: str | Path, spec: str, offline_reason: st
 
 
 def _load_pretrained(source: str | Path, spec: str, **kwargs):
+    from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM
 
     offline_reason = _hub_unavailable_reason(source)
@@ -354,7 +355,7 @@ def _load_pretrained(source: str | Path, spec: str, **kwargs):
         model = AutoModelForCausalLM.from_pretrained(
             source, trust_remote_code=False, local_files_only=bool(offline_reason), **kwargs
         )
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, SafetensorError) as error:  # the last: weights cut short or overwritten
         raise _hub_error(spec, error, offline_reason) from None
     return model, tokenizer
 

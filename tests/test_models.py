@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import socket
 import warnings
@@ -273,3 +274,17 @@ def test_a_checkpoint_naming_a_template_it_cannot_use_is_a_clear_error(tmp_path,
     (folder / CHECKPOINT_META).write_text('{"template": "chat"}')
     with pytest.raises(TitlecraftError, match="the chat template, but its tokenizer has no chat template"):
         load_model(str(folder))
+
+
+@pytest.mark.parametrize(
+    "damage", [lambda data: data[: len(data) // 2], lambda data: b"not safetensors"], ids=["cut short", "overwritten"]
+)
+def test_a_checkpoint_with_damaged_weights_is_a_clear_error(tmp_path, tiny_llama_dir, damage):
+    """A copy cut short or overwritten names the checkpoint instead of raising safetensors' own error."""
+    folder = tmp_path / "damaged"
+    shutil.copytree(tiny_llama_dir, folder)
+    weights = folder / "model.safetensors"
+    weights.write_bytes(damage(weights.read_bytes()))
+    with pytest.raises(TitlecraftError, match="could not load the checkpoint .*damaged"):
+        load_model(str(folder))
+
