@@ -393,7 +393,8 @@ def adapter_checkpoint(spec: str) -> tuple[Path, dict]:
 
 
 def _require_adapter_base(folder: Path, meta: dict) -> None:
-    if "base" not in meta or "lora" not in meta:
+    """The base must be a model spec (text): ``null`` or a number would fail deep inside path handling."""
+    if not isinstance(meta.get("base"), str) or not meta["base"] or "lora" not in meta:
         raise TitlecraftError(f"{folder} holds an adapter but its {CHECKPOINT_META} names no base model")
 
 

@@ -288,3 +288,10 @@ def test_a_checkpoint_with_damaged_weights_is_a_clear_error(tmp_path, tiny_llama
     with pytest.raises(TitlecraftError, match="could not load the checkpoint .*damaged"):
         load_model(str(folder))
 
+
+@pytest.mark.parametrize("base", [None, 7, ["embedded"]])
+def test_an_adapter_whose_base_is_not_a_model_spec_is_a_clear_error(tmp_path, base):
+    (tmp_path / ADAPTER_WEIGHTS).write_bytes(b"")
+    (tmp_path / CHECKPOINT_META).write_text(json.dumps({"base": base, "lora": {"r": 4}}))
+    with pytest.raises(TitlecraftError, match="names no base model"):
+        load_model(str(tmp_path))
