@@ -316,7 +316,8 @@ def _guarded(parse, *args) -> ImportRow | BadRow:
 
 def _csv_rows(path: Path, text: str) -> Iterator[tuple[str, ImportRow | BadRow]]:
     # strict: an unbalanced quote is an error, not a field that silently swallows the rest of the file.
-    reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)
+    # skipinitialspace: after "abstract, title" the column is "title", and ', "a, b"' one quoted field.
+    reader = csv.DictReader(io.StringIO(text, newline=""), strict=True, skipinitialspace=True)
     try:
         fieldnames = reader.fieldnames
     except csv.Error as error:
