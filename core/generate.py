@@ -17,6 +17,7 @@ ranked list arrives in the GenerationResult.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import math
 import os
@@ -258,15 +259,20 @@ class TitleGenerator:
         start_index: int = 0,
         avoid: Sequence[str] = (),
     ) -> GenerationResult:
-        """Run a generation to the end; ``on_event`` is called from this thread for every event."""
+        """Run a generation to the end; ``on_event`` is called from this thread for every event.
+
+        If ``on_event`` raises, the stream is closed at once: a caught error that is kept would otherwise
+        keep the suspended stream, and with it the pass lock every later generation waits for.
+        """
         stream = self.stream(abstract, params, examples, cancel, start_index=start_index, avoid=avoid)
-        while True:
-            try:
-                event = next(stream)
-            except StopIteration as done:
-                return done.value
-            if on_event is not None:
-                on_event(event)
+        with contextlib.closing(stream):
+            while True:
+                try:
+                    event = next(stream)
+                except StopIteration as done:
+                    return done.value
+                if on_event is not None:
+                    on_event(event)
 
     def stream(
         self,

@@ -491,3 +491,25 @@ def test_a_character_cut_by_max_new_tokens_is_dropped_not_shown_as_a_replacement
     events, result = collect(generator, params=SamplingParams(n=1, oversample=0, max_new_tokens=tokens - 1))
     assert [c.text for c in result.candidates] == ["Sparse Graph Learning for \u56fe\u795e\u7ecf\u7f51"]
     assert not any("\ufffd" in event.text for event in events)
+
+
+def test_a_callback_that_raises_does_not_leave_the_generator_locked(tiny_llama):
+    """A front end's worker keeps the error it caught, and with it the abandoned stream: that stream must
+    not still hold the pass lock, or every later generation waits forever."""
+    generator, _ = scripted(tiny_llama, [["Sparse Graph Learning"], ["Dense Graph Learning"]])
+
+    def closing_window(event):
+        raise RuntimeError("the app is closing")
+
+    kept_errors = []
+    try:
+        generator.generate(ABSTRACT, SamplingParams(n=1, oversample=0), on_event=closing_window)
+    except RuntimeError as error:
+        kept_errors.append(error)
+    finished = []
+    later = threading.Thread(
+        target=lambda: finished.append(generator.generate(ABSTRACT, SamplingParams(n=1, oversample=0))), daemon=True
+    )
+    later.start()
+    later.join(timeout=10)
+    assert kept_errors and [c.text for c in finished[0].candidates] == ["Dense Graph Learning"]
