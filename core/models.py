@@ -201,15 +201,21 @@ def _dequantise_embedded(gguf: Path):
 
 
 def _cache_is_complete(folder: Path) -> bool:
-    """A cache folder is usable if its weights file parses and matches the size its manifest recorded."""
+    """A cache folder is usable if its weights file parses and every file has the size its manifest
+    recorded (a lost config or a cut tokenizer fails the load as surely as cut weights).
+
+    Manifests written before ``file_bytes`` was recorded name the weights' size only.
+    """
     manifest = folder / "manifest.json"
     weights = folder / "model.safetensors"
     if not manifest.is_file() or not weights.is_file():
         return False
     try:
-        expected = json.loads(manifest.read_text())["weights_bytes"]
-        if weights.stat().st_size != expected:
-            return False
+        recorded = json.loads(manifest.read_text())
+        expected = recorded.get("file_bytes") or {weights.name: recorded["weights_bytes"]}
+        for name, size in expected.items():
+            if not (folder / name).is_file() or (folder / name).stat().st_size != size:
+                return False
         from safetensors import safe_open
 
         with safe_open(str(weights), framework="pt") as handle:
@@ -226,8 +232,10 @@ def _write_cache(model, tokenizer, folder: Path, provenance: dict) -> None:
     try:
         model.save_pretrained(staging, safe_serialization=True)
         tokenizer.save_pretrained(staging)
-        weights = staging / "model.safetensors"
-        (staging / "manifest.json").write_text(json.dumps({**provenance, "weights_bytes": weights.stat().st_size}))
+        sizes = {path.name: path.stat().st_size for path in staging.iterdir()}
+        # weights_bytes: what earlier titlecraft versions, sharing this cache, check
+        manifest = {**provenance, "weights_bytes": sizes["model.safetensors"], "file_bytes": sizes}
+        (staging / "manifest.json").write_text(json.dumps(manifest))
         if folder.exists():
             shutil.rmtree(folder)
         os.replace(staging, folder)

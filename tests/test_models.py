@@ -78,6 +78,26 @@ def test_a_corrupt_cache_is_rebuilt_with_a_warning(cold_cache, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("damage", ["config.json gone", "tokenizer.json cut short"])
+def test_a_cache_missing_or_cutting_short_a_small_file_is_rebuilt(cold_cache, tmp_path, damage):
+    """Not only the weights: a cache that lost its config or has half a tokenizer failed every later
+    load with 'neither embedded, embedded-base, a local checkpoint directory, nor a hub id'."""
+    cache_dir, cold_logits, _ = cold_cache
+    copy = tmp_path / "cache"
+    shutil.copytree(cache_dir, copy)
+    name = damage.split()[0]
+    damaged = _cache_folder(copy) / name
+    if damage.endswith("gone"):
+        damaged.unlink()
+    else:
+        damaged.write_bytes(damaged.read_bytes()[:1000])
+    with pytest.warns(TitlecraftWarning, match="corrupt; rebuilding"):
+        model, tokenizer, _ = load_model(EMBEDDED_BASE, cache_dir=copy)
+    assert torch.equal(_logits(model, tokenizer), cold_logits)
+    assert (_cache_folder(copy) / name).stat().st_size == (_cache_folder(cache_dir) / name).stat().st_size
+
+
+@pytest.mark.slow
 def test_an_unwritable_cache_dir_still_loads_with_a_warning(cold_cache, tmp_path):
     _, cold_logits, _ = cold_cache
     blocker = tmp_path / "not-a-directory"
