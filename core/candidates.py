@@ -22,9 +22,11 @@ COPY_MIN_SHARE = 0.8
 RANKINGS = ("score", "consensus")
 
 # "Title:", "Title：" (full-width colon), "Title —", "Paper title - ": a hyphen only after a space
-# ("Title-Conditioned ..." is a title).
+# ("Title-Conditioned ..." is a title). Also the prompt's "Abstract:" label, which instruct models echo
+# ("Abstract Meaning Representation ..." is a title).
 _TITLE_PREFIX = re.compile(
-    r"^(?:(?:paper|suggested|proposed)\s+)?title(?:\s*[:\uff1a\u2013\u2014]|\s+-)\s*", re.IGNORECASE
+    r"^(?:(?:(?:paper|suggested|proposed)\s+)?title(?:\s*[:\uff1a\u2013\u2014]|\s+-)|abstract\s*[:\uff1a])\s*",
+    re.IGNORECASE,
 )
 # Markdown emphasis: star pairs around text anywhere ("*Sparse* Attention"), opening at the start, after a
 # space or an opening bracket or quote and closing before a space or punctuation, so that the stars of

@@ -226,3 +226,14 @@ def test_clean_title_strips_emphasis_inside_a_title():
 def test_clean_title_keeps_tex_quotes(title):
     """arXiv titles quote the TeX way, `...' and "...'': the opening mark is not a dangling one."""
     assert clean_title(title) == title
+
+
+def test_clean_title_strips_an_echoed_abstract_label():
+    """Instruct models echo the prompt's "Abstract:" label; behind it a copied sentence escaped the copy
+    flag, since "abstract" is no word of the sentence. Titles that begin with the word stay."""
+    assert clean_title("Abstract: Strided Sparse Attention for Documents") == "Strided Sparse Attention for Documents"
+    assert clean_title("**Abstract:** Title: Sparse Attention") == "Sparse Attention"
+    copied = clean_title("Abstract: We study sparse attention for long documents.")
+    assert candidate_flags(copied, ABSTRACT) == [COPIES_ABSTRACT]
+    for title in ("Abstract Meaning Representation for Summarization", "Abstract, Rationale, Stance: A Joint Model"):
+        assert clean_title(title) == title
