@@ -150,6 +150,17 @@ class _Progress:
     cancelled: bool = False
 
 
+def _after_label_lines(text: str) -> str:
+    """``text`` from its first line that holds more than a label: instruct models often answer "Title:" or
+    "**Abstract:**" and put the title on the next line, whose newline must not end the candidate."""
+    while "\n" in text:
+        first, rest = text.split("\n", 1)
+        if clean_title(first):
+            break
+        text = rest.lstrip()
+    return text
+
+
 def compile_step_requested() -> bool:
     """Whether ``$TITLECRAFT_COMPILE_STEP`` asks the GPU fast path to compile its decode step.
 
@@ -441,9 +452,11 @@ class TitleGenerator:
         # A character spelt by several tokens decodes to U+FFFD until its last token arrives; a row cut
         # before then (max_new_tokens) has no character there, not a replacement mark.
         text = self.tokenizer.decode(row.token_ids, skip_special_tokens=True).lstrip().rstrip("\ufffd")
-        if "\n" in text and not force_length:
-            text = text.split("\n", 1)[0]
-            row.finished = True
+        if not force_length:
+            text = _after_label_lines(text)
+            if "\n" in text:
+                text = text.split("\n", 1)[0]
+                row.finished = True
         changed = text != row.text
         row.text = text
         return changed

@@ -513,3 +513,14 @@ def test_a_callback_that_raises_does_not_leave_the_generator_locked(tiny_llama):
     later.start()
     later.join(timeout=10)
     assert kept_errors and [c.text for c in finished[0].candidates] == ["Dense Graph Learning"]
+
+
+def test_a_label_on_its_own_line_does_not_end_the_candidate(tiny_llama):
+    """Instruct models often answer "Title:" or "**Abstract:**" and the title on the next line: stopping at
+    that first newline left an empty candidate (sampled again) instead of the title."""
+    first = ["Title:\nSparse Graph Learning Works\nA second line", "**Abstract:**\n\nDense Graph Methods Revisited"]
+    generator, decoder = scripted(tiny_llama, [first, ["Refill One", "Refill Two"]])
+    events, result = collect(generator, params=SamplingParams(n=2, oversample=0))
+    assert decoder.rows_asked == [2]
+    assert [c.text for c in result.candidates] == ["Sparse Graph Learning Works", "Dense Graph Methods Revisited"]
+    assert {e.index: e.text for e in events if e.finished} == {0: "Sparse Graph Learning Works", 1: "Dense Graph Methods Revisited"}
