@@ -125,21 +125,26 @@ def abstract_sentences(abstract: str) -> list[list[str]]:
     return [words for sentence in _SENTENCE_END.split(abstract) if (words := title_words(sentence))]
 
 
-def _contains_run(haystack: Sequence[str], needle: Sequence[str]) -> bool:
-    width = len(needle)
-    return any(list(haystack[start : start + width]) == list(needle) for start in range(len(haystack) - width + 1))
-
-
 def copies_abstract(title: str, abstract: str) -> bool:
-    """True when the title, compared as title_words, is a contiguous run of one abstract sentence
-    holding at least COPY_MIN_SHARE of that sentence's words."""
+    """True when the title, compared as title_words, is a contiguous run of the abstract holding at least
+    COPY_MIN_SHARE of one of its sentences: most of a sentence, or a whole one run on into the next."""
     words = title_words(title)
     if not words:
         return False
-    return any(
-        len(words) >= COPY_MIN_SHARE * len(sentence) and _contains_run(sentence, words)
-        for sentence in abstract_sentences(abstract)
-    )
+    sentences = abstract_sentences(abstract)
+    abstract_words = [word for sentence in sentences for word in sentence]
+    spans, start = [], 0
+    for sentence in sentences:
+        spans.append((start, start + len(sentence)))
+        start += len(sentence)
+    width = len(words)
+    for run_start in range(len(abstract_words) - width + 1):
+        if abstract_words[run_start : run_start + width] != words:
+            continue
+        run_end = run_start + width
+        if any(min(run_end, end) - max(run_start, begin) >= COPY_MIN_SHARE * (end - begin) for begin, end in spans):
+            return True
+    return False
 
 
 def candidate_flags(title: str, abstract: str) -> list[str]:

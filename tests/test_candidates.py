@@ -237,3 +237,10 @@ def test_clean_title_strips_an_echoed_abstract_label():
     assert candidate_flags(copied, ABSTRACT) == [COPIES_ABSTRACT]
     for title in ("Abstract Meaning Representation for Summarization", "Abstract, Rationale, Stance: A Joint Model"):
         assert clean_title(title) == title
+
+
+def test_copies_abstract_a_sentence_and_the_start_of_the_next():
+    """Instruct models copy the abstract's opening past its first full stop; a run that holds a whole
+    sentence is a copy whether or not it goes on into the next one."""
+    assert copies_abstract("We study sparse attention for long documents. Our method, called Strided", ABSTRACT)
+    assert not copies_abstract("Sparse Attention for Long Documents: Our Method Called Strided Sparse Attention", ABSTRACT)
