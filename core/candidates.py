@@ -22,14 +22,22 @@ COPY_MIN_SHARE = 0.8
 RANKINGS = ("score", "consensus")
 
 # "Title:", "Title：" (full-width colon), "Title —", "Paper title - ": a hyphen only after a space
-# ("Title-Conditioned ..." is a title).
+# ("Title-Conditioned ..." is a title). Also the prompt's "Abstract:" label, which instruct models echo
+# ("Abstract Meaning Representation ..." is a title).
 _TITLE_PREFIX = re.compile(
-    r"^(?:(?:paper|suggested|proposed)\s+)?title(?:\s*[:\uff1a\u2013\u2014]|\s+-)\s*", re.IGNORECASE
+    r"^(?:(?:(?:paper|suggested|proposed)\s+)?title(?:\s*[:\uff1a\u2013\u2014]|\s+-)|abstract\s*[:\uff1a])\s*",
+    re.IGNORECASE,
 )
-# Markdown emphasis: star pairs around text anywhere ("*Sparse* Attention"; a lone star as in "A* Search"
-# stays), underscores only around the whole title ("__init__" inside a title is a name).
-_STAR_EMPHASIS = re.compile(r"(\*\*?)(?=\S)(.+?)(?<=\S)\1")
+# Markdown emphasis: star pairs around text anywhere ("*Sparse* Attention"), opening at the start, after a
+# space or an opening bracket or quote and closing before a space or punctuation, so that the stars of
+# names stay ("ToolChain*: ... with A* Search", "$A^*$"); underscores only around the whole title
+# ("__init__" inside a title is a name).
+_STAR_EMPHASIS = re.compile(
+    r"(?<![^\s(\[{\"'\u201c\u2018\u00ab])(\*\*?)(?=[^\s*])(.+?)(?<=[^\s*])\1(?![^\s)\]}.,:;!?\"'\u201d\u2019\u00bb-])"
+)
 _UNDERSCORE_EMPHASIS = re.compile(r"^(__?)(?=\S)(.+?)(?<=\S)\1$")
+# A markdown heading's marks end at a space (or the end); "#MeToo on Campus" opens with a hashtag.
+_HEADING_MARKS = re.compile(r"^#+(?:\s+|$)")
 # Latin quotes, and the CJK corner brackets and title marks (「」『』《》) that also enclose titles.
 _QUOTE_PAIRS = {
     '"': '"', "'": "'", "`": "`", "\u201c": "\u201d", "\u2018": "\u2019", "\u00ab": "\u00bb", "\u201e": "\u201c",
@@ -37,6 +45,8 @@ _QUOTE_PAIRS = {
 }
 # Quote marks that are never part of a word (apostrophes are: "Models' ...").
 _QUOTE_MARKS = "\"`\u201c\u201d\u00ab\u00bb\u201e\u300c\u300d\u300e\u300f\u300a\u300b"
+# TeX quotes close with apostrophes: "`Keep it Together': ..." and "\"It's Not Just Hate'': ..." are balanced.
+_TEX_CLOSERS = {"`": "'", '"': "''"}
 # A sentence ends at ., ! or ? and a space, but not after "e.g.", "i.e.", "et al.", "vs." or "cf.".
 _SENTENCE_END = re.compile(r"(?<![Ee]\.g\.)(?<![Ii]\.e\.)(?<!\bal\.)(?<!\bvs\.)(?<!\bcf\.)(?<=[.!?])\s+")
 
@@ -57,13 +67,16 @@ class Candidate:
 
 def _strip_quotes(text: str) -> str:
     """Quotes around the whole title, or one dangling quote mark at either end; quoted words inside
-    (``"Attention" Is All You "Need"``) stay."""
+    (``"Attention" Is All You "Need"``) and TeX quotes (_TEX_CLOSERS) stay."""
     if len(text) >= 2 and _QUOTE_PAIRS.get(text[0]) == text[-1]:
         inner = text[1:-1]
         if text[0] not in inner and text[-1] not in inner:
             return inner
     marks = [c for c in text if c in _QUOTE_MARKS]
     if len(marks) == 1 and marks[0] in (text[0], text[-1]):
+        closer = _TEX_CLOSERS.get(text[0])
+        if closer and closer in text[1:]:
+            return text
         return text.replace(marks[0], "")
     return text
 
@@ -79,7 +92,7 @@ def _strip_final_period(text: str) -> str:
 def _clean_once(text: str) -> str:
     text = _STAR_EMPHASIS.sub(r"\2", text).strip()
     text = _UNDERSCORE_EMPHASIS.sub(r"\2", text)
-    text = re.sub(r"^#+\s*", "", text)
+    text = _HEADING_MARKS.sub("", text)
     text = _TITLE_PREFIX.sub("", text).strip()
     text = _strip_quotes(text).strip()
     return _strip_final_period(text)
@@ -112,21 +125,26 @@ def abstract_sentences(abstract: str) -> list[list[str]]:
     return [words for sentence in _SENTENCE_END.split(abstract) if (words := title_words(sentence))]
 
 
-def _contains_run(haystack: Sequence[str], needle: Sequence[str]) -> bool:
-    width = len(needle)
-    return any(list(haystack[start : start + width]) == list(needle) for start in range(len(haystack) - width + 1))
-
-
 def copies_abstract(title: str, abstract: str) -> bool:
-    """True when the title, compared as title_words, is a contiguous run of one abstract sentence
-    holding at least COPY_MIN_SHARE of that sentence's words."""
+    """True when the title, compared as title_words, is a contiguous run of the abstract holding at least
+    COPY_MIN_SHARE of one of its sentences: most of a sentence, or a whole one run on into the next."""
     words = title_words(title)
     if not words:
         return False
-    return any(
-        len(words) >= COPY_MIN_SHARE * len(sentence) and _contains_run(sentence, words)
-        for sentence in abstract_sentences(abstract)
-    )
+    sentences = abstract_sentences(abstract)
+    abstract_words = [word for sentence in sentences for word in sentence]
+    spans, start = [], 0
+    for sentence in sentences:
+        spans.append((start, start + len(sentence)))
+        start += len(sentence)
+    width = len(words)
+    for run_start in range(len(abstract_words) - width + 1):
+        if abstract_words[run_start : run_start + width] != words:
+            continue
+        run_end = run_start + width
+        if any(min(run_end, end) - max(run_start, begin) >= COPY_MIN_SHARE * (end - begin) for begin, end in spans):
+            return True
+    return False
 
 
 def candidate_flags(title: str, abstract: str) -> list[str]:

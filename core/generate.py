@@ -17,6 +17,7 @@ ranked list arrives in the GenerationResult.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import math
 import os
@@ -149,6 +150,17 @@ class _Progress:
     cancelled: bool = False
 
 
+def _after_label_lines(text: str) -> str:
+    """``text`` from its first line that holds more than a label: instruct models often answer "Title:" or
+    "**Abstract:**" and put the title on the next line, whose newline must not end the candidate."""
+    while "\n" in text:
+        first, rest = text.split("\n", 1)
+        if clean_title(first):
+            break
+        text = rest.lstrip()
+    return text
+
+
 def compile_step_requested() -> bool:
     """Whether ``$TITLECRAFT_COMPILE_STEP`` asks the GPU fast path to compile its decode step.
 
@@ -258,15 +270,20 @@ class TitleGenerator:
         start_index: int = 0,
         avoid: Sequence[str] = (),
     ) -> GenerationResult:
-        """Run a generation to the end; ``on_event`` is called from this thread for every event."""
+        """Run a generation to the end; ``on_event`` is called from this thread for every event.
+
+        If ``on_event`` raises, the stream is closed at once: a caught error that is kept would otherwise
+        keep the suspended stream, and with it the pass lock every later generation waits for.
+        """
         stream = self.stream(abstract, params, examples, cancel, start_index=start_index, avoid=avoid)
-        while True:
-            try:
-                event = next(stream)
-            except StopIteration as done:
-                return done.value
-            if on_event is not None:
-                on_event(event)
+        with contextlib.closing(stream):
+            while True:
+                try:
+                    event = next(stream)
+                except StopIteration as done:
+                    return done.value
+                if on_event is not None:
+                    on_event(event)
 
     def stream(
         self,
@@ -432,10 +449,14 @@ class TitleGenerator:
             row.finished = True
             return False
         row.token_ids.append(token)
-        text = self.tokenizer.decode(row.token_ids, skip_special_tokens=True).lstrip()
-        if "\n" in text and not force_length:
-            text = text.split("\n", 1)[0]
-            row.finished = True
+        # A character spelt by several tokens decodes to U+FFFD until its last token arrives; a row cut
+        # before then (max_new_tokens) has no character there, not a replacement mark.
+        text = self.tokenizer.decode(row.token_ids, skip_special_tokens=True).lstrip().rstrip("\ufffd")
+        if not force_length:
+            text = _after_label_lines(text)
+            if "\n" in text:
+                text = text.split("\n", 1)[0]
+                row.finished = True
         changed = text != row.text
         row.text = text
         return changed

@@ -249,9 +249,7 @@ def _record_row(record: dict[str, Any]) -> ImportRow:
     categories = record.get("categories")
     if isinstance(categories, list):
         categories = " ".join(str(category) for category in categories)
-    date = record.get("date")
-    if date is not None and hasattr(date, "isoformat"):  # parquet date columns arrive as date objects
-        date = date.isoformat()
+    date = _day(record.get("date"))
     if "reference_title" in record:  # titlecraft's own csv/parquet export, whose title is the curated one
         reference_title = _optional_text("reference_title", record["reference_title"])
         curated_title = _optional_text("title", record.get("title"))
@@ -266,6 +264,19 @@ def _record_row(record: dict[str, Any]) -> ImportRow:
         date=_optional_text("date", date),
         source=_optional_text("source", record.get("source")),
     )
+
+
+def _day(value: Any) -> Any:
+    """A date, timestamp or ISO time as YYYY-MM-DD, the pair format's dates; anything else as given.
+
+    Parquet date columns arrive as date objects, pandas' timestamps as datetimes.
+    """
+    from core.dataset import parse_day
+
+    if value is None or not (hasattr(value, "isoformat") or isinstance(value, str)):
+        return value
+    text = value.isoformat() if hasattr(value, "isoformat") else value
+    return parse_day(text) or value
 
 
 def _required_abstract(value: Any) -> str:
@@ -305,7 +316,8 @@ def _guarded(parse, *args) -> ImportRow | BadRow:
 
 def _csv_rows(path: Path, text: str) -> Iterator[tuple[str, ImportRow | BadRow]]:
     # strict: an unbalanced quote is an error, not a field that silently swallows the rest of the file.
-    reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)
+    # skipinitialspace: after "abstract, title" the column is "title", and ', "a, b"' one quoted field.
+    reader = csv.DictReader(io.StringIO(text, newline=""), strict=True, skipinitialspace=True)
     try:
         fieldnames = reader.fieldnames
     except csv.Error as error:

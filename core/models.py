@@ -28,7 +28,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from core.errors import TitlecraftError, TitlecraftWarning
-from core.prompts import CHAT, COMPLETION
+from core.prompts import CHAT, COMPLETION, TEMPLATES
 
 EMBEDDED = "embedded"
 EMBEDDED_BASE = "embedded-base"
@@ -201,15 +201,21 @@ def _dequantise_embedded(gguf: Path):
 
 
 def _cache_is_complete(folder: Path) -> bool:
-    """A cache folder is usable if its weights file parses and matches the size its manifest recorded."""
+    """A cache folder is usable if its weights file parses and every file has the size its manifest
+    recorded (a lost config or a cut tokenizer fails the load as surely as cut weights).
+
+    Manifests written before ``file_bytes`` was recorded name the weights' size only.
+    """
     manifest = folder / "manifest.json"
     weights = folder / "model.safetensors"
     if not manifest.is_file() or not weights.is_file():
         return False
     try:
-        expected = json.loads(manifest.read_text())["weights_bytes"]
-        if weights.stat().st_size != expected:
-            return False
+        recorded = json.loads(manifest.read_text())
+        expected = recorded.get("file_bytes") or {weights.name: recorded["weights_bytes"]}
+        for name, size in expected.items():
+            if not (folder / name).is_file() or (folder / name).stat().st_size != size:
+                return False
         from safetensors import safe_open
 
         with safe_open(str(weights), framework="pt") as handle:
@@ -226,8 +232,10 @@ def _write_cache(model, tokenizer, folder: Path, provenance: dict) -> None:
     try:
         model.save_pretrained(staging, safe_serialization=True)
         tokenizer.save_pretrained(staging)
-        weights = staging / "model.safetensors"
-        (staging / "manifest.json").write_text(json.dumps({**provenance, "weights_bytes": weights.stat().st_size}))
+        sizes = {path.name: path.stat().st_size for path in staging.iterdir()}
+        # weights_bytes: what earlier titlecraft versions, sharing this cache, check
+        manifest = {**provenance, "weights_bytes": sizes["model.safetensors"], "file_bytes": sizes}
+        (staging / "manifest.json").write_text(json.dumps(manifest))
         if folder.exists():
             shutil.rmtree(folder)
         os.replace(staging, folder)
@@ -346,6 +354,7 @@ def _load_pretrained_tokenizer(source: str | Path, spec: str, offline_reason: st
 
 
 def _load_pretrained(source: str | Path, spec: str, **kwargs):
+    from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM
 
     offline_reason = _hub_unavailable_reason(source)
@@ -354,7 +363,7 @@ def _load_pretrained(source: str | Path, spec: str, **kwargs):
         model = AutoModelForCausalLM.from_pretrained(
             source, trust_remote_code=False, local_files_only=bool(offline_reason), **kwargs
         )
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, SafetensorError) as error:  # the last: weights cut short or overwritten
         raise _hub_error(spec, error, offline_reason) from None
     return model, tokenizer
 
@@ -392,7 +401,8 @@ def adapter_checkpoint(spec: str) -> tuple[Path, dict]:
 
 
 def _require_adapter_base(folder: Path, meta: dict) -> None:
-    if "base" not in meta or "lora" not in meta:
+    """The base must be a model spec (text): ``null`` or a number would fail deep inside path handling."""
+    if not isinstance(meta.get("base"), str) or not meta["base"] or "lora" not in meta:
         raise TitlecraftError(f"{folder} holds an adapter but its {CHECKPOINT_META} names no base model")
 
 
@@ -420,10 +430,20 @@ def _merge_adapter(model, adapter_dir: Path, meta: dict):
     return attach_adapter(model, adapter_dir, meta).merge_and_unload()
 
 
-def _template_for(tokenizer, meta: dict) -> str:
-    if meta.get("template"):
-        return meta["template"]
-    return CHAT if getattr(tokenizer, "chat_template", None) else COMPLETION
+def _template_for(tokenizer, meta: dict, spec: str) -> str:
+    """The checkpoint's template, checked now: one it cannot use would fail every prompt later."""
+    has_chat_template = bool(getattr(tokenizer, "chat_template", None))
+    template = meta.get("template") or (CHAT if has_chat_template else COMPLETION)
+    if template not in TEMPLATES:
+        raise TitlecraftError(
+            f"{spec}: its {CHECKPOINT_META} names the prompt template {template!r}; "
+            f"expected one of {', '.join(TEMPLATES)}"
+        )
+    if template == CHAT and not has_chat_template:
+        raise TitlecraftError(
+            f"{spec}: its {CHECKPOINT_META} asks for the chat template, but its tokenizer has no chat template"
+        )
+    return template
 
 
 def load_model(
@@ -478,7 +498,7 @@ def load_model(
     tokenizer.clean_up_tokenization_spaces = False
     model.to(device)
     model.eval()
-    template = _template_for(tokenizer, meta) if spec != EMBEDDED_BASE else CHAT
+    template = _template_for(tokenizer, meta, spec) if spec != EMBEDDED_BASE else CHAT
     context = int(getattr(model.config, "max_position_embeddings", 2048) or 2048)
     info = ModelInfo(
         spec=spec,

@@ -134,17 +134,19 @@ def build_prompt(
     abstract = normalise_whitespace(abstract)
     abstract_ids = _encode(tokenizer, abstract)
     overhead = len(_encode(tokenizer, render(template, "", (), tokenizer)))
-    room = max_prompt_tokens - overhead
-    if room < 16:
+    if max_prompt_tokens - overhead < 16:
         raise ValueError(f"a prompt budget of {max_prompt_tokens} tokens leaves no room for the abstract")
-    dropped = max(0, len(abstract_ids) - room)
-    if dropped:
-        kept = _whole_characters(tokenizer, abstract_ids[:room])
-        dropped = len(abstract_ids) - len(kept)
-        abstract = tokenizer.decode(kept).strip()
-    used: list[Example] = []
-    text = render(template, abstract, (), tokenizer)
+    # Measured on the whole prompt: in context the abstract's first word takes the space before it into
+    # one token, so the abstract and the template counted apart overstate the prompt.
+    kept, text = abstract_ids, render(template, abstract, (), tokenizer)
     ids = _encode(tokenizer, text)
+    while len(ids) > max_prompt_tokens:
+        kept = _whole_characters(tokenizer, kept[: len(kept) - (len(ids) - max_prompt_tokens)])
+        abstract = tokenizer.decode(kept).strip()
+        text = render(template, abstract, (), tokenizer)
+        ids = _encode(tokenizer, text)
+    dropped = len(abstract_ids) - len(kept)
+    used: list[Example] = []
     for example in examples:
         candidate_text = render(template, abstract, [*used, example], tokenizer)
         candidate_ids = _encode(tokenizer, candidate_text)

@@ -181,3 +181,66 @@ def test_keep_diverse_always_keeps_the_top_of_either_ranking():
 )
 def test_clean_title_strips_cjk_quotes_and_a_full_width_colon_prefix(raw, cleaned):
     assert clean_title(raw) == cleaned
+
+
+@pytest.mark.parametrize(
+    "title",
+    [
+        "#HashtagWars: Learning a Sense of Humor",
+        "#MeToo on Campus: Studying College Sexual Assault at Scale",
+        "#StayHome or #Marathon? Social Media Enhanced Pandemic Surveillance",
+    ],
+)
+def test_clean_title_keeps_a_leading_hashtag(title):
+    """A markdown heading's marks are followed by a space; a hashtag (15 training titles) is the title."""
+    assert clean_title(title) == title
+    assert clean_title(f"## {title}") == title
+
+
+@pytest.mark.parametrize(
+    "title",
+    [
+        "ToolChain*: Efficient Action Space Navigation in Large Language Models with A* Search",
+        "A-MHA*: Anytime Multi-Heuristic A*",
+        "The Basic B*** Effect: The Use of LLM-based Agents",
+        "Planning with $A^*$ and $D^*$ Lite",
+    ],
+)
+def test_clean_title_keeps_stars_that_belong_to_names(title):
+    """Emphasis stars open before a word and close after one; a star ending a name or inside $...$ is
+    part of the title."""
+    assert clean_title(title) == title
+
+
+def test_clean_title_strips_emphasis_inside_a_title():
+    assert clean_title("Learning *Sparse* Attention (**Fast**)") == "Learning Sparse Attention (Fast)"
+
+
+@pytest.mark.parametrize(
+    "title",
+    [
+        "`Keep it Together': Enforcing Cohesion in Extractive Summaries",
+        "\"It's Not Just Hate'': A Multi-Dimensional Perspective on Detecting Harmful Speech Online",
+    ],
+)
+def test_clean_title_keeps_tex_quotes(title):
+    """arXiv titles quote the TeX way, `...' and "...'': the opening mark is not a dangling one."""
+    assert clean_title(title) == title
+
+
+def test_clean_title_strips_an_echoed_abstract_label():
+    """Instruct models echo the prompt's "Abstract:" label; behind it a copied sentence escaped the copy
+    flag, since "abstract" is no word of the sentence. Titles that begin with the word stay."""
+    assert clean_title("Abstract: Strided Sparse Attention for Documents") == "Strided Sparse Attention for Documents"
+    assert clean_title("**Abstract:** Title: Sparse Attention") == "Sparse Attention"
+    copied = clean_title("Abstract: We study sparse attention for long documents.")
+    assert candidate_flags(copied, ABSTRACT) == [COPIES_ABSTRACT]
+    for title in ("Abstract Meaning Representation for Summarization", "Abstract, Rationale, Stance: A Joint Model"):
+        assert clean_title(title) == title
+
+
+def test_copies_abstract_a_sentence_and_the_start_of_the_next():
+    """Instruct models copy the abstract's opening past its first full stop; a run that holds a whole
+    sentence is a copy whether or not it goes on into the next one."""
+    assert copies_abstract("We study sparse attention for long documents. Our method, called Strided", ABSTRACT)
+    assert not copies_abstract("Sparse Attention for Long Documents: Our Method Called Strided Sparse Attention", ABSTRACT)

@@ -479,3 +479,48 @@ def test_live_view_never_moves_up_past_the_top_of_a_short_terminal(monkeypatch):
     assert ups and max(ups) <= 5
     last_draw = out.getvalue().split(f"\x1b[{ups[-1]}F")[-1]
     assert last_draw.count("\n") == 5 and "… and 4 more" in last_draw
+
+
+def test_a_character_cut_by_max_new_tokens_is_dropped_not_shown_as_a_replacement_mark(tiny_llama):
+    """Byte-level tokenizers spell a CJK character with several tokens; a candidate stopped between them
+    must not end in U+FFFD, nor may a streamed event show one while the character is still arriving."""
+    _, tokenizer, _ = tiny_llama
+    text = "Sparse Graph Learning for \u56fe\u795e\u7ecf\u7f51\u7edc"
+    tokens = len(tokenizer(text, add_special_tokens=False)["input_ids"])
+    generator, _ = scripted(tiny_llama, [[text]])
+    events, result = collect(generator, params=SamplingParams(n=1, oversample=0, max_new_tokens=tokens - 1))
+    assert [c.text for c in result.candidates] == ["Sparse Graph Learning for \u56fe\u795e\u7ecf\u7f51"]
+    assert not any("\ufffd" in event.text for event in events)
+
+
+def test_a_callback_that_raises_does_not_leave_the_generator_locked(tiny_llama):
+    """A front end's worker keeps the error it caught, and with it the abandoned stream: that stream must
+    not still hold the pass lock, or every later generation waits forever."""
+    generator, _ = scripted(tiny_llama, [["Sparse Graph Learning"], ["Dense Graph Learning"]])
+
+    def closing_window(event):
+        raise RuntimeError("the app is closing")
+
+    kept_errors = []
+    try:
+        generator.generate(ABSTRACT, SamplingParams(n=1, oversample=0), on_event=closing_window)
+    except RuntimeError as error:
+        kept_errors.append(error)
+    finished = []
+    later = threading.Thread(
+        target=lambda: finished.append(generator.generate(ABSTRACT, SamplingParams(n=1, oversample=0))), daemon=True
+    )
+    later.start()
+    later.join(timeout=10)
+    assert kept_errors and [c.text for c in finished[0].candidates] == ["Dense Graph Learning"]
+
+
+def test_a_label_on_its_own_line_does_not_end_the_candidate(tiny_llama):
+    """Instruct models often answer "Title:" or "**Abstract:**" and the title on the next line: stopping at
+    that first newline left an empty candidate (sampled again) instead of the title."""
+    first = ["Title:\nSparse Graph Learning Works\nA second line", "**Abstract:**\n\nDense Graph Methods Revisited"]
+    generator, decoder = scripted(tiny_llama, [first, ["Refill One", "Refill Two"]])
+    events, result = collect(generator, params=SamplingParams(n=2, oversample=0))
+    assert decoder.rows_asked == [2]
+    assert [c.text for c in result.candidates] == ["Sparse Graph Learning Works", "Dense Graph Methods Revisited"]
+    assert {e.index: e.text for e in events if e.finished} == {0: "Sparse Graph Learning Works", 1: "Dense Graph Methods Revisited"}

@@ -389,3 +389,32 @@ def test_import_command_uses_the_environment_database(tmp_path, monkeypatch, cap
     assert f"into {db}" in capsys.readouterr().out
     with Store(db) as store:
         assert store.counts()["abstracts"] == 1
+
+
+def test_timestamps_are_stored_as_their_day(store, tmp_path):
+    """Dates are YYYY-MM-DD in the pair format; pandas often writes them as timestamps, and JSON as ISO
+    times. A date that is no date is kept as written."""
+    path = tmp_path / "stamped.parquet"
+    stamps = [datetime.datetime(2024, 1, 2), datetime.datetime(2024, 1, 3, 17, 30)]
+    table = pa.table({"abstract": ["Abstract one.", "Abstract two."], "date": pa.array(stamps, pa.timestamp("us"))})
+    pq.write_table(table, path)
+    import_file(store, path)
+    lines = [
+        {"abstract": "Abstract three.", "date": "2024-01-04T09:00:00Z"},
+        {"abstract": "Abstract four.", "date": "spring 2024"},
+    ]
+    import_file(store, write_jsonl(tmp_path / "stamped.jsonl", lines))
+    dates = [store.abstract(entry.abstract_id).date for entry in store.queue()]
+    assert dates == ["2024-01-02", "2024-01-03", "2024-01-04", "spring 2024"]
+
+
+def test_csv_with_a_space_after_each_comma(store, tmp_path):
+    """Hand-written CSV often puts a space after each comma; its columns and quoted fields still read."""
+    path = tmp_path / "spaced.csv"
+    path.write_text('abstract, title, arxiv_id\n"Sparse graphs, revisited.", "Graphs, Again", 2401.00001\n')
+    summary = import_file(store, path)
+    assert (summary.imported, summary.problems) == (1, [])
+    stored = store.abstract(store.queue()[0].abstract_id)
+    assert (stored.text, stored.reference_title, stored.arxiv_id) == (
+        "Sparse graphs, revisited.", "Graphs, Again", "2401.00001",
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import socket
 import warnings
@@ -74,6 +75,26 @@ def test_a_corrupt_cache_is_rebuilt_with_a_warning(cold_cache, tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error", TitlecraftWarning)
         load_model(EMBEDDED_BASE, cache_dir=copy)  # the rebuilt cache is whole again
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("damage", ["config.json gone", "tokenizer.json cut short"])
+def test_a_cache_missing_or_cutting_short_a_small_file_is_rebuilt(cold_cache, tmp_path, damage):
+    """Not only the weights: a cache that lost its config or has half a tokenizer failed every later
+    load with 'neither embedded, embedded-base, a local checkpoint directory, nor a hub id'."""
+    cache_dir, cold_logits, _ = cold_cache
+    copy = tmp_path / "cache"
+    shutil.copytree(cache_dir, copy)
+    name = damage.split()[0]
+    damaged = _cache_folder(copy) / name
+    if damage.endswith("gone"):
+        damaged.unlink()
+    else:
+        damaged.write_bytes(damaged.read_bytes()[:1000])
+    with pytest.warns(TitlecraftWarning, match="corrupt; rebuilding"):
+        model, tokenizer, _ = load_model(EMBEDDED_BASE, cache_dir=copy)
+    assert torch.equal(_logits(model, tokenizer), cold_logits)
+    assert (_cache_folder(copy) / name).stat().st_size == (_cache_folder(cache_dir) / name).stat().st_size
 
 
 @pytest.mark.slow
@@ -259,5 +280,38 @@ def test_cache_location_follows_the_environment(monkeypatch, tmp_path):
 def test_an_adapter_whose_metadata_names_no_base_is_a_clear_error(tmp_path):
     (tmp_path / ADAPTER_WEIGHTS).write_bytes(b"")
     (tmp_path / CHECKPOINT_META).write_text('{"name": "orphan"}')
+    with pytest.raises(TitlecraftError, match="names no base model"):
+        load_model(str(tmp_path))
+
+
+def test_a_checkpoint_naming_a_template_it_cannot_use_is_a_clear_error(tmp_path, tiny_gptneo_dir):
+    """Not "new tokens leave no room for the abstract" at the first generation: the template is named."""
+    folder = tmp_path / "odd-template"
+    shutil.copytree(tiny_gptneo_dir, folder)
+    (folder / CHECKPOINT_META).write_text('{"template": "instruct"}')
+    with pytest.raises(TitlecraftError, match="names the prompt template 'instruct'; expected one of chat, completion"):
+        load_model(str(folder))
+    (folder / CHECKPOINT_META).write_text('{"template": "chat"}')
+    with pytest.raises(TitlecraftError, match="the chat template, but its tokenizer has no chat template"):
+        load_model(str(folder))
+
+
+@pytest.mark.parametrize(
+    "damage", [lambda data: data[: len(data) // 2], lambda data: b"not safetensors"], ids=["cut short", "overwritten"]
+)
+def test_a_checkpoint_with_damaged_weights_is_a_clear_error(tmp_path, tiny_llama_dir, damage):
+    """A copy cut short or overwritten names the checkpoint instead of raising safetensors' own error."""
+    folder = tmp_path / "damaged"
+    shutil.copytree(tiny_llama_dir, folder)
+    weights = folder / "model.safetensors"
+    weights.write_bytes(damage(weights.read_bytes()))
+    with pytest.raises(TitlecraftError, match="could not load the checkpoint .*damaged"):
+        load_model(str(folder))
+
+
+@pytest.mark.parametrize("base", [None, 7, ["embedded"]])
+def test_an_adapter_whose_base_is_not_a_model_spec_is_a_clear_error(tmp_path, base):
+    (tmp_path / ADAPTER_WEIGHTS).write_bytes(b"")
+    (tmp_path / CHECKPOINT_META).write_text(json.dumps({"base": base, "lora": {"r": 4}}))
     with pytest.raises(TitlecraftError, match="names no base model"):
         load_model(str(tmp_path))

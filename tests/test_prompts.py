@@ -91,3 +91,15 @@ def test_examples_are_added_only_while_they_fit(plain_tokenizer):
 def test_a_budget_without_room_for_the_abstract_is_an_error(chat_tokenizer):
     with pytest.raises(ValueError, match="no room"):
         build_prompt(chat_tokenizer, CHAT, ABSTRACT, 20)
+
+
+@pytest.mark.parametrize("template", [CHAT, COMPLETION])
+def test_an_abstract_that_just_fits_is_not_cut(chat_tokenizer, template):
+    """The abstract's first word joins the space before it into one token: counting the two apart made
+    every abstract within a token of the budget lose its end, with a notice saying it was too long."""
+    abstract = "learning sparse representations of graphs with neural networks."  # " learning" is one token
+    whole = build_prompt(chat_tokenizer, template, abstract, 10_000)
+    fitting = build_prompt(chat_tokenizer, template, abstract, len(whole.input_ids))
+    assert (fitting.dropped_tokens, fitting.notice, fitting.input_ids) == (0, None, whole.input_ids)
+    cut = build_prompt(chat_tokenizer, template, abstract, len(whole.input_ids) - 1)
+    assert 0 < cut.dropped_tokens <= 2 and len(cut.input_ids) <= len(whole.input_ids) - 1
