@@ -6,8 +6,8 @@ stored twice. The file runs in WAL mode so an export can read one consistent sna
 keeps writing, with synchronous=FULL so an acknowledged decision also survives a power cut (a person
 makes at most a few decisions a second; an fsync each costs nothing they could notice).
 
-Abstracts are stored whitespace-normalised (the form the model sees and the key for de-duplication);
-titles, edited texts and reasons are stored exactly as given.
+Abstracts are stored whitespace-normalised and in Unicode's composed form (NFC): the form the model sees
+and the key for de-duplication. Titles, edited texts and reasons are stored exactly as given.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import os
 import re
 import sqlite3
 import threading
+import unicodedata
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -199,9 +200,20 @@ def _writable(path: Path) -> bool:
     return os.access(path, os.W_OK) and bool(path.stat().st_mode & 0o222)
 
 
+def normalise_abstract(text: str) -> str:
+    """An abstract as stored: whitespace collapsed and accents composed (NFC). Text copied from a PDF
+    viewer often spells "é" as "e" plus a combining accent; it is still the same abstract."""
+    return unicodedata.normalize("NFC", normalise_whitespace(text))
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
 def content_hash(text: str) -> str:
-    """The identity of an abstract: pasted twice with different line breaks, it is still one abstract."""
-    return hashlib.sha256(normalise_whitespace(text).encode("utf-8")).hexdigest()
+    """The identity of an abstract: pasted twice with different line breaks or accent encodings, it is
+    still one abstract."""
+    return _sha256(normalise_abstract(text))
 
 
 def schema_version(db: sqlite_utils.Database) -> int:
@@ -592,8 +604,11 @@ class Store:
     # -- abstracts ---------------------------------------------------------------------------------
 
     def find_abstract(self, text: str) -> int | None:
-        """The id of an abstract already stored with the same content (whitespace aside), if any."""
-        return self._value("SELECT id FROM abstracts WHERE content_hash = ?", [content_hash(text)])
+        """The id of an abstract already stored with the same content (whitespace and accent encoding
+        aside), if any. Rows stored before abstracts were composed (NFC) kept the hash of the text as
+        given, so that hash is looked up too."""
+        hashes = [content_hash(text), _sha256(normalise_whitespace(text))]
+        return self._value("SELECT min(id) FROM abstracts WHERE content_hash IN (?, ?)", hashes)
 
     def add_abstract(
         self,
@@ -605,11 +620,11 @@ class Store:
         date: str | None = None,
     ) -> int:
         """Store an abstract and return its id; adding one that is already there returns its id."""
-        normalised = normalise_whitespace(text)
+        normalised = normalise_abstract(text)
         if not normalised:
             raise TitlecraftError("the abstract is empty")
         with self._write():
-            existing = self.find_abstract(normalised)
+            existing = self.find_abstract(text)
             if existing is not None:
                 return existing
             return self._insert(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
+import unicodedata
 
 import pytest
 import sqlite_utils
@@ -48,6 +50,27 @@ def test_abstracts_are_unique_by_whitespace_normalised_content(store):
     assert store.find_abstract("We study small  language models that title papers.") == first
     assert store.find_abstract("something else") is None
     assert store.counts()["abstracts"] == 1
+
+
+def test_an_abstract_with_decomposed_accents_is_the_same_abstract(store):
+    """Copied from a PDF viewer, "é" is often "e" plus a combining accent: the same abstract was stored twice."""
+    composed = "Caf\u00e9 r\u00e9sum\u00e9s: na\u00efve Bayes for graphs."
+    decomposed = unicodedata.normalize("NFD", composed)
+    first = store.add_abstract(decomposed)
+    assert store.add_abstract(composed) == first
+    assert store.find_abstract(composed) == store.find_abstract(decomposed) == first
+    assert store.abstract(first).text == composed
+    assert store.counts()["abstracts"] == 1
+
+
+def test_an_abstract_stored_decomposed_by_an_earlier_version_is_still_found(store):
+    decomposed = unicodedata.normalize("NFD", "Caf\u00e9 r\u00e9sum\u00e9s for graphs.")
+    store.db.execute(
+        "INSERT INTO abstracts (id, content_hash, text, source, added_at) VALUES (7, ?, ?, 'pasted', '2025-01-01')",
+        [hashlib.sha256(decomposed.encode("utf-8")).hexdigest(), decomposed],
+    )
+    assert store.find_abstract(decomposed) == 7
+    assert store.add_abstract(decomposed) == 7
 
 
 def test_empty_abstract_and_unknown_ids_are_user_errors(store):
