@@ -4,14 +4,16 @@ A small Okapi BM25 index over abstracts, built with numpy (no scikit-learn): pos
 term, each posting carrying its precomputed BM25 term weight, so a query is one gather and one
 ``bincount``. Indexing the 145k training abstracts takes seconds; a query takes milliseconds.
 
-A query never returns its own abstract (compared as ``text_key``: lowercase alphanumerics), so a test
-pair cannot be its own example and a curated abstract is not shown to the model with its answer.
+A query never returns its own abstract (compared as ``text_key``: lowercase alphanumerics, after Unicode
+compatibility normalisation), so a test pair cannot be its own example and a curated abstract is not
+shown to the model with its answer.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import unicodedata
 from array import array
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -34,8 +36,18 @@ _CJK = "\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af"
 _WORD = re.compile(rf"[{_CJK}]|[^\W_{_CJK}]+")
 
 
+def _compatible(text: str) -> str:
+    """NFKC form: an accent typed as a combining mark (as PDF viewers copy it) or a ligature such as "ﬁ"
+    spells the same word as its composed form, which the store and the arXiv data use."""
+    return unicodedata.normalize("NFKC", text)
+
+
 def tokenize(text: str) -> list[str]:
-    return _WORD.findall(text.lower())
+    return _WORD.findall(_compatible(text).lower())
+
+
+def _identity(abstract: str) -> str:
+    return text_key(_compatible(abstract))
 
 
 @dataclass(frozen=True)
@@ -138,12 +150,12 @@ class Retriever:
         """Up to k neighbours among the ``wanted`` best-scoring pairs, skipping the query and repeats."""
         top = np.argpartition(-scores, wanted - 1)[:wanted]
         top = top[np.argsort(-scores[top], kind="stable")]
-        seen = {text_key(abstract)}
+        seen = {_identity(abstract)}
         found: list[Neighbour] = []
         for position in top:
             if scores[position] <= 0:
                 break
-            key = text_key(self.abstracts[position])
+            key = _identity(self.abstracts[position])
             if key in seen:
                 continue
             seen.add(key)

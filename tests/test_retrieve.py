@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import unicodedata
 
 import pytest
 from shared_pairs import shared_pairs
@@ -65,6 +66,16 @@ def test_a_query_never_retrieves_its_own_abstract_nor_duplicates():
     again = Retriever.from_pairs([*PAIRS, (PAIRS[0][0], "Same Abstract, Other Title")])
     found = [n.abstract for n in again.search("graph networks molecules", 5)]
     assert len(found) == len(set(found))
+
+
+def test_the_query_is_its_own_abstract_whatever_its_accents_or_ligatures_are_encoded_as():
+    """Pasted from a PDF viewer, an abstract spells "é" as "e" + U+0301 and "fi" as "ﬁ": its own curated
+    pair (stored composed) was retrieved as its example, and its accented words matched nothing."""
+    own = ("Caf\u00e9 r\u00e9sum\u00e9s: efficient graph networks for na\u00efve planners.", "Its Own Title")
+    retriever = Retriever.from_pairs([own, *PAIRS])
+    pasted = unicodedata.normalize("NFD", own[0]).replace("fi", "\ufb01")
+    assert "Its Own Title" not in [n.title for n in retriever.search(pasted, 3)]
+    assert tokenize(pasted) == tokenize(own[0])
 
 
 def test_real_test_pairs_are_never_their_own_example(tmp_path):
