@@ -236,12 +236,26 @@ def _write_cache(model, tokenizer, folder: Path, provenance: dict) -> None:
         # weights_bytes: what earlier titlecraft versions, sharing this cache, check
         manifest = {**provenance, "weights_bytes": sizes["model.safetensors"], "file_bytes": sizes}
         (staging / "manifest.json").write_text(json.dumps(manifest))
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(staging, folder)
-    except BaseException:
+        _publish(staging, folder)
+    finally:
         shutil.rmtree(staging, ignore_errors=True)
-        raise
+
+
+def _publish(staging: Path, folder: Path) -> None:
+    """Rename ``staging`` to ``folder``. Runs started together on a cold cache all build the model: a whole
+    cache that another published meanwhile is kept, as a third run may be loading from it; only a damaged
+    one is replaced (moved aside in one rename first, as a folder cannot be renamed over a full one)."""
+    try:
+        os.replace(staging, folder)
+    except OSError:
+        if not folder.is_dir():
+            raise
+        if _cache_is_complete(folder):
+            return
+        aside = Path(tempfile.mkdtemp(prefix=f".{folder.name}-damaged-", dir=folder.parent))
+        os.replace(folder, aside)
+        shutil.rmtree(aside, ignore_errors=True)
+        os.replace(staging, folder)
 
 
 def _cached(folder: Path, build: Callable[[], tuple], provenance: dict) -> tuple[Path | None, object, object]:

@@ -16,6 +16,8 @@ from core.models import (
     CHECKPOINT_META,
     EMBEDDED_BASE,
     SHIPPED_ADAPTER_DIR,
+    _cached,
+    _write_cache,
     cache_root,
     default_dtype,
     hub_reachable,
@@ -95,6 +97,32 @@ def test_a_cache_missing_or_cutting_short_a_small_file_is_rebuilt(cold_cache, tm
         model, tokenizer, _ = load_model(EMBEDDED_BASE, cache_dir=copy)
     assert torch.equal(_logits(model, tokenizer), cold_logits)
     assert (_cache_folder(copy) / name).stat().st_size == (_cache_folder(cache_dir) / name).stat().st_size
+
+
+def test_a_cache_another_run_published_meanwhile_is_kept_not_replaced(tmp_path, tiny_llama_dir):
+    """Runs started together on a cold cache all build the model; the last to finish deleted the whole
+    cache the first had published, under any run loading from it, and put its own in its place."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder = tmp_path / "cache" / "model"
+
+    def build():
+        return AutoModelForCausalLM.from_pretrained(tiny_llama_dir), AutoTokenizer.from_pretrained(tiny_llama_dir)
+
+    published = {}
+
+    def build_while_another_run_publishes():
+        _write_cache(*build(), folder, {"run": "other"})
+        published.update({path.name: path.stat().st_ino for path in folder.iterdir()})
+        return build()
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", TitlecraftWarning)
+        cached, model, _ = _cached(folder, build_while_another_run_publishes, {"run": "this"})
+    assert cached == folder and model is not None
+    assert {path.name: path.stat().st_ino for path in folder.iterdir()} == published
+    assert json.loads((folder / "manifest.json").read_text())["run"] == "other"
+    assert list(folder.parent.iterdir()) == [folder]  # no staging folder left behind
 
 
 @pytest.mark.slow
