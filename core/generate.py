@@ -382,10 +382,14 @@ class TitleGenerator:
                 if key and key not in seen:  # an empty title is no title: its slot is refilled
                     seen.add(key)
                     kept[row.slot] = (title, row.score)
+            if progress.cancelled:
+                # Stopped: the rows on screen, as far as they got, are what is kept; the unseen extra
+                # candidates (cut short too) never were on screen and must not replace them.
+                return [kept[slot] for slot in sorted(kept) if slot < params.n]
             if not force_length:
                 yield from self._fill_repeats_from_extras(kept, params.n, start_index)
             missing = params.n - len(kept)
-            if missing <= 0 or progress.cancelled or force_length or sampler.greedy:
+            if missing <= 0 or force_length or sampler.greedy:
                 break
             # Refill into the shown slots that hold a repeat (there are at least `missing` of them).
             open_slots = [slot for slot in range(params.n) if slot not in kept][:missing]

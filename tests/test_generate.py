@@ -236,6 +236,25 @@ def test_cancel_stops_within_one_step_and_keeps_what_exists(tiny_llama):
     assert all(long_text.startswith(c.text) for c in result.candidates)
 
 
+def test_a_stopped_generation_keeps_the_rows_on_screen_not_unseen_extras(tiny_llama):
+    """Escape replaced the rows as far as they got by the unseen extra candidates' beginnings when those
+    scored higher: texts never shown took the place of the ones the researcher was reading."""
+    texts = ["Sparse Graph Learning For Molecules", "Dense Graph Learning For Proteins", "Unseen Strong Title", "Other Unseen Title"]
+    generator, _ = scripted(tiny_llama, [texts], log_probs=[-1.0, -2.0, -0.5, -0.6])
+    cancel = threading.Event()
+    seen = []
+
+    def on_event(event):
+        seen.append(event)
+        if len(seen) == 6:  # during the third step
+            cancel.set()
+
+    result = generator.generate(ABSTRACT, SamplingParams(n=2, oversample=2), on_event=on_event, cancel=cancel)
+    assert result.cancelled and not any(event.finished for event in seen)
+    on_screen = {seen[-2].text, seen[-1].text}
+    assert {candidate.text for candidate in result.candidates} == on_screen
+
+
 def test_empty_abstract_is_an_error(tiny_llama):
     generator, _ = scripted(tiny_llama, [])
     with pytest.raises(TitlecraftError, match="^The abstract is empty: paste an abstract first.$"):
