@@ -49,10 +49,18 @@ def completion_target(title: str) -> str:
     return f" {title}"
 
 
+def _example_text(example: Example) -> Example:
+    """An example as training formats a pair: whitespace collapsed, the abstract shortened. A curated title
+    is stored as given, and a line break in it (an imported title wrapped in its spreadsheet cell) would
+    show the model a title running over two lines, where every candidate ends at its first newline."""
+    abstract, title = example
+    return _shorten(normalise_whitespace(abstract)), normalise_whitespace(title)
+
+
 def completion_prompt(abstract: str, examples: Sequence[Example] = ()) -> str:
     """The completion prompt, with optional few-shot (abstract, title) examples before the abstract."""
     shots = "".join(
-        completion_block(_shorten(a)) + completion_target(t) + EXAMPLE_SEPARATOR for a, t in examples
+        completion_block(a) + completion_target(t) + EXAMPLE_SEPARATOR for a, t in map(_example_text, examples)
     )
     return shots + completion_block(abstract)
 
@@ -69,8 +77,8 @@ def parse_completion_prompt(prompt: str) -> str:
 def chat_messages(abstract: str, examples: Sequence[Example] = ()) -> list[dict[str, str]]:
     """Chat messages for instruct models: examples become earlier user/assistant turns."""
     messages: list[dict[str, str]] = []
-    for example_abstract, example_title in examples:
-        messages.append({"role": "user", "content": f"{INSTRUCTION}\n\n{ABSTRACT_PREFIX}{_shorten(example_abstract)}"})
+    for example_abstract, example_title in map(_example_text, examples):
+        messages.append({"role": "user", "content": f"{INSTRUCTION}\n\n{ABSTRACT_PREFIX}{example_abstract}"})
         messages.append({"role": "assistant", "content": example_title})
     messages.append({"role": "user", "content": f"{INSTRUCTION}\n\n{ABSTRACT_PREFIX}{abstract}"})
     return messages

@@ -88,6 +88,19 @@ def test_examples_are_added_only_while_they_fit(plain_tokenizer):
     assert tight.dropped_tokens == 0
 
 
+@pytest.mark.parametrize("template", [CHAT, COMPLETION])
+def test_example_titles_and_abstracts_are_shown_on_one_line_as_training_formats_them(
+    chat_tokenizer, plain_tokenizer, template
+):
+    """A curated title is stored as given: one with line breaks went into the prompt with them."""
+    tokenizer = chat_tokenizer if template == CHAT else plain_tokenizer
+    wrapped = [("Graph  networks\npredict molecules.", "Graph Networks\n  for Molecules\n")]
+    flat = [("Graph networks predict molecules.", "Graph Networks for Molecules")]
+    prompt = build_prompt(tokenizer, template, ABSTRACT, 2000, wrapped)
+    assert prompt.examples_used == 1
+    assert prompt.text == build_prompt(tokenizer, template, ABSTRACT, 2000, flat).text
+
+
 def test_a_budget_without_room_for_the_abstract_is_an_error(chat_tokenizer):
     with pytest.raises(ValueError, match="no room"):
         build_prompt(chat_tokenizer, CHAT, ABSTRACT, 20)
