@@ -395,8 +395,8 @@ def read_checkpoint_meta(folder: Path) -> dict:
     if not path.is_file():
         return {}
     try:
-        meta = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:  # the latter: not text (overwritten, binary)
         raise TitlecraftError(f"{path} is not valid JSON: {error}") from None
     if not isinstance(meta, dict):
         raise TitlecraftError(f"{path} must hold a JSON object (the checkpoint's settings), not {type(meta).__name__}")

@@ -258,6 +258,9 @@ def test_a_checkpoint_with_broken_metadata_is_a_clear_error(tmp_path, tiny_gptne
     (folder / "titlecraft.json").write_text("[1, 2]")
     with pytest.raises(TitlecraftError, match="titlecraft.json must hold a JSON object .*, not list"):
         load_model(str(folder))
+    (folder / "titlecraft.json").write_bytes(b"\xff\xfe{\x00}\x00")  # not text: a traceback from the CLI
+    with pytest.raises(TitlecraftError, match="titlecraft.json is not valid JSON"):
+        load_model(str(folder))
 
 
 def test_a_folder_or_path_that_is_no_checkpoint_is_named_as_such(tmp_path):
