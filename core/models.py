@@ -28,7 +28,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from core.errors import TitlecraftError, TitlecraftWarning
-from core.prompts import CHAT, COMPLETION, TEMPLATES
+from core.prompts import CHAT, COMPLETION, TEMPLATES, render
 
 EMBEDDED = "embedded"
 EMBEDDED_BASE = "embedded-base"
@@ -457,6 +457,11 @@ def _template_for(tokenizer, meta: dict, spec: str) -> str:
         raise TitlecraftError(
             f"{spec}: its {CHECKPOINT_META} asks for the chat template, but its tokenizer has no chat template"
         )
+    if template == CHAT:
+        try:
+            render(CHAT, "", (), tokenizer)
+        except Exception as error:  # noqa: BLE001 - jinja raises a type per mistake (syntax, filter, raise_exception)
+            raise TitlecraftError(f"{spec}: its tokenizer's chat template cannot format a prompt: {error}") from None
     return template
 
 

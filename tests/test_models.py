@@ -327,6 +327,17 @@ def test_a_checkpoint_naming_a_template_it_cannot_use_is_a_clear_error(tmp_path,
         load_model(str(folder))
 
 
+@pytest.mark.parametrize("template", ["{% for %}", "{{ messages | nosuchfilter }}", "{{ raise_exception('no') }}"])
+def test_a_checkpoint_whose_chat_template_cannot_render_is_a_clear_error(tmp_path, tiny_llama_dir, template):
+    """It loaded, then every prompt (the editor's token count, each generation) failed with jinja's own
+    error, a traceback from the CLI."""
+    folder = tmp_path / "broken-chat-template"
+    shutil.copytree(tiny_llama_dir, folder)
+    (folder / "chat_template.jinja").write_text(template)
+    with pytest.raises(TitlecraftError, match="its tokenizer's chat template cannot format a prompt"):
+        load_model(str(folder))
+
+
 @pytest.mark.parametrize(
     "damage", [lambda data: data[: len(data) // 2], lambda data: b"not safetensors"], ids=["cut short", "overwritten"]
 )
