@@ -6,7 +6,7 @@ Pure text functions, shared by generation and evaluation so both judge candidate
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
 EMPTY = "empty"
@@ -53,12 +53,14 @@ _SENTENCE_END = re.compile(r"(?<![Ee]\.g\.)(?<![Ii]\.e\.)(?<!\bal\.)(?<!\bvs\.)(
 
 @dataclass
 class Candidate:
-    """A finished, cleaned candidate; ``rank`` starts at 1 and flagged ones rank after usable ones."""
+    """A finished, cleaned candidate; ``rank`` starts at 1 and flagged ones rank after usable ones.
+    ``cut_off``: it did not end within the token limit (flagged too long)."""
 
     text: str
     score: float
     flags: list[str] = field(default_factory=list)
     rank: int = 0
+    cut_off: bool = False
 
     @property
     def usable(self) -> bool:
@@ -147,15 +149,17 @@ def copies_abstract(title: str, abstract: str) -> bool:
     return False
 
 
-def candidate_flags(title: str, abstract: str) -> list[str]:
-    """Why a cleaned title is unusable; an empty list means usable. Word counts split on whitespace."""
+def candidate_flags(title: str, abstract: str, cut_off: bool = False) -> list[str]:
+    """Why a cleaned title is unusable; an empty list means usable. Word counts split on whitespace.
+    ``cut_off``: the title did not end within the token limit, so it is too long for it (its ending is
+    missing, often mid-word)."""
     count = len(title.split())
     if count == 0:
         return [EMPTY]
     flags = []
     if count < MIN_WORDS:
         flags.append(TOO_SHORT)
-    if count > MAX_WORDS:
+    if count > MAX_WORDS or cut_off:
         flags.append(TOO_LONG)
     if copies_abstract(title, abstract):
         flags.append(COPIES_ABSTRACT)
@@ -194,12 +198,17 @@ def consensus_scores(titles: Sequence[str]) -> list[float]:
     return [total / (len(tokens) - 1) for total in scores]
 
 
-def rank_candidates(drafts: Sequence[tuple[str, float]], abstract: str, ranking: str = "score") -> list[Candidate]:
+def rank_candidates(
+    drafts: Sequence[tuple[str, float]], abstract: str, ranking: str = "score", cut_off: Collection[str] = ()
+) -> list[Candidate]:
     """Flag and rank cleaned (title, score) drafts: usable first, then by score or by consensus
-    (ties broken by score)."""
+    (ties broken by score). Titles in ``cut_off`` did not end within the token limit."""
     if ranking not in RANKINGS:
         raise ValueError(f"unknown ranking {ranking!r}; expected one of {RANKINGS}")
-    candidates = [Candidate(text, score, candidate_flags(text, abstract)) for text, score in drafts]
+    candidates = [
+        Candidate(text, score, candidate_flags(text, abstract, text in cut_off), cut_off=text in cut_off)
+        for text, score in drafts
+    ]
     consensus = consensus_scores([c.text for c in candidates]) if ranking == "consensus" else [0.0] * len(candidates)
     order = sorted(
         range(len(candidates)),

@@ -242,7 +242,14 @@ def prepare_out_dir(out_dir: Path, config: EvalConfig) -> None:
 
 
 def candidate_record(candidate) -> dict:
-    return {"text": candidate.text, "score": candidate.score, "flags": candidate.flags, "rank": candidate.rank}
+    """A candidate as samples.jsonl keeps it; ``cut_off`` lets metrics flag it as the generator did."""
+    return {
+        "text": candidate.text,
+        "score": candidate.score,
+        "flags": candidate.flags,
+        "rank": candidate.rank,
+        "cut_off": candidate.cut_off,
+    }
 
 
 class SampleWriter:

@@ -1,7 +1,8 @@
 """Streamed, batched generation of N candidate titles for one abstract.
 
 One pass samples all N candidates together and streams each one's text as its tokens arrive; a
-candidate stops at its own newline or end-of-sequence token. Finished candidates are cleaned, scored
+candidate stops at its own newline or end-of-sequence token (one that runs out of new tokens first is
+cut off, and flagged too long). Finished candidates are cleaned, scored
 (mean log-probability of their sampled tokens under the untempered model), de-duplicated, flagged and
 ranked (see core.candidates). The first pass samples a few more candidates than asked for and the
 result keeps N of them: a candidate's score tracks its quality, so the shown set is better than N
@@ -134,6 +135,7 @@ class _Row:
     log_probs: list[float] = field(default_factory=list)
     text: str = ""
     finished: bool = False
+    cut_off: bool = False  # stopped by max_new_tokens, not at its own end
 
     @property
     def score(self) -> float:
@@ -324,10 +326,14 @@ class TitleGenerator:
                     "(or fewer new tokens)."
                 )
         seconds = time.perf_counter() - started
+        ranked = rank_candidates(
+            [(title, score) for title, score, _ in drafts],
+            normalise_whitespace(abstract),
+            params.ranking,
+            cut_off={title for title, _, cut_off in drafts if cut_off},
+        )
         result = GenerationResult(
-            candidates=keep_diverse(
-                rank_candidates(drafts, normalise_whitespace(abstract), params.ranking), params.n, params.diversity
-            ),
+            candidates=keep_diverse(ranked, params.n, params.diversity),
             notice=prompt.notice,
             seconds=seconds,
             first_token_seconds=None if progress.first_token is None else progress.first_token - started,
@@ -357,11 +363,12 @@ class TitleGenerator:
         avoid: Sequence[str],
         force_length: bool,
         progress: _Progress,
-    ) -> Generator[CandidateEvent, None, list[tuple[str, float]]]:
+    ) -> Generator[CandidateEvent, None, list[tuple[str, float, bool]]]:
         """Sample passes until N distinct cleaned titles exist (or the refill bound is reached); returns
-        every distinct draft, the extra candidates' too (slots N and up), for ranking to choose from."""
+        every distinct draft as (title, score, cut off), the extra candidates' too (slots N and up), for
+        ranking to choose from."""
         seen = {title_key(clean_title(title)) for title in avoid}
-        kept: dict[int, tuple[str, float]] = {}
+        kept: dict[int, tuple[str, float, bool]] = {}
         # Greedy decoding repeats itself exactly: one row, and nothing to refill. Benchmarks
         # (force_length) compare exactly N rows of work.
         if sampler.greedy:
@@ -381,7 +388,7 @@ class TitleGenerator:
                 key = title_key(title)
                 if key and key not in seen:  # an empty title is no title: its slot is refilled
                     seen.add(key)
-                    kept[row.slot] = (title, row.score)
+                    kept[row.slot] = (title, row.score, row.cut_off)
             if progress.cancelled:
                 # Stopped: the rows on screen, as far as they got, are what is kept; the unseen extra
                 # candidates (cut short too) never were on screen and must not replace them.
@@ -397,7 +404,7 @@ class TitleGenerator:
 
     @staticmethod
     def _fill_repeats_from_extras(
-        kept: dict[int, tuple[str, float]], n: int, start_index: int
+        kept: dict[int, tuple[str, float, bool]], n: int, start_index: int
     ) -> Generator[CandidateEvent, None, None]:
         """Move distinct unseen extra candidates into the shown slots that hold a repeat (or nothing), so
         that the streamed rows end as N different titles without a refill pass."""
@@ -441,7 +448,7 @@ class TitleGenerator:
             steps.close()
         for row in rows:
             if not row.finished:  # stopped by max_new_tokens
-                row.finished = True
+                row.finished = row.cut_off = True
                 if row.slot < shown:
                     yield CandidateEvent(start_index + row.slot, self._shown(row), True)
         return rows

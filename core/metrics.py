@@ -53,10 +53,16 @@ def length_ratio(prediction: str, reference: str) -> float:
     return len(prediction.split()) / max(len(reference.split()), 1)
 
 
+def _cut_off(candidate: dict) -> bool:
+    """Whether a stored candidate ran out of new tokens (samples written before this was kept: no)."""
+    return bool(candidate.get("cut_off"))
+
+
 def ranked_top(sample: dict, ranking: str) -> Candidate | None:
     """The first candidate under a ranking, re-ranked (and re-flagged) from the stored candidates."""
     drafts = [(candidate["text"], candidate["score"]) for candidate in sample["candidates"]]
-    ranked = rank_candidates(drafts, sample["abstract"], ranking)
+    cut_off = {candidate["text"] for candidate in sample["candidates"] if _cut_off(candidate)}
+    ranked = rank_candidates(drafts, sample["abstract"], ranking, cut_off)
     return ranked[0] if ranked else None
 
 
@@ -80,7 +86,9 @@ def overlap_metrics(predictions: Sequence[str], references: Sequence[str], prefi
 def set_metrics(samples: Sequence[dict], n: int) -> dict[str, float]:
     """Metrics of the candidate sets that do not depend on a ranking; flags are recomputed, as
     rankings are, so stored samples are always judged by the current rules."""
-    flags = [candidate_flags(c["text"], sample["abstract"]) for sample in samples for c in sample["candidates"]]
+    flags = [
+        candidate_flags(c["text"], sample["abstract"], _cut_off(c)) for sample in samples for c in sample["candidates"]
+    ]
     distinct_counts = [len({title_key(c["text"]) for c in sample["candidates"]}) for sample in samples]
     diversities = [d for sample in samples if (d := distinct_n([c["text"] for c in sample["candidates"]])) is not None]
     return {

@@ -66,6 +66,15 @@ CANDIDATES = [
 ]
 
 
+def test_a_candidate_cut_off_by_the_token_limit_is_judged_as_the_generator_flagged_it():
+    """Metrics re-flag stored candidates from their text, which does not show that one ran out of new
+    tokens: the top-1 scored would be a title the app ranks last."""
+    record = sample("Neural networks for protein design", CANDIDATES)
+    record["candidates"][0]["cut_off"] = True
+    assert ranked_top(record, "score").text == "Neural Networks for Protein Design"
+    assert score_samples([record], n=4, rankings=("score",))["usable_rate"] == 75
+
+
 def test_score_and_consensus_rankings_are_computed_from_the_same_candidates():
     record = sample("Neural networks for protein design", CANDIDATES)
     assert ranked_top(record, "score").text == "Graph Networks for Molecules"

@@ -211,6 +211,18 @@ def test_refills_go_to_shown_slots_and_only_for_what_is_missing(tiny_llama):
     assert sorted(c.text for c in result.candidates) == ["Other Title Words", "Same Title Words", "Third Title Words"]
 
 
+def test_a_candidate_cut_off_by_the_token_limit_is_flagged_too_long(tiny_llama):
+    """A title that had not ended when max_new_tokens ran out ('... provides reliable know') was offered as
+    usable, even ranked first; it is too long for the limit, and ranks after the titles that ended."""
+    _, tokenizer, _ = tiny_llama
+    ended, cut = "Dense Graph Learning", "Sparse Graph Learning For Molecules In Water And Beyond"
+    limit = len(tokenizer(ended, add_special_tokens=False)["input_ids"]) + 1  # its end-of-sequence too
+    generator, _ = scripted(tiny_llama, [[cut, ended]], log_probs=[-0.1, -2.0])
+    _, result = collect(generator, params=SamplingParams(n=2, oversample=0, max_new_tokens=limit))
+    assert [c.text for c in result.candidates] == [ended, tokenizer.decode(tokenizer(cut)["input_ids"][:limit])]
+    assert [c.flags for c in result.candidates] == [[], ["too_long"]]
+
+
 def test_greedy_decodes_a_single_row(tiny_llama):
     generator, decoder = scripted(tiny_llama, [["The Only Greedy Title"]])
     _, result = collect(generator, params=SamplingParams(n=5, temperature=0))
