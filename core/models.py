@@ -551,8 +551,9 @@ def load_tokenizer(spec: str = EMBEDDED, cache_dir: str | os.PathLike | None = N
             tokenizer = AutoTokenizer.from_pretrained(folder)
     elif Path(spec).expanduser().is_dir():
         folder = Path(spec).expanduser()
-        meta = read_checkpoint_meta(folder)
-        if (folder / ADAPTER_WEIGHTS).is_file() and "base" in meta:
+        if (folder / ADAPTER_WEIGHTS).is_file():
+            meta = read_checkpoint_meta(folder)
+            _require_adapter_base(folder, meta)
             return load_tokenizer(meta["base"], cache_dir)
         tokenizer = _load_pretrained_tokenizer(folder, spec)
     else:

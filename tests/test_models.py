@@ -357,3 +357,5 @@ def test_an_adapter_whose_base_is_not_a_model_spec_is_a_clear_error(tmp_path, ba
     (tmp_path / CHECKPOINT_META).write_text(json.dumps({"base": base, "lora": {"r": 4}}))
     with pytest.raises(TitlecraftError, match="names no base model"):
         load_model(str(tmp_path))
+    with pytest.raises(TitlecraftError, match="names no base model"):  # prepare --tokenizer: a TypeError traceback
+        load_tokenizer(str(tmp_path))
