@@ -21,6 +21,7 @@ import os
 import shutil
 import socket
 import tempfile
+import urllib.request
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -318,9 +319,19 @@ def hub_endpoint() -> str:
     return constants.ENDPOINT
 
 
+def _proxied(url) -> bool:
+    """Whether the hub client reaches ``url`` through a proxy ($HTTPS_PROXY, $ALL_PROXY, less $NO_PROXY),
+    as httpx does by default."""
+    proxies = urllib.request.getproxies()
+    return bool(proxies.get(url.scheme) or proxies.get("all")) and not urllib.request.proxy_bypass(url.hostname)
+
+
 def hub_reachable() -> bool:
-    """Whether a TCP connection to the Hugging Face endpoint opens within a few seconds."""
+    """Whether a TCP connection to the Hugging Face endpoint opens within a few seconds. Behind a proxy (the
+    only way out on many clusters) a direct connection proves nothing, so the hub client is left to try."""
     url = urlsplit(hub_endpoint())
+    if _proxied(url):
+        return True
     port = url.port or (443 if url.scheme == "https" else 80)
     try:
         with socket.create_connection((url.hostname, port), timeout=HUB_CONNECT_TIMEOUT):

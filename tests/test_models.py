@@ -249,6 +249,22 @@ def test_a_listening_hub_endpoint_counts_as_reachable(monkeypatch):
         assert hub_reachable()
 
 
+def test_a_hub_behind_a_proxy_is_left_to_the_hub_client(monkeypatch):
+    """Where only a proxy leads out ($HTTPS_PROXY, as on many clusters) the direct probe failed, and every
+    hub id was refused as unreachable although the hub client goes through the proxy."""
+    from huggingface_hub import constants
+
+    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    monkeypatch.setattr(constants, "ENDPOINT", _closed_port_endpoint())
+    assert not hub_reachable()
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.invalid:3128")
+    assert hub_reachable()
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")  # the proxy is not used for this host: the probe counts again
+    assert not hub_reachable()
+
+
 def test_a_checkpoint_with_broken_metadata_is_a_clear_error(tmp_path, tiny_gptneo_dir):
     folder = tmp_path / "broken"
     shutil.copytree(tiny_gptneo_dir, folder)
