@@ -98,6 +98,7 @@ def test_cleans_deduplicates_and_splits_by_date(tmp_path):
         "duplicate_id": 1,
         "duplicate_title": 1,
         "duplicate_abstract": 0,
+        "undated_recent": 0,
         "leak_test": 0,
         "leak_validation": 0,
     }
@@ -130,6 +131,31 @@ def test_dates_are_read_strictly_and_unreadable_ones_are_dropped_with_a_warning(
     assert list(splits["test"]["date"]) == ["2026-03-05"]
     assert summary["dropped"]["unreadable_date"] == 3 and summary["undated_in_train"] == 1
     assert "| date given but not readable as YYYY-MM-DD | 3 |" in (tmp_path / "prepared" / "summary.md").read_text()
+
+
+def test_an_undated_row_whose_arxiv_id_names_a_later_month_is_kept_out_of_train(tmp_path):
+    """Undated rows all went to train, so papers from the validation and test months (7 of the shared
+    pairs, 2602.08028 among them) trained the model that test then scores; an arXiv id names the month."""
+    rows = [
+        pair(1, None, arxiv_id="2509.00001"),
+        pair(2, None, arxiv_id="2510.00002"),
+        pair(3, None, arxiv_id="2602.08028v2"),
+        pair(4, None, arxiv_id="hep-th/9901001"),
+        pair(5, None, arxiv_id=None),
+        pair(6, "2024-01-01"),
+        pair(7, "2026-02-01"),
+    ]
+    summary, splits = prepare_rows(rows, tmp_path)
+    assert [sorted(splits[name]["arxiv_id"].fillna("none")) for name in SPLITS] == [
+        ["2001.00006", "2509.00001", "hep-th/9901001", "none"],
+        [],
+        ["2001.00007"],
+    ]
+    assert summary["dropped"]["undated_recent"] == 2 and summary["undated_in_train"] == 3
+    assert f"| {DROP_REASONS['undated_recent']} | 2 |" in (tmp_path / "prepared" / "summary.md").read_text()
+    # A month that straddles --train-until counts by its last day: it may hold papers after the boundary.
+    summary, _ = prepare_rows([rows[0], rows[5]], tmp_path, train_until="2025-09-15")
+    assert summary["dropped"]["undated_recent"] == 1
 
 
 def test_an_abstract_repeated_under_another_title_and_id_is_dropped(tmp_path):
