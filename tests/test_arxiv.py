@@ -373,6 +373,9 @@ def test_an_out_that_cannot_be_the_parquet_file_is_refused_before_any_request(tm
             (str(folder), f"cannot write {folder}: it is a folder"),
             (str(tmp_path / "new") + "/", f"cannot write {tmp_path / 'new'}: it is a folder"),
             (str(tmp_path / "notes.txt" / "x.parquet"), f"{tmp_path / 'notes.txt'} is a file, not a folder"),
+            # parquet bytes under another suffix: prepare refused the file and import could not decode it
+            (str(tmp_path / "pairs.jsonl"), f"name it with .parquet, e.g. {tmp_path / 'pairs.parquet'}"),
+            (str(tmp_path / "cs.AI"), f"name it with .parquet, e.g. {tmp_path / 'cs.AI.parquet'}"),
         ]:
             assert main(["scrape", "--category", "hep-ex", "--oai-url", url, "--out", out]) == 2
             err = capsys.readouterr().err
