@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from core.errors import TitlecraftError, TitlecraftWarning
-from core.paths import refuse_file_in_the_way
+from core.paths import refuse_file_in_the_way, refuse_folder_as_data_file
 from core.prompts import normalise_whitespace
 
 PAIR_COLUMNS = ("arxiv_id", "title", "abstract", "categories", "date", "source")
@@ -119,6 +119,7 @@ def read_pairs(path: str | os.PathLike) -> pd.DataFrame:
     which defaults to the file name so that every row keeps its provenance.
     """
     path = Path(path)
+    refuse_folder_as_data_file(path)
     reader = _READERS.get(path.suffix.lower())
     if reader is None:
         raise TitlecraftError(f"{path}: unsupported file type {path.suffix!r}; use {', '.join(_READERS)}")
