@@ -414,6 +414,20 @@ def test_real_pairs_split_without_overlap(shared_slice, tmp_path):
     assert (titles != titles.str.lower()).mean() > 0.9  # original case kept
 
 
+def test_cli_prepare_reads_every_file_of_a_repeated_in_option(tmp_path, monkeypatch, capsys):
+    """argparse kept only the last `--in`: `--in a.parquet --in b.parquet` prepared b alone, without a word."""
+    monkeypatch.setattr("core.commands.prepare.load_tokenizer", lambda spec: WordTokenizer())
+    first = write_parquet([pair(1, "2024-01-01"), pair(2, "2025-11-01")], tmp_path / "first.parquet")
+    second = write_parquet([pair(3, "2026-02-01")], tmp_path / "second.parquet")
+    third = write_parquet([pair(4, "2024-02-01")], tmp_path / "third.parquet")
+    out = tmp_path / "prepared"
+    assert main(["prepare", "--in", str(first), "--in", str(second), str(third), "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert [item["path"] for item in summary["inputs"]] == [str(first), str(second), str(third)]
+    assert summary["splits"] == {"train": 2, "validation": 1, "test": 1}
+    assert "train 2, validation 1, test 1 rows written" in capsys.readouterr().out
+
+
 def test_cli_prepare(shared_slice, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr("core.commands.prepare.load_tokenizer", lambda spec: WordTokenizer())
     out = tmp_path / "prepared"

@@ -575,6 +575,17 @@ def test_an_sft_file_that_is_not_utf8_or_holds_no_pairs_is_refused(tmp_path, spl
         train(TrainConfig(train=str(split_files[0]), extra=[str(empty)], out=str(tmp_path / "run")))
 
 
+def test_every_file_of_a_repeated_extra_option_is_read(tmp_path, split_files, monkeypatch, capsys):
+    """argparse kept only the last `--extra`: `--extra mine.jsonl --extra hers.jsonl` trained without mine."""
+    monkeypatch.setattr("core.train.load_model", lambda *a, **k: pytest.fail("the model loaded"))
+    empty, curated = tmp_path / "empty.jsonl", tmp_path / "curated.jsonl"
+    empty.write_text("\n")
+    curated.write_text(json.dumps({"prompt": "Abstract: We study graphs.\nTitle:", "completion": " Graphs"}) + "\n")
+    args = ["train", "--train", str(split_files[0]), "--extra", str(empty), "--extra", str(curated)]
+    assert main([*args, "--out", str(tmp_path / "run")]) == 2
+    assert capsys.readouterr().err == f"error: --extra {empty} holds no pairs; export them with titlecraft export --format sft\n"
+
+
 def test_a_parquet_split_without_a_column_or_an_empty_validation_split_is_refused(tmp_path, split_files, monkeypatch, capsys):
     # A missing column was reported with pyarrow's multi-line schema dump; an empty --val trained with
     # no validation at all (best_val_loss null, exit 0).

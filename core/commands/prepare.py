@@ -20,7 +20,9 @@ def register(subparsers) -> None:
             "--out. The new set replaces the --out folder as a whole (a kill never leaves old and new splits mixed), so one holding other files is refused."
         ),
     )
-    parser.add_argument("--in", dest="inputs", nargs="+", required=True, metavar="FILE", help="pair files; earlier files win duplicates")
+    # extend: with argparse's default, `--in a.parquet --in b.parquet` read b.parquet alone, dropping a without a word
+    parser.add_argument("--in", dest="inputs", nargs="+", action="extend", required=True, metavar="FILE",
+                        help="pair files (--in A B or --in A --in B); earlier files win duplicates")
     parser.add_argument("--out", default="data/prepared", help="output folder (default data/prepared)")
     parser.add_argument("--train-until", default=DEFAULT_TRAIN_UNTIL, help=f"train: dates before this (default {DEFAULT_TRAIN_UNTIL})")
     parser.add_argument("--val-until", default=DEFAULT_VAL_UNTIL, help=f"validation: dates before this; test: from it (default {DEFAULT_VAL_UNTIL})")
