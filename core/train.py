@@ -346,6 +346,17 @@ def _refuse_a_folder_of_other_files(out: Path) -> None:
     )
 
 
+def _create_out_folder(out: Path) -> None:
+    """Create --out before the model loads: a folder that cannot be created or written failed only at
+    the first save, --eval-every steps of training later, which were lost."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise TitlecraftError(f"cannot create the checkpoint folder {out}: {error.strerror or error}") from None
+    if not os.access(out, os.W_OK):
+        raise TitlecraftError(f"cannot write the checkpoint folder {out}: it is not writable")
+
+
 def _holds_first_best_of(out: Path) -> bool:
     """Whether out/best is this run's own first save (it is written just before the first resume state)."""
     try:
@@ -455,6 +466,7 @@ def train(config: TrainConfig, on_progress: Callable[[dict], None] | None = None
     # LoRA freezes the base, so under bf16 autocast it can sit in bf16; a full fine-tune keeps fp32 master weights.
     dtype = torch.bfloat16 if (config.lora and bf16) else torch.float32
     train_pairs, extra_pairs, val_pairs, trained_on = _read_data(config)  # a bad file fails now, not after the model loads
+    _create_out_folder(out)
     model, tokenizer, info = load_model(config.base, device=device, dtype=dtype)
     ranks = init_distributed(device)
     if trained_on:

@@ -575,6 +575,14 @@ def test_an_sft_file_that_is_not_utf8_or_holds_no_pairs_is_refused(tmp_path, spl
         train(TrainConfig(train=str(split_files[0]), extra=[str(empty)], out=str(tmp_path / "run")))
 
 
+def test_an_out_folder_that_cannot_be_created_is_refused_before_the_model_loads(tmp_path, split_files, monkeypatch, capsys):
+    """It failed only at the first save, after --eval-every steps of training that were then lost."""
+    monkeypatch.setattr("core.train.load_model", lambda *a, **k: pytest.fail("the model loaded"))
+    out = Path("/proc") / f"titlecraft-{tmp_path.name}" / "run"  # procfs takes no new folder, even from root
+    assert main(["train", "--train", str(split_files[0]), "--out", str(out)]) == 2
+    assert capsys.readouterr().err == f"error: cannot create the checkpoint folder {out}: No such file or directory\n"
+
+
 def test_every_file_of_a_repeated_extra_option_is_read(tmp_path, split_files, monkeypatch, capsys):
     """argparse kept only the last `--extra`: `--extra mine.jsonl --extra hers.jsonl` trained without mine."""
     monkeypatch.setattr("core.train.load_model", lambda *a, **k: pytest.fail("the model loaded"))
