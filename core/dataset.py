@@ -549,6 +549,19 @@ def refuse_other_files(out_dir: Path) -> None:
         )
 
 
+def _create_parent_folder(out_dir: Path) -> None:
+    """Create the folder --out goes in before any input is read: made only when the outputs were written,
+    one that cannot be made failed after reading, cleaning and tokenising, naming the hidden work folder."""
+    parent = out_dir.resolve().parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        reason = error.strerror or error
+        raise TitlecraftError(f"cannot write --out {out_dir}: its folder {parent} cannot be created ({reason})") from None
+    if not os.access(parent, os.W_OK):
+        raise TitlecraftError(f"cannot write --out {out_dir}: its folder {parent} is not writable")
+
+
 def _write_outputs(out_dir: Path, splits: dict[str, pd.DataFrame], summary: dict, lengths: tuple[list, list]) -> None:
     """Write the new set into a work folder beside ``out_dir``, then swap folders: the old set is
     renamed away, the new one renamed into place. Moving its files in one by one, a kill in between
@@ -602,6 +615,7 @@ def prepare(
     if token_sample is not None and token_sample < 0:
         raise TitlecraftError(f"--token-sample {token_sample} is not a number of rows: give a positive number, or 0 for all")
     train_until, val_until = check_split_dates(train_until, val_until)
+    _create_parent_folder(Path(out_dir))
     wanted = parse_categories(categories)
     dropped = dict.fromkeys(DROP_REASONS, 0)
     paths = [Path(path) for path in inputs]

@@ -428,6 +428,15 @@ def test_cli_prepare_reads_every_file_of_a_repeated_in_option(tmp_path, monkeypa
     assert "train 2, validation 1, test 1 rows written" in capsys.readouterr().out
 
 
+def test_an_out_whose_folder_cannot_be_created_is_refused_before_any_input_is_read(tmp_path, monkeypatch):
+    """The folder was made only when the outputs were written: prepare read, cleaned and tokenised every
+    input, then failed with a bare 'No such file or directory' naming its hidden work folder."""
+    monkeypatch.setattr("core.dataset.read_pairs", lambda path: pytest.fail("an input was read"))
+    out = Path("/proc") / f"titlecraft-{tmp_path.name}" / "prepared"  # procfs takes no new folder, even from root
+    with pytest.raises(TitlecraftError, match=f"cannot write --out {out}: its folder {out.parent} cannot be created"):
+        prepare([tmp_path / "pairs.parquet"], out, tokenizer=WordTokenizer(), progress=False)
+
+
 def test_cli_prepare(shared_slice, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr("core.commands.prepare.load_tokenizer", lambda spec: WordTokenizer())
     out = tmp_path / "prepared"
