@@ -428,6 +428,17 @@ def test_cli_prepare_reads_every_file_of_a_repeated_in_option(tmp_path, monkeypa
     assert "train 2, validation 1, test 1 rows written" in capsys.readouterr().out
 
 
+def test_cli_prepare_keeps_every_category_of_a_repeated_categories_option(tmp_path, monkeypatch):
+    """argparse kept only the last `--categories`: `--categories cs.CL --categories cs.AI` kept cs.AI alone."""
+    monkeypatch.setattr("core.commands.prepare.load_tokenizer", lambda spec: WordTokenizer())
+    rows = [pair(1, "2024-01-01", categories="cs.CL"), pair(2, "2024-01-01", categories="cs.AI cs.LG"),
+            pair(3, "2025-11-01", categories="cs.CL cs.CV"), pair(4, "2026-02-01", categories="cs.CV")]
+    source, out = write_parquet(rows, tmp_path / "pairs.parquet"), tmp_path / "prepared"
+    assert main(["prepare", "--in", str(source), "--out", str(out), "--categories", "cs.CL", "--categories", "cs.AI"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["parameters"]["categories"] == ["cs.AI", "cs.CL"] and summary["dropped"]["category"] == 1
+
+
 def test_an_out_whose_folder_cannot_be_created_is_refused_before_any_input_is_read(tmp_path, monkeypatch):
     """The folder was made only when the outputs were written: prepare read, cleaned and tokenised every
     input, then failed with a bare 'No such file or directory' naming its hidden work folder."""

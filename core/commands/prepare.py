@@ -26,7 +26,9 @@ def register(subparsers) -> None:
     parser.add_argument("--out", default="data/prepared", help="output folder (default data/prepared)")
     parser.add_argument("--train-until", default=DEFAULT_TRAIN_UNTIL, help=f"train: dates before this (default {DEFAULT_TRAIN_UNTIL})")
     parser.add_argument("--val-until", default=DEFAULT_VAL_UNTIL, help=f"validation: dates before this; test: from it (default {DEFAULT_VAL_UNTIL})")
-    parser.add_argument("--categories", help="keep rows in any of these categories, e.g. cs.CL,cs.AI")
+    # append: with argparse's default, `--categories cs.CL --categories cs.AI` kept cs.AI rows alone, without a word
+    parser.add_argument("--categories", action="append", help="keep rows in any of these categories, e.g. "
+                        "cs.CL,cs.AI (or --categories cs.CL --categories cs.AI)")
     parser.add_argument("--tokenizer", default="embedded", help="model whose tokenizer measures lengths (default: embedded)")
     parser.add_argument(
         "--token-sample",
@@ -70,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
         tokenizer_name=args.tokenizer,
         train_until=args.train_until,
         val_until=args.val_until,
-        categories=args.categories,
+        categories=[name for names in args.categories or [] for name in names.split(",")],
         token_sample=args.token_sample,
     )
     sizes = ", ".join(f"{name} {rows:,}" for name, rows in summary["splits"].items())
