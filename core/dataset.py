@@ -109,7 +109,8 @@ def _read_csv(path: Path) -> pd.DataFrame:
         raise TitlecraftError(f"{path} could not be read as CSV: {error}") from None
 
 
-_READERS = {".parquet": _read_parquet, ".jsonl": _read_jsonl, ".csv": _read_csv}
+# .pq too: import and train read parquet so named, and prepare and eval refused the same file.
+_READERS = {".parquet": _read_parquet, ".pq": _read_parquet, ".jsonl": _read_jsonl, ".csv": _read_csv}
 
 
 def read_pairs(path: str | os.PathLike) -> pd.DataFrame:

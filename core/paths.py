@@ -23,7 +23,8 @@ def refuse_folder_as_data_file(path: str | os.PathLike) -> None:
     path = Path(path)
     if not path.is_dir():
         return
-    files = sorted(item.name for item in path.iterdir() if item.suffix.lower() in (".parquet", ".jsonl", ".csv"))
+    pair_suffixes = (".parquet", ".pq", ".jsonl", ".csv")
+    files = sorted(item.name for item in path.iterdir() if item.suffix.lower() in pair_suffixes)
     shown = ", ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
     which = f"one of its pair files ({shown})" if files else "a pair file"
     raise TitlecraftError(f"{path} is a folder; name {which}")

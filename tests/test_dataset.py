@@ -428,6 +428,15 @@ def test_cli_prepare_reads_every_file_of_a_repeated_in_option(tmp_path, monkeypa
     assert "train 2, validation 1, test 1 rows written" in capsys.readouterr().out
 
 
+def test_a_parquet_file_named_pq_is_read_as_import_and_train_read_it(tmp_path):
+    """prepare --in and eval --data refused 'unsupported file type .pq' for a file import and train take."""
+    rows = [pair(1, "2024-01-01"), pair(2, "2025-11-01"), pair(3, "2026-02-01")]
+    source = write_parquet(rows, tmp_path / "pairs.PQ")
+    assert list(read_pairs(source)["arxiv_id"]) == ["2001.00001", "2001.00002", "2001.00003"]
+    summary = prepare([source], tmp_path / "prepared", tokenizer=WordTokenizer(), progress=False)
+    assert summary["splits"] == {"train": 1, "validation": 1, "test": 1}
+
+
 def test_cli_prepare_keeps_every_category_of_a_repeated_categories_option(tmp_path, monkeypatch):
     """argparse kept only the last `--categories`: `--categories cs.CL --categories cs.AI` kept cs.AI alone."""
     monkeypatch.setattr("core.commands.prepare.load_tokenizer", lambda spec: WordTokenizer())

@@ -13,11 +13,12 @@ def register(subparsers) -> None:
         "prepare",
         help="clean, de-duplicate and split pair files by date (train/validation/test parquet + summary)",
         description=(
-            "Read pair files (.parquet, .jsonl, .csv), drop short and duplicate rows and rows whose date is not "
-            "readable as YYYY-MM-DD, split by date (undated rows go to train, those whose arXiv id names a month "
-            "from --train-until on are dropped), remove test titles and abstracts from the earlier splits, and "
-            "write train/validation/test.parquet, summary.json, summary.md and a token-length histogram into "
-            "--out. The new set replaces the --out folder as a whole (a kill never leaves old and new splits mixed), so one holding other files is refused."
+            "Read pair files (.parquet or .pq, .jsonl, .csv), drop short and duplicate rows and rows whose date "
+            "is not readable as YYYY-MM-DD, split by date (undated rows go to train, those whose arXiv id names a "
+            "month from --train-until on are dropped), remove test titles and abstracts from the earlier splits, "
+            "and write train/validation/test.parquet, summary.json, summary.md and a token-length histogram into "
+            "--out. The new set replaces the --out folder as a whole (a kill never leaves old and new splits "
+            "mixed), so one holding other files is refused."
         ),
     )
     # extend: with argparse's default, `--in a.parquet --in b.parquet` read b.parquet alone, dropping a without a word
