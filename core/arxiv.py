@@ -347,12 +347,21 @@ def _check_date(value: str | None) -> str | None:
 
 def _refuse_out_that_is_no_file(out: str | os.PathLike) -> None:
     """Refuse, before any request, an ``out`` that cannot become the parquet file: a folder (existing, or
-    named with a trailing slash) or a path below a file. The harvest otherwise failed only when it wrote
-    its result, after every page, or after its first page, with a bare OS message."""
+    named with a trailing slash), a path below a file, or a name without the .parquet suffix. The harvest
+    otherwise failed only when it wrote its result, after every page, or after its first page, with a bare
+    OS message; and --out pairs.jsonl got parquet bytes under that name, which prepare refuses (it reads
+    pair files by their suffix) and import cannot decode."""
     path = Path(out)
     if path.is_dir() or os.fspath(out).endswith(("/", os.sep)):
         raise TitlecraftError(
             f"cannot write {path}: it is a folder; name the parquet file to write, e.g. {path / 'arxiv.parquet'}"
+        )
+    if path.suffix.lower() != ".parquet":
+        # a data file's suffix is replaced; others are part of the name (arxiv-cs.AI, a category)
+        replaced = path.suffix.lower() in (".jsonl", ".json", ".csv", ".pq", ".txt")
+        suggestion = path.with_suffix(".parquet") if replaced else path.with_name(path.name + ".parquet")
+        raise TitlecraftError(
+            f"cannot write {path}: scrape writes a parquet file, so name it with .parquet, e.g. {suggestion}"
         )
     refuse_file_in_the_way(path)
 

@@ -6,6 +6,7 @@ abstracts and titles are then removed from the earlier splits so that a re-poste
 
 from __future__ import annotations
 
+import calendar
 import email.utils
 import io
 import json
@@ -25,7 +26,7 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from core.errors import TitlecraftError, TitlecraftWarning
-from core.paths import refuse_file_in_the_way
+from core.paths import refuse_file_in_the_way, refuse_folder_as_data_file
 from core.prompts import normalise_whitespace
 
 PAIR_COLUMNS = ("arxiv_id", "title", "abstract", "categories", "date", "source")
@@ -49,6 +50,7 @@ DROP_REASONS = {
     "duplicate_id": "same arXiv id as an earlier row (version ignored)",
     "duplicate_title": "same normalised title as an earlier row",
     "duplicate_abstract": "same normalised abstract as an earlier row",
+    "undated_recent": "undated, and its arXiv id names a month from train-until on",
     "leak_test": "train/validation row whose title or abstract is in test",
     "leak_validation": "train row whose title or abstract is in validation",
 }
@@ -107,7 +109,8 @@ def _read_csv(path: Path) -> pd.DataFrame:
         raise TitlecraftError(f"{path} could not be read as CSV: {error}") from None
 
 
-_READERS = {".parquet": _read_parquet, ".jsonl": _read_jsonl, ".csv": _read_csv}
+# .pq too: import and train read parquet so named, and prepare and eval refused the same file.
+_READERS = {".parquet": _read_parquet, ".pq": _read_parquet, ".jsonl": _read_jsonl, ".csv": _read_csv}
 
 
 def read_pairs(path: str | os.PathLike) -> pd.DataFrame:
@@ -117,6 +120,7 @@ def read_pairs(path: str | os.PathLike) -> pd.DataFrame:
     which defaults to the file name so that every row keeps its provenance.
     """
     path = Path(path)
+    refuse_folder_as_data_file(path)
     reader = _READERS.get(path.suffix.lower())
     if reader is None:
         raise TitlecraftError(f"{path}: unsupported file type {path.suffix!r}; use {', '.join(_READERS)}")
@@ -143,6 +147,11 @@ def read_pairs(path: str | os.PathLike) -> pd.DataFrame:
 _ISO_DAY = re.compile(r"(\d{4})-(\d{1,2})-(\d{1,2})(?:[T ].*)?")
 _ARXIV_ID = re.compile(
     r"^(?:(?:https?://)?(?:www\.|export\.)?arxiv\.org/(?:abs|pdf)/|oai:arxiv\.org:|arxiv:)?(.+?)(?:v\d+)?(?:\.pdf)?/?$", re.I
+)
+# arXiv numbers a paper by the month of its first version: YYMM.NNNNN since April 2007, and
+# archive/YYMMNNN before (hep-th/9901001, from 1991).
+_ARXIV_ID_MONTH = re.compile(
+    r"(?P<new_year>\d{2})(?P<new_month>\d{2})\.\d{4,5}|[a-z-]+(?:\.[A-Za-z-]+)?/(?P<year>\d{2})(?P<month>\d{2})\d{3}"
 )
 
 
@@ -311,6 +320,31 @@ def check_split_dates(train_until: str | date, val_until: str | date) -> tuple[s
     if bounds[0] >= bounds[1]:
         raise TitlecraftError(f"train-until ({bounds[0]}) must be earlier than val-until ({bounds[1]})")
     return bounds[0], bounds[1]
+
+
+def arxiv_month_end(arxiv_id) -> str | None:
+    """The last day (YYYY-MM-DD) of the month a normalised arXiv id was first submitted in, which the id
+    names; None for an id without one (or no id)."""
+    match = _ARXIV_ID_MONTH.fullmatch(arxiv_id) if isinstance(arxiv_id, str) else None
+    if match is None:
+        return None
+    if match["new_year"] is not None:
+        year, month = 2000 + int(match["new_year"]), int(match["new_month"])
+    else:
+        short_year, month = int(match["year"]), int(match["month"])
+        year = (1900 if short_year >= 91 else 2000) + short_year
+    if not 1 <= month <= 12:
+        return None
+    return date(year, month, calendar.monthrange(year, month)[1]).isoformat()
+
+
+def drop_undated_of_later_months(frame: pd.DataFrame, train_until: str, dropped: dict[str, int]) -> pd.DataFrame:
+    """Drop undated rows whose arXiv id names a month ending on or after ``train_until``: undated rows go
+    to train, which put papers of the validation and test months there to train the model that test then
+    scores. Their day is unknown, so they are not moved into validation or test either: those keep the
+    papers dated in their windows (and the seeded evaluation selections drawn from them)."""
+    month_end = frame["arxiv_id"].where(frame["date"].isna()).map(arxiv_month_end).fillna("")
+    return _drop(frame, month_end.ge(train_until), "undated_recent", dropped)
 
 
 def split_by_date(frame: pd.DataFrame, train_until: str, val_until: str) -> dict[str, pd.DataFrame]:
@@ -516,6 +550,19 @@ def refuse_other_files(out_dir: Path) -> None:
         )
 
 
+def _create_parent_folder(out_dir: Path) -> None:
+    """Create the folder --out goes in before any input is read: made only when the outputs were written,
+    one that cannot be made failed after reading, cleaning and tokenising, naming the hidden work folder."""
+    parent = out_dir.resolve().parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        reason = error.strerror or error
+        raise TitlecraftError(f"cannot write --out {out_dir}: its folder {parent} cannot be created ({reason})") from None
+    if not os.access(parent, os.W_OK):
+        raise TitlecraftError(f"cannot write --out {out_dir}: its folder {parent} is not writable")
+
+
 def _write_outputs(out_dir: Path, splits: dict[str, pd.DataFrame], summary: dict, lengths: tuple[list, list]) -> None:
     """Write the new set into a work folder beside ``out_dir``, then swap folders: the old set is
     renamed away, the new one renamed into place. Moving its files in one by one, a kill in between
@@ -569,6 +616,7 @@ def prepare(
     if token_sample is not None and token_sample < 0:
         raise TitlecraftError(f"--token-sample {token_sample} is not a number of rows: give a positive number, or 0 for all")
     train_until, val_until = check_split_dates(train_until, val_until)
+    _create_parent_folder(Path(out_dir))
     wanted = parse_categories(categories)
     dropped = dict.fromkeys(DROP_REASONS, 0)
     paths = [Path(path) for path in inputs]
@@ -582,6 +630,7 @@ def prepare(
         frame = filter_pairs(clean_pairs(pd.concat(frames, ignore_index=True)), wanted, dropped)
         bar.update()
         bar.set_postfix_str("split and de-leak")
+        frame = drop_undated_of_later_months(frame, train_until, dropped)
         splits = drop_repeated_abstracts(remove_leaks(split_by_date(frame, train_until, val_until), dropped), dropped)
         bar.update()
     kept = pd.concat(splits.values())

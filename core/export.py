@@ -43,6 +43,19 @@ PROVENANCE_COLUMNS = (
     "decision_id",
 )
 TABLE_COLUMNS = PAIR_COLUMNS + PROVENANCE_COLUMNS
+# The file suffixes each format is read back by: import, train and prepare choose their reader by suffix.
+FORMAT_SUFFIXES = {
+    **dict.fromkeys(("sft", "chat", "dpo"), (".jsonl", ".ndjson", ".json")),
+    "parquet": (".parquet", ".pq"),
+    "csv": (".csv",),
+    "hf": (),
+}
+FORMAT_WRITES = {
+    **dict.fromkeys(("sft", "chat", "dpo"), "JSON Lines"),
+    "parquet": "parquet",
+    "csv": "CSV",
+    "hf": "a datasets folder",
+}
 _INTEGER_COLUMNS = {"seed", "candidate_rank", "abstract_id", "decision_id"}
 _FLOAT_COLUMNS = {"candidate_score"}
 
@@ -79,6 +92,7 @@ def export(
     if format_name not in FORMATS:
         raise TitlecraftError(f"unknown export format {format_name!r}; choose one of {', '.join(FORMATS)}")
     out = Path(out).expanduser()
+    _refuse_the_suffix_of_another_format(format_name, out)
     refuse_file_in_the_way(out)
     _refuse_overwriting_the_store(store, out)
     since = parse_since(since) if since is not None else None
@@ -120,6 +134,22 @@ def _recorded_specs(store: Store, model: str) -> list[str]:
         for stats in store.model_stats()
         if stats.model_spec == model or os.path.abspath(os.path.expanduser(stats.model_spec)) == wanted
     ]
+
+
+def _refuse_the_suffix_of_another_format(format_name: str, out: Path) -> None:
+    """Refuse an ``out`` named for another format (pairs.jsonl exported as parquet): the app keeps a typed
+    path when the format is switched, and the file was then refused by every reader that goes by its suffix
+    ("not a parquet file", "not UTF-8 text"). Suffixes no format claims (pairs.sft) are left alone."""
+    suffix = out.suffix.lower()
+    named_for = [name for name, suffixes in FORMAT_SUFFIXES.items() if suffix in suffixes]
+    if not named_for or format_name in named_for:
+        return
+    wanted = f"a {FORMAT_SUFFIXES[format_name][0]} name" if FORMAT_SUFFIXES[format_name] else "a folder name"
+    formats = " or ".join(", ".join(named_for).rsplit(", ", 1))
+    raise TitlecraftError(
+        f"{out} is named as a {FORMAT_WRITES[named_for[0]]} file, but the {format_name} format writes "
+        f"{FORMAT_WRITES[format_name]}: give {wanted}, or choose the {formats} format"
+    )
 
 
 def _refuse_overwriting_the_store(store: Store, out: Path) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import itertools
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -80,8 +81,6 @@ def import_file(
     while True:
         chunk = [row for _, row in zip(range(ROWS_PER_COMMIT), rows)]
         if not chunk:
-            if not (summary.imported or summary.already_present or summary.problems):
-                raise TitlecraftError(f"{path} holds no abstracts to import")
             return summary
         with store.batch():
             for location, row in chunk:
@@ -162,14 +161,26 @@ def read_rows(path: Path) -> Iterator[tuple[str, ImportRow | BadRow]]:
             f"abstracts separated by blank lines ({', '.join(TEXT_SUFFIXES)})"
         )
     if suffix in PARQUET_SUFFIXES:
-        return _parquet_rows(path)
+        return _refuse_no_rows(path, _parquet_rows(path))
     text = _read_text(path)
     if suffix in JSONL_SUFFIXES:
         _refuse_json_document(path, text)
-        return _jsonl_rows(text)
+        return _refuse_no_rows(path, _jsonl_rows(text))
     if suffix in CSV_SUFFIXES:
-        return _csv_rows(path, text)
-    return _plain_text_rows(text)
+        return _refuse_no_rows(path, _csv_rows(path, text))
+    return _refuse_no_rows(path, _plain_text_rows(text))
+
+
+def _refuse_no_rows(
+    path: Path, rows: Iterator[tuple[str, ImportRow | BadRow]]
+) -> Iterator[tuple[str, ImportRow | BadRow]]:
+    """The rows, read up to the first now: a file without any, or whose CSV header or parquet body cannot
+    be read (the readers check those on their first row), is refused before the caller opens a store,
+    where an import into a new --db left an empty database behind."""
+    first = next(rows, None)
+    if first is None:
+        raise TitlecraftError(f"{path} holds no abstracts to import")
+    return itertools.chain([first], rows)
 
 
 def _read_text(path: Path) -> str:

@@ -1,4 +1,4 @@
-"""Output paths shared by the commands that write files or folders: checks before writing, and safe rewrites."""
+"""Paths shared by the commands: checks before reading a data file or writing files and folders, and safe rewrites."""
 
 from __future__ import annotations
 
@@ -14,6 +14,20 @@ def refuse_empty_path(path: str | None, option: str) -> None:
     so `--out ""` (often an unset shell variable) wrote there unasked."""
     if path == "":
         raise TitlecraftError(f"{option} is empty: give a path to write to")
+
+
+def refuse_folder_as_data_file(path: str | os.PathLike) -> None:
+    """Refuse a folder named where a pair file is read (prepare --in, eval --data and --retrieval-pool,
+    train --train/--val/--extra), naming the pair files in it: the prepared folder given for its split
+    was reported as "no such file", "does not exist" or "unsupported file type ''", though it is there."""
+    path = Path(path)
+    if not path.is_dir():
+        return
+    pair_suffixes = (".parquet", ".pq", ".jsonl", ".csv")
+    files = sorted(item.name for item in path.iterdir() if item.suffix.lower() in pair_suffixes)
+    shown = ", ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
+    which = f"one of its pair files ({shown})" if files else "a pair file"
+    raise TitlecraftError(f"{path} is a folder; name {which}")
 
 
 def refuse_file_in_the_way(path: str | os.PathLike, *, folder: bool = False) -> None:

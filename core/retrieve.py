@@ -23,6 +23,7 @@ import numpy as np
 
 from core.dataset import text_key
 from core.errors import TitlecraftError
+from core.paths import refuse_folder_as_data_file
 from core.prompts import Example
 
 # Standard BM25 constants: term-frequency saturation and document-length normalisation.
@@ -63,6 +64,7 @@ def pairs_from_parquet(path: str | os.PathLike) -> list[Example]:
     import pyarrow.parquet as pq
 
     path = Path(path)
+    refuse_folder_as_data_file(path)
     if not path.is_file():
         raise TitlecraftError(f"{path}: no such retrieval pool; run `titlecraft prepare` first")
     try:

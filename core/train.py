@@ -14,7 +14,7 @@ import os
 import random
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.distributed import Ranks, all_reduce_sum, barrier, init_distributed
+from core.distributed import Ranks, all_reduce_sum, barrier, init_distributed, is_main_process
 from core.errors import TitlecraftError
 from core.models import (
     ADAPTER_WEIGHTS,
@@ -346,6 +346,17 @@ def _refuse_a_folder_of_other_files(out: Path) -> None:
     )
 
 
+def _create_out_folder(out: Path) -> None:
+    """Create --out before the model loads: a folder that cannot be created or written failed only at
+    the first save, --eval-every steps of training later, which were lost."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise TitlecraftError(f"cannot create the checkpoint folder {out}: {error.strerror or error}") from None
+    if not os.access(out, os.W_OK):
+        raise TitlecraftError(f"cannot write the checkpoint folder {out}: it is not writable")
+
+
 def _holds_first_best_of(out: Path) -> bool:
     """Whether out/best is this run's own first save (it is written just before the first resume state)."""
     try:
@@ -432,13 +443,48 @@ def _log(message: str, ranks: Ranks) -> None:
 
 
 def train(config: TrainConfig, on_progress: Callable[[dict], None] | None = None) -> Path:
-    """Run (or resume) a training job and return the checkpoint directory."""
+    """Run (or resume) a training job and return the checkpoint directory; one job at a time per --out."""
+    out = Path(config.out)
+    refuse_file_in_the_way(out, folder=True)  # now, not when the first checkpoint is saved
+    with _only_job_writing(out):
+        return _train(config, on_progress)
+
+
+@contextlib.contextmanager
+def _only_job_writing(out: Path) -> Iterator[None]:
+    """Hold a lock beside --out while a job trains into it. The same command started again meanwhile (in
+    another terminal) took the first job's saved state for an interrupted run's and trained beside it,
+    both replacing best/ and last/: the published checkpoint mixed the two, with exit status 0 for both."""
+    if not is_main_process():  # the main process alone saves, and speaks for a data-parallel job
+        yield
+        return
+    import fcntl
+
+    lock_path = out.with_name(f".{out.name}.lock")
+    try:
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        handle = lock_path.open("w")
+    except OSError as error:
+        raise TitlecraftError(f"cannot create the checkpoint folder {out}: {error.strerror or error}") from None
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise TitlecraftError(
+                f"another titlecraft train is writing into {out}; wait for it to finish, or choose another --out"
+            ) from None
+        try:
+            yield
+        finally:
+            lock_path.unlink(missing_ok=True)
+
+
+def _train(config: TrainConfig, on_progress: Callable[[dict], None] | None) -> Path:
     from tqdm.auto import tqdm
 
     # Batch shapes vary from step to step; expandable segments keep the CUDA allocator from fragmenting.
     os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
     out = Path(config.out)
-    refuse_file_in_the_way(out, folder=True)  # now, not when the first checkpoint is saved
     state_dir = out / STATE_DIR
     for folder in (state_dir, out / "best"):
         _recover_replaced_folder(folder)
@@ -455,6 +501,7 @@ def train(config: TrainConfig, on_progress: Callable[[dict], None] | None = None
     # LoRA freezes the base, so under bf16 autocast it can sit in bf16; a full fine-tune keeps fp32 master weights.
     dtype = torch.bfloat16 if (config.lora and bf16) else torch.float32
     train_pairs, extra_pairs, val_pairs, trained_on = _read_data(config)  # a bad file fails now, not after the model loads
+    _create_out_folder(out)
     model, tokenizer, info = load_model(config.base, device=device, dtype=dtype)
     ranks = init_distributed(device)
     if trained_on:

@@ -16,6 +16,7 @@ import torch
 
 from core.errors import TitlecraftError
 from core.export_rows import export_shape, json_object
+from core.paths import refuse_folder_as_data_file
 from core.prompts import COMPLETION, completion_target, normalise_whitespace, parse_completion_prompt, render
 
 IGNORE_INDEX = -100
@@ -44,6 +45,7 @@ class Example:
 def read_pairs(path: str | Path) -> list[tuple[str, str]]:
     """(abstract, title) pairs from a prepared parquet split or an SFT JSONL export."""
     path = Path(path)
+    refuse_folder_as_data_file(path)
     if not path.is_file():
         raise TitlecraftError(f"training data {path} does not exist")
     if _is_parquet(path):

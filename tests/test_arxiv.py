@@ -309,6 +309,16 @@ def test_cli_uses_env_url_and_keeps_only_requested_subcats(tmp_path, monkeypatch
     assert "2 pairs written" in capsys.readouterr().out
 
 
+def test_every_value_of_a_repeated_subcats_option_is_kept(tmp_path, capsys):
+    """argparse kept only the last `--subcats`: `--subcats hep-ph --subcats cs.AI` kept cs.AI records alone."""
+    out = tmp_path / "hep-ph.parquet"
+    with oai_server(pages(HEP_EX, {})) as (url, _):
+        args = ["scrape", "--category", "hep-ex", "--subcats", "hep-ph", "--subcats", "cs.AI", "--oai-url", url]
+        assert main([*args, "--out", str(out)]) == 0
+    assert [row["arxiv_id"] for row in read_rows(out)] == HEP_EX_IDS[1:]
+    assert "2 pairs written" in capsys.readouterr().out
+
+
 def test_subcats_are_matched_in_any_case(tmp_path):
     assert parse_subcats(["cs.ai", " HEP-PH ", "astro-ph.co", "cond-mat.MES-HALL"]) == {
         "cs.AI", "hep-ph", "astro-ph.CO", "cond-mat.mes-hall"
@@ -373,6 +383,9 @@ def test_an_out_that_cannot_be_the_parquet_file_is_refused_before_any_request(tm
             (str(folder), f"cannot write {folder}: it is a folder"),
             (str(tmp_path / "new") + "/", f"cannot write {tmp_path / 'new'}: it is a folder"),
             (str(tmp_path / "notes.txt" / "x.parquet"), f"{tmp_path / 'notes.txt'} is a file, not a folder"),
+            # parquet bytes under another suffix: prepare refused the file and import could not decode it
+            (str(tmp_path / "pairs.jsonl"), f"name it with .parquet, e.g. {tmp_path / 'pairs.parquet'}"),
+            (str(tmp_path / "cs.AI"), f"name it with .parquet, e.g. {tmp_path / 'cs.AI.parquet'}"),
         ]:
             assert main(["scrape", "--category", "hep-ex", "--oai-url", url, "--out", out]) == 2
             err = capsys.readouterr().err

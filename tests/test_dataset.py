@@ -98,6 +98,7 @@ def test_cleans_deduplicates_and_splits_by_date(tmp_path):
         "duplicate_id": 1,
         "duplicate_title": 1,
         "duplicate_abstract": 0,
+        "undated_recent": 0,
         "leak_test": 0,
         "leak_validation": 0,
     }
@@ -130,6 +131,31 @@ def test_dates_are_read_strictly_and_unreadable_ones_are_dropped_with_a_warning(
     assert list(splits["test"]["date"]) == ["2026-03-05"]
     assert summary["dropped"]["unreadable_date"] == 3 and summary["undated_in_train"] == 1
     assert "| date given but not readable as YYYY-MM-DD | 3 |" in (tmp_path / "prepared" / "summary.md").read_text()
+
+
+def test_an_undated_row_whose_arxiv_id_names_a_later_month_is_kept_out_of_train(tmp_path):
+    """Undated rows all went to train, so papers from the validation and test months (7 of the shared
+    pairs, 2602.08028 among them) trained the model that test then scores; an arXiv id names the month."""
+    rows = [
+        pair(1, None, arxiv_id="2509.00001"),
+        pair(2, None, arxiv_id="2510.00002"),
+        pair(3, None, arxiv_id="2602.08028v2"),
+        pair(4, None, arxiv_id="hep-th/9901001"),
+        pair(5, None, arxiv_id=None),
+        pair(6, "2024-01-01"),
+        pair(7, "2026-02-01"),
+    ]
+    summary, splits = prepare_rows(rows, tmp_path)
+    assert [sorted(splits[name]["arxiv_id"].fillna("none")) for name in SPLITS] == [
+        ["2001.00006", "2509.00001", "hep-th/9901001", "none"],
+        [],
+        ["2001.00007"],
+    ]
+    assert summary["dropped"]["undated_recent"] == 2 and summary["undated_in_train"] == 3
+    assert f"| {DROP_REASONS['undated_recent']} | 2 |" in (tmp_path / "prepared" / "summary.md").read_text()
+    # A month that straddles --train-until counts by its last day: it may hold papers after the boundary.
+    summary, _ = prepare_rows([rows[0], rows[5]], tmp_path, train_until="2025-09-15")
+    assert summary["dropped"]["undated_recent"] == 1
 
 
 def test_an_abstract_repeated_under_another_title_and_id_is_dropped(tmp_path):
@@ -386,6 +412,49 @@ def test_real_pairs_split_without_overlap(shared_slice, tmp_path):
         assert not (seen[0] & seen[1] or seen[0] & seen[2] or seen[1] & seen[2]), column
     titles = pd.concat(splits.values())["title"]
     assert (titles != titles.str.lower()).mean() > 0.9  # original case kept
+
+
+def test_cli_prepare_reads_every_file_of_a_repeated_in_option(tmp_path, monkeypatch, capsys):
+    """argparse kept only the last `--in`: `--in a.parquet --in b.parquet` prepared b alone, without a word."""
+    monkeypatch.setattr("core.commands.prepare.load_tokenizer", lambda spec: WordTokenizer())
+    first = write_parquet([pair(1, "2024-01-01"), pair(2, "2025-11-01")], tmp_path / "first.parquet")
+    second = write_parquet([pair(3, "2026-02-01")], tmp_path / "second.parquet")
+    third = write_parquet([pair(4, "2024-02-01")], tmp_path / "third.parquet")
+    out = tmp_path / "prepared"
+    assert main(["prepare", "--in", str(first), "--in", str(second), str(third), "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert [item["path"] for item in summary["inputs"]] == [str(first), str(second), str(third)]
+    assert summary["splits"] == {"train": 2, "validation": 1, "test": 1}
+    assert "train 2, validation 1, test 1 rows written" in capsys.readouterr().out
+
+
+def test_a_parquet_file_named_pq_is_read_as_import_and_train_read_it(tmp_path):
+    """prepare --in and eval --data refused 'unsupported file type .pq' for a file import and train take."""
+    rows = [pair(1, "2024-01-01"), pair(2, "2025-11-01"), pair(3, "2026-02-01")]
+    source = write_parquet(rows, tmp_path / "pairs.PQ")
+    assert list(read_pairs(source)["arxiv_id"]) == ["2001.00001", "2001.00002", "2001.00003"]
+    summary = prepare([source], tmp_path / "prepared", tokenizer=WordTokenizer(), progress=False)
+    assert summary["splits"] == {"train": 1, "validation": 1, "test": 1}
+
+
+def test_cli_prepare_keeps_every_category_of_a_repeated_categories_option(tmp_path, monkeypatch):
+    """argparse kept only the last `--categories`: `--categories cs.CL --categories cs.AI` kept cs.AI alone."""
+    monkeypatch.setattr("core.commands.prepare.load_tokenizer", lambda spec: WordTokenizer())
+    rows = [pair(1, "2024-01-01", categories="cs.CL"), pair(2, "2024-01-01", categories="cs.AI cs.LG"),
+            pair(3, "2025-11-01", categories="cs.CL cs.CV"), pair(4, "2026-02-01", categories="cs.CV")]
+    source, out = write_parquet(rows, tmp_path / "pairs.parquet"), tmp_path / "prepared"
+    assert main(["prepare", "--in", str(source), "--out", str(out), "--categories", "cs.CL", "--categories", "cs.AI"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["parameters"]["categories"] == ["cs.AI", "cs.CL"] and summary["dropped"]["category"] == 1
+
+
+def test_an_out_whose_folder_cannot_be_created_is_refused_before_any_input_is_read(tmp_path, monkeypatch):
+    """The folder was made only when the outputs were written: prepare read, cleaned and tokenised every
+    input, then failed with a bare 'No such file or directory' naming its hidden work folder."""
+    monkeypatch.setattr("core.dataset.read_pairs", lambda path: pytest.fail("an input was read"))
+    out = Path("/proc") / f"titlecraft-{tmp_path.name}" / "prepared"  # procfs takes no new folder, even from root
+    with pytest.raises(TitlecraftError, match=f"cannot write --out {out}: its folder {out.parent} cannot be created"):
+        prepare([tmp_path / "pairs.parquet"], out, tokenizer=WordTokenizer(), progress=False)
 
 
 def test_cli_prepare(shared_slice, tmp_path, monkeypatch, capsys):

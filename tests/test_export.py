@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 
 import pyarrow.parquet as pq
 import pytest
@@ -172,6 +173,24 @@ def test_an_empty_selection_writes_nothing_and_keeps_an_earlier_export(db, tmp_p
         with pytest.raises(TitlecraftError, match="no curated pairs titled by model 'other' in the store"):
             export(store, format_name, out, model="other")
     assert (sorted(p.name for p in out.iterdir()) if out.is_dir() else out.read_bytes()) == before
+
+
+@pytest.mark.parametrize("format_name,name,problem", [
+    ("parquet", "pairs.jsonl", "named as a JSON Lines file, but the parquet format writes parquet: give a .parquet name, "
+     "or choose the sft, chat or dpo format"),
+    ("csv", "pairs.PARQUET", "named as a parquet file, but the csv format writes CSV: give a .csv name"),
+    ("sft", "pairs.csv", "named as a CSV file, but the sft format writes JSON Lines: give a .jsonl name"),
+    ("hf", "pairs.parquet", "but the hf format writes a datasets folder: give a folder name, or choose the parquet format"),
+])
+def test_an_out_named_for_another_format_is_refused(db, tmp_path, format_name, name, problem):
+    """The app keeps a typed path when its format is switched: parquet bytes landed in pairs.jsonl, which
+    train, import and prepare (each reading by suffix) then refused as unreadable."""
+    out = tmp_path / name
+    with Store(db) as store:
+        with pytest.raises(TitlecraftError, match=re.escape(problem)):
+            export(store, format_name, out)
+        assert not out.exists()
+        assert export(store, "sft", tmp_path / "pairs.ndjson").rows == export(store, "sft", tmp_path / "pairs.sft").rows == 3
 
 
 def test_dpo_without_rejections_is_nothing_to_export(tmp_path):

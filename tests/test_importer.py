@@ -372,11 +372,18 @@ def test_import_command_prints_a_summary_and_errors(tmp_path, capsys):
 
 
 def test_a_file_that_cannot_be_imported_leaves_no_new_store_behind(tmp_path, capsys):
+    # A file with no rows, a CSV without an abstract column and an unreadable parquet file were refused
+    # only after the new store was created, leaving an empty database at a mistyped --db.
     db = tmp_path / "new.db"
     (tmp_path / "papers.tsv").write_text("abstract\ttitle\n")
-    for missing_or_unsupported in (tmp_path / "nope.jsonl", tmp_path / "papers.tsv", tmp_path):
-        assert main(["import", str(missing_or_unsupported), "--db", str(db)]) == 2
-        assert "error:" in capsys.readouterr().err
+    (tmp_path / "blank.jsonl").write_text("\n\n")
+    (tmp_path / "header-only.csv").write_text("abstract,title\n")
+    (tmp_path / "no-abstract.csv").write_text("summary,title\nWe study graphs.,Graphs\n")
+    (tmp_path / "broken.parquet").write_bytes(b"PAR1 not really")
+    files = ("nope.jsonl", "papers.tsv", ".", "blank.jsonl", "header-only.csv", "no-abstract.csv", "broken.parquet")
+    for name in files:
+        assert main(["import", str(tmp_path / name), "--db", str(db)]) == 2
+        assert capsys.readouterr().err.startswith("error:"), name
     assert not db.exists()
 
 

@@ -1,8 +1,10 @@
-"""Every command that writes says plainly when a file sits where a folder of its output path is needed."""
+"""Every command that writes says plainly when a file sits where a folder of its output path is needed, and
+every command that reads pair files when a folder is named where one of them belongs."""
 
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 from shared_pairs import shared_pairs
@@ -104,3 +106,33 @@ def test_an_empty_output_path_is_refused_not_taken_for_the_current_folder(
     option = "--db" if command == "import" else "--out"
     assert capsys.readouterr().err == f"error: {option} is empty: give a path to write to\n"
     assert not any(cwd.iterdir())
+
+
+# Each command's arguments with the pair file it reads at one option replaced by ``folder``.
+FOLDER_AS_DATA_FILE = {
+    "prepare --in": lambda i, folder: ["prepare", "--in", folder, "--out", str(i["tmp"] / "split")],
+    "eval --data": lambda i, folder: ["eval", "--model", i["model"], "--data", folder, "--out", str(i["tmp"] / "report")],
+    "eval --retrieval-pool": lambda i, folder: [
+        *COMMANDS["eval"](i, str(i["tmp"] / "report")), "--mode", "few-shot", "--retrieval-pool", folder
+    ],
+    "train --train": lambda i, folder: ["train", "--base", i["model"], "--train", folder, "--out", str(i["tmp"] / "ckpt")],
+    "train --val": lambda i, folder: [*COMMANDS["train"](i, str(i["tmp"] / "ckpt")), "--val", folder],
+    "train --extra": lambda i, folder: [*COMMANDS["train"](i, str(i["tmp"] / "ckpt")), "--extra", folder],
+}
+
+
+@pytest.mark.parametrize("option", FOLDER_AS_DATA_FILE)
+def test_a_folder_named_where_a_pair_file_is_read_is_named_as_a_folder(
+    option, inputs, tiny_gptneo_dir, tmp_path, monkeypatch, capsys
+):
+    """The prepared folder given for one of its splits was reported as "does not exist" (train), "no such
+    retrieval pool; run `titlecraft prepare` first" (eval) or "unsupported file type ''" (prepare, eval)."""
+    monkeypatch.setattr("core.commands.prepare.load_tokenizer", lambda spec: WordTokenizer())
+    inputs.update(model=str(tiny_gptneo_dir), tmp=tmp_path)
+    prepared = tmp_path / "prepared"
+    prepared.mkdir()
+    for split in ("train", "validation", "test"):
+        shutil.copy(inputs["pairs"], prepared / f"{split}.parquet")
+    assert main(FOLDER_AS_DATA_FILE[option](inputs, str(prepared))) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: ")]
+    assert errors == [f"error: {prepared} is a folder; name one of its pair files (test.parquet, train.parquet, validation.parquet)"]

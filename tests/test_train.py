@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import json
 import math
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pandas as pd
@@ -573,6 +575,50 @@ def test_an_sft_file_that_is_not_utf8_or_holds_no_pairs_is_refused(tmp_path, spl
     empty.write_text("\n")
     with pytest.raises(TitlecraftError, match=f"--extra {empty} holds no pairs"):
         train(TrainConfig(train=str(split_files[0]), extra=[str(empty)], out=str(tmp_path / "run")))
+
+
+def test_an_out_folder_that_cannot_be_created_is_refused_before_the_model_loads(tmp_path, split_files, monkeypatch, capsys):
+    """It failed only at the first save, after --eval-every steps of training that were then lost."""
+    monkeypatch.setattr("core.train.load_model", lambda *a, **k: pytest.fail("the model loaded"))
+    out = Path("/proc") / f"titlecraft-{tmp_path.name}" / "run"  # procfs takes no new folder, even from root
+    assert main(["train", "--train", str(split_files[0]), "--out", str(out)]) == 2
+    assert capsys.readouterr().err == f"error: cannot create the checkpoint folder {out}: No such file or directory\n"
+
+
+def test_a_second_job_on_the_same_out_is_refused_while_the_first_trains(tmp_path, tiny_gptneo_dir, split_files, capsys):
+    """The same command started again meanwhile took the first job's saved state for an interrupted run's and
+    trained beside it, both replacing best/ and last/: the published checkpoint mixed the two, exit status 0."""
+    first_saved, second_refused = threading.Event(), threading.Event()
+
+    def wait_for_the_second(record):
+        first_saved.set()
+        assert second_refused.wait(60)
+
+    config = _config(tmp_path, tiny_gptneo_dir, *split_files, eval_every=1, limit=16)
+    first = concurrent.futures.ThreadPoolExecutor(1).submit(train, config, wait_for_the_second)
+    assert first_saved.wait(120), first.exception(timeout=0) if first.done() else "the first job never saved"
+    # the same command: without the lock it resumed from the first job's saved state and trained beside it
+    args = ["train", "--base", str(tiny_gptneo_dir), "--train", str(split_files[0]), "--val", str(split_files[1]),
+            "--limit", "16", "--batch-size", "8", "--lr", "3e-3", "--eval-every", "1", "--seed", "1"]
+    assert main([*args, "--out", config.out]) == 2
+    second_refused.set()
+    assert capsys.readouterr().err.endswith(
+        f"error: another titlecraft train is writing into {config.out}; wait for it to finish, or choose another --out\n"
+    )
+    assert (first.result(timeout=120) / "model.safetensors").is_file()
+    assert main([*args, "--out", config.out]) == 2  # the lock went with the first job: the run is finished
+    assert capsys.readouterr().err.endswith(f"error: {config.out} already holds a finished run; choose another --out\n")
+
+
+def test_every_file_of_a_repeated_extra_option_is_read(tmp_path, split_files, monkeypatch, capsys):
+    """argparse kept only the last `--extra`: `--extra mine.jsonl --extra hers.jsonl` trained without mine."""
+    monkeypatch.setattr("core.train.load_model", lambda *a, **k: pytest.fail("the model loaded"))
+    empty, curated = tmp_path / "empty.jsonl", tmp_path / "curated.jsonl"
+    empty.write_text("\n")
+    curated.write_text(json.dumps({"prompt": "Abstract: We study graphs.\nTitle:", "completion": " Graphs"}) + "\n")
+    args = ["train", "--train", str(split_files[0]), "--extra", str(empty), "--extra", str(curated)]
+    assert main([*args, "--out", str(tmp_path / "run")]) == 2
+    assert capsys.readouterr().err == f"error: --extra {empty} holds no pairs; export them with titlecraft export --format sft\n"
 
 
 def test_a_parquet_split_without_a_column_or_an_empty_validation_split_is_refused(tmp_path, split_files, monkeypatch, capsys):

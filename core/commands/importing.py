@@ -29,7 +29,7 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     refuse_empty_path(args.db, "--db")
-    rows = read_rows(args.file)  # a missing or unsupported file is refused before a new store is created
+    rows = read_rows(args.file)  # a file with nothing to import is refused before a new store is created
     with Store(args.db) as store:
         summary = import_file(store, args.file, rows)
     for problem in summary.problems:

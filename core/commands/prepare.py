@@ -13,18 +13,23 @@ def register(subparsers) -> None:
         "prepare",
         help="clean, de-duplicate and split pair files by date (train/validation/test parquet + summary)",
         description=(
-            "Read pair files (.parquet, .jsonl, .csv), drop short and duplicate rows and rows whose date is not "
-            "readable as YYYY-MM-DD (undated rows go to train), split by date, remove "
-            "test titles and abstracts from the earlier splits, and write train/validation/test.parquet, "
-            "summary.json, summary.md and a token-length histogram into --out. The new set replaces the --out "
-            "folder as a whole (a kill never leaves old and new splits mixed), so one holding other files is refused."
+            "Read pair files (.parquet or .pq, .jsonl, .csv), drop short and duplicate rows and rows whose date "
+            "is not readable as YYYY-MM-DD, split by date (undated rows go to train, those whose arXiv id names a "
+            "month from --train-until on are dropped), remove test titles and abstracts from the earlier splits, "
+            "and write train/validation/test.parquet, summary.json, summary.md and a token-length histogram into "
+            "--out. The new set replaces the --out folder as a whole (a kill never leaves old and new splits "
+            "mixed), so one holding other files is refused."
         ),
     )
-    parser.add_argument("--in", dest="inputs", nargs="+", required=True, metavar="FILE", help="pair files; earlier files win duplicates")
+    # extend: with argparse's default, `--in a.parquet --in b.parquet` read b.parquet alone, dropping a without a word
+    parser.add_argument("--in", dest="inputs", nargs="+", action="extend", required=True, metavar="FILE",
+                        help="pair files (--in A B or --in A --in B); earlier files win duplicates")
     parser.add_argument("--out", default="data/prepared", help="output folder (default data/prepared)")
     parser.add_argument("--train-until", default=DEFAULT_TRAIN_UNTIL, help=f"train: dates before this (default {DEFAULT_TRAIN_UNTIL})")
     parser.add_argument("--val-until", default=DEFAULT_VAL_UNTIL, help=f"validation: dates before this; test: from it (default {DEFAULT_VAL_UNTIL})")
-    parser.add_argument("--categories", help="keep rows in any of these categories, e.g. cs.CL,cs.AI")
+    # append: with argparse's default, `--categories cs.CL --categories cs.AI` kept cs.AI rows alone, without a word
+    parser.add_argument("--categories", action="append", help="keep rows in any of these categories, e.g. "
+                        "cs.CL,cs.AI (or --categories cs.CL --categories cs.AI)")
     parser.add_argument("--tokenizer", default="embedded", help="model whose tokenizer measures lengths (default: embedded)")
     parser.add_argument(
         "--token-sample",
@@ -68,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
         tokenizer_name=args.tokenizer,
         train_until=args.train_until,
         val_until=args.val_until,
-        categories=args.categories,
+        categories=[name for names in args.categories or [] for name in names.split(",")],
         token_sample=args.token_sample,
     )
     sizes = ", ".join(f"{name} {rows:,}" for name, rows in summary["splits"].items())

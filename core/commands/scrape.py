@@ -28,7 +28,9 @@ def register(subparsers) -> None:
         ),
     )
     parser.add_argument("--category", required=True, help="arXiv set as arxivscraper names it: cs, stat, cs.CL, ...")
-    parser.add_argument("--subcats", default="", help="keep records in any of these categories, e.g. cs.AI,cs.LG,cs.CL")
+    # append: with argparse's default, `--subcats cs.AI --subcats cs.LG` kept cs.LG records alone, without a word
+    parser.add_argument("--subcats", action="append", help="keep records in any of these categories, e.g. "
+                        "cs.AI,cs.LG,cs.CL (or --subcats cs.AI --subcats cs.LG)")
     parser.add_argument("--from", dest="date_from", type=_iso_date, help="first datestamp, YYYY-MM-DD (default: 1st of this month)")
     parser.add_argument("--until", dest="date_until", type=_iso_date, help="last datestamp, YYYY-MM-DD (default: today)")
     parser.add_argument("--out", help="pair parquet to write (default data/raw/arxiv-CATEGORY-FROM-UNTIL.parquet, "
@@ -62,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     result = harvest(
         args.category,
         out,
-        subcats=args.subcats.split(","),
+        subcats=[name for names in args.subcats or [] for name in names.split(",")],
         date_from=args.date_from,
         date_until=args.date_until,
         base_url=args.oai_url,
