@@ -13,6 +13,7 @@ EMPTY = "empty"
 TOO_SHORT = "too_short"
 TOO_LONG = "too_long"
 COPIES_ABSTRACT = "copies_abstract"
+ENDS_WITH_COLON = "ends_with_colon"
 MIN_WORDS = 3
 MAX_WORDS = 25
 # A title copies a sentence when it is at least this share of one, as a contiguous run. A method's
@@ -163,6 +164,10 @@ def candidate_flags(title: str, abstract: str, cut_off: bool = False) -> list[st
         flags.append(TOO_LONG)
     if copies_abstract(title, abstract):
         flags.append(COPIES_ABSTRACT)
+    if title.rstrip().endswith((":", "\uff1a")):
+        # A lead-in to something that never came ("Here is a title for your paper:", "Research Paper
+        # Abstract:"), common from instruct models; 2 of 188k real arXiv titles end so.
+        flags.append(ENDS_WITH_COLON)
     return flags
 
 

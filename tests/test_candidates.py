@@ -6,6 +6,7 @@ from rouge_score import rouge_scorer
 from core.candidates import (
     COPIES_ABSTRACT,
     EMPTY,
+    ENDS_WITH_COLON,
     TOO_LONG,
     TOO_SHORT,
     candidate_flags,
@@ -92,6 +93,12 @@ def test_flags():
     assert candidate_flags(" ".join(["word"] * 26), ABSTRACT) == [TOO_LONG]
     assert candidate_flags(" ".join(["word"] * 25), ABSTRACT) == []
     assert candidate_flags("We study sparse attention for long documents", ABSTRACT) == [COPIES_ABSTRACT]
+
+
+def test_a_lead_in_ending_with_a_colon_is_not_a_title():
+    assert candidate_flags("Here is a title for your paper:", ABSTRACT) == [ENDS_WITH_COLON]
+    assert candidate_flags("Research Paper Abstract\uff1a", ABSTRACT) == [ENDS_WITH_COLON]
+    assert candidate_flags("Strided Attention: Saving Memory on Long Documents", ABSTRACT) == []
 
 
 @pytest.mark.parametrize(
