@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pkgutil
 import sys
 import warnings
@@ -47,6 +48,10 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     except TitlecraftError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `titlecraft generate | head` closed the pipe: the reader has what it wanted
+        # Python flushes stdout again at exit, which would fail once more; point it at nothing instead.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what a shell reports for a command a closed pipe ended
     except OSError as error:  # a file the command needed could not be read or written: the user's to fix
         where = f" ({error.filename})" if error.filename else ""
         print(f"error: {error.strerror or error}{where}", file=sys.stderr)

@@ -3,7 +3,10 @@
 import io
 import json
 import re
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import pytest
 import torch
@@ -443,6 +446,30 @@ def test_cli_plain_output_and_one_line_errors(tiny_llama_dir, tmp_path, capsys, 
     abstract_file.write_text("   ")
     assert main([*args, "--file", str(abstract_file)]) == 2
     assert capsys.readouterr().err == "error: The abstract is empty: paste an abstract first.\n"
+
+
+def test_cli_says_greedy_decoding_gives_one_candidate_when_more_were_asked(tiny_llama_dir, tmp_path, capsys):
+    abstract_file = tmp_path / "abstract.txt"
+    abstract_file.write_text(ABSTRACT)
+    args = ["generate", "--model", str(tiny_llama_dir), "--device", "cpu", "--max-new-tokens", "6", "--json"]
+    assert main([*args, "--temperature", "0", "-n", "3", "--file", str(abstract_file)]) == 0
+    captured = capsys.readouterr()
+    assert len(json.loads(captured.out)["candidates"]) <= 1
+    assert "note: --temperature 0 decodes greedily, which gives one candidate, not 3" in captured.err
+
+
+def test_cli_output_piped_into_a_reader_that_stops_early_ends_quietly(tiny_llama_dir, tmp_path):
+    """`titlecraft generate | head -1`: the closed pipe is not an error to report."""
+    abstract_file = tmp_path / "abstract.txt"
+    abstract_file.write_text(ABSTRACT)
+    command = [sys.executable, "-m", "core.cli", "generate", "--model", str(tiny_llama_dir), "--device", "cpu",
+               "-n", "2", "--max-new-tokens", "6", "--file", str(abstract_file)]
+    process = subprocess.Popen(command, cwd=Path(__file__).resolve().parents[1], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE)
+    process.stdout.close()  # the reader is gone before the first line is written
+    _, err = process.communicate(timeout=300)
+    assert process.returncode == 141
+    assert b"error" not in err and b"Traceback" not in err
 
 
 def test_cli_refuses_binary_input_before_loading_a_model(tmp_path, capsys, monkeypatch):
