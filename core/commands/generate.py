@@ -162,6 +162,8 @@ def result_json(result) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     params = sampling_params(args)
+    if params.temperature == 0 and args.n is not None and args.n > 1:  # eval refuses this; here one title is still useful
+        print(f"note: --temperature 0 decodes greedily, which gives one candidate, not {args.n}", file=sys.stderr)
     abstract = read_abstract(args.file)
     if not normalise_whitespace(abstract):
         raise TitlecraftError(EMPTY_ABSTRACT)
