@@ -15,7 +15,7 @@ import csv
 import io
 import itertools
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -174,13 +174,19 @@ def read_rows(path: Path) -> Iterator[tuple[str, ImportRow | BadRow]]:
 def _refuse_no_rows(
     path: Path, rows: Iterator[tuple[str, ImportRow | BadRow]]
 ) -> Iterator[tuple[str, ImportRow | BadRow]]:
-    """The rows, read up to the first now: a file without any, or whose CSV header or parquet body cannot
-    be read (the readers check those on their first row), is refused before the caller opens a store,
-    where an import into a new --db left an empty database behind."""
-    first = next(rows, None)
-    if first is None:
+    """The rows, read up to the first importable one now: a file without any (no rows, a CSV header or
+    parquet body that cannot be read, JSON rows that all lack 'abstract') is refused before the caller
+    opens a store, where an import into a new --db left an empty database behind."""
+    bad_start: list[tuple[str, ImportRow | BadRow]] = []
+    for location, row in rows:
+        bad_start.append((location, row))
+        if not isinstance(row, BadRow):
+            return itertools.chain(bad_start, rows)
+    if not bad_start:
         raise TitlecraftError(f"{path} holds no abstracts to import")
-    return itertools.chain([first], rows)
+    location, problem = bad_start[0]
+    verdict = "its only row cannot" if len(bad_start) == 1 else f"none of its {len(bad_start)} rows can"
+    raise TitlecraftError(f"{path}: {verdict} be imported ({location}: {problem}); nothing was imported")
 
 
 def _read_text(path: Path) -> str:
@@ -267,7 +273,7 @@ def _record_row(record: dict[str, Any]) -> ImportRow:
     else:
         reference_title, curated_title = _optional_text("title", record.get("title")), None
     return ImportRow(
-        abstract=_required_abstract(record.get("abstract")),
+        abstract=_required_abstract(record.get("abstract"), () if "abstract" in record else record),
         reference_title=reference_title,
         curated_title=curated_title,
         arxiv_id=_optional_text("arxiv_id", record.get("arxiv_id")),
@@ -290,9 +296,10 @@ def _day(value: Any) -> Any:
     return parse_day(text) or value
 
 
-def _required_abstract(value: Any) -> str:
+def _required_abstract(value: Any, fields: Iterable[str] = ()) -> str:
     if not isinstance(value, str):
-        raise BadRow("missing 'abstract' (it must be text)")
+        found = f"; the row has {', '.join(repr(str(name)) for name in fields)}" if fields else ""
+        raise BadRow(f"missing 'abstract' (it must be text{found})")
     if not value.strip():
         raise BadRow("the abstract is empty")
     return _require_unicode("abstract", value)

@@ -49,7 +49,7 @@ def test_jsonl_rows_land_and_bad_rows_are_reported_with_file_and_line(store, tmp
     assert (summary.imported, summary.already_present) == (2, 0)
     assert [str(problem) for problem in summary.problems] == [
         f"{path}:line 2: invalid JSON (Expecting property name enclosed in double quotes, column 2)",
-        f"{path}:line 3: missing 'abstract' (it must be text)",
+        f"{path}:line 3: missing 'abstract' (it must be text; the row has 'title')",
         f"{path}:line 5: 'title' must be text, not int",
         f"{path}:line 6: expected a JSON object",
         f"{path}:line 7: the abstract is empty",
@@ -294,12 +294,13 @@ def test_a_chat_or_dpo_export_is_named_as_such_and_the_importable_exports_sugges
         original.reject(rejected)
         path = export(original, format_name, tmp_path / f"{format_name}.jsonl").path
     with Store(tmp_path / "imported.db") as imported:
-        summary = import_file(imported, path)
-    assert summary.imported == 0
-    assert [str(problem) for problem in summary.problems] == [
-        f"{path}:line 1: this is a row of a {format_name} export, which import cannot read back: "
-        "import the sft, csv or parquet export of the same store instead"
-    ]
+        with pytest.raises(TitlecraftError) as refused:
+            import_file(imported, path)
+        assert imported.queue() == []
+    assert str(refused.value) == (
+        f"{path}: its only row cannot be imported (line 1: this is a row of a {format_name} export, which import "
+        "cannot read back: import the sft, csv or parquet export of the same store instead); nothing was imported"
+    )
 
 
 @pytest.mark.parametrize("format_name", ["csv", "parquet"])
@@ -380,11 +381,31 @@ def test_a_file_that_cannot_be_imported_leaves_no_new_store_behind(tmp_path, cap
     (tmp_path / "header-only.csv").write_text("abstract,title\n")
     (tmp_path / "no-abstract.csv").write_text("summary,title\nWe study graphs.,Graphs\n")
     (tmp_path / "broken.parquet").write_bytes(b"PAR1 not really")
-    files = ("nope.jsonl", "papers.tsv", ".", "blank.jsonl", "header-only.csv", "no-abstract.csv", "broken.parquet")
+    (tmp_path / "summaries.jsonl").write_text('{"summary": "We study graphs.", "title": "Graphs"}\n' * 3)
+    files = ("nope.jsonl", "papers.tsv", ".", "blank.jsonl", "header-only.csv", "no-abstract.csv", "broken.parquet",
+             "summaries.jsonl")
     for name in files:
         assert main(["import", str(tmp_path / name), "--db", str(db)]) == 2
         assert capsys.readouterr().err.startswith("error:"), name
     assert not db.exists()
+
+
+def test_json_rows_that_all_lack_an_abstract_are_one_error_naming_the_fields_they_have(tmp_path, capsys):
+    path = tmp_path / "summaries.jsonl"
+    path.write_text('{"summary": "We study graphs.", "title": "Graphs"}\n' * 3)
+    assert main(["import", str(path), "--db", str(tmp_path / "new.db")]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {path}: none of its 3 rows can be imported (line 1: missing 'abstract' (it must be text; the row "
+        "has 'summary', 'title')); nothing was imported\n"
+    )
+
+
+def test_bad_rows_before_the_first_good_one_are_still_reported_and_the_rest_imported(tmp_path, capsys):
+    path = tmp_path / "mixed.jsonl"
+    path.write_text('{"summary": "We study graphs."}\n"not an object"\n{"abstract": "We study graphs."}\n')
+    assert main(["import", str(path), "--db", str(tmp_path / "new.db")]) == 1
+    captured = capsys.readouterr()
+    assert captured.err.count("error:") == 2 and "imported 1, already present 0, errors 2" in captured.out
 
 
 def test_import_command_uses_the_environment_database(tmp_path, monkeypatch, capsys):
