@@ -269,7 +269,8 @@ def _record_row(record: dict[str, Any]) -> ImportRow:
     date = _day(record.get("date"))
     if "reference_title" in record:  # titlecraft's own csv/parquet export, whose title is the curated one
         reference_title = _optional_text("reference_title", record["reference_title"])
-        curated_title = _optional_text("title", record.get("title"))
+        # Trimmed as an sft row's completion is: a spreadsheet cell's trailing newline is no part of the title.
+        curated_title = (_optional_text("title", record.get("title")) or "").strip() or None
     else:
         reference_title, curated_title = _optional_text("title", record.get("title")), None
     return ImportRow(

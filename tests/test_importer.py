@@ -446,3 +446,12 @@ def test_csv_with_a_space_after_each_comma(store, tmp_path):
     assert (stored.text, stored.reference_title, stored.arxiv_id) == (
         "Sparse graphs, revisited.", "Graphs, Again", "2401.00001",
     )
+
+
+def test_a_curated_title_from_a_csv_export_is_trimmed_as_an_sft_completion_is(store, tmp_path):
+    path = tmp_path / "edited.csv"
+    path.write_text('abstract,title,reference_title\n"We study graphs.","  Graphs, Revisited\n",Graphs\n'
+                    '"We study trees.","   ",Trees\n')
+    summary = import_file(store, path)
+    assert (summary.imported, summary.problems) == (2, [])
+    assert [pair.title for pair in store.curated_pairs()] == ["Graphs, Revisited"]
