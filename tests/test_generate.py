@@ -539,6 +539,24 @@ def test_live_view_never_moves_up_past_the_top_of_a_short_terminal(monkeypatch):
     assert last_draw.count("\n") == 5 and "… and 4 more" in last_draw
 
 
+def test_live_view_cuts_wide_characters_by_the_columns_they_take(monkeypatch):
+    """A CJK title cut by its character count still took two rows in a narrow terminal, and the redraw,
+    moving up one row per title, left a garbled copy behind."""
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    monkeypatch.setenv("LINES", "24")
+    monkeypatch.setenv("COLUMNS", "20")
+    out = Terminal()
+    view = LiveView(out)
+    view(CandidateEvent(0, "稀疏注意力用于长文档的高效建模", True))
+    view(CandidateEvent(1, "Cafe\u0301 Graphs", True))
+    lines = out.getvalue().split("\x1b[2K")[-2:]
+    assert lines[0] == "✓  1. 稀疏注意力用…\n"  # 6 + 6 x 2 + 1 = 19 columns of the 19 drawn; a 7th takes 21
+    assert lines[1] == "✓  2. Cafe\u0301 Graphs\n"  # the combining accent takes no column: 17 columns, not cut
+
+
 def test_a_character_cut_by_max_new_tokens_is_dropped_not_shown_as_a_replacement_mark(tiny_llama):
     """Byte-level tokenizers spell a CJK character with several tokens; a candidate stopped between them
     must not end in U+FFFD, nor may a streamed event show one while the character is still arriving."""

@@ -11,6 +11,7 @@ import json
 import shutil
 import sys
 import time
+import unicodedata
 from pathlib import Path
 from typing import TextIO
 
@@ -23,6 +24,28 @@ REDRAWS_PER_SECOND = 20
 def printable(text: str) -> str:
     """Model output shown in a terminal: control characters (escape sequences) become U+FFFD."""
     return "".join(char if char.isprintable() else "\ufffd" for char in text)
+
+
+def cell_width(char: str) -> int:
+    """Terminal columns a character takes: two for wide CJK/emoji, none for combining marks."""
+    if unicodedata.combining(char) or unicodedata.category(char) in ("Mn", "Me", "Cf"):
+        return 0
+    return 2 if unicodedata.east_asian_width(char) in ("W", "F") else 1
+
+
+def fit_to_width(line: str, columns: int) -> str:
+    """``line`` cut to at most ``columns`` terminal columns, ending in "…" when cut. Counting characters
+    instead let CJK or emoji titles wrap onto a second row, which the in-place redraw does not move up
+    over, so every redraw left a garbled copy behind."""
+    if sum(map(cell_width, line)) <= columns:
+        return line
+    kept, used = [], 1  # room for the ellipsis
+    for char in line:
+        used += cell_width(char)
+        if used > columns:
+            break
+        kept.append(char)
+    return "".join(kept) + "…"
 
 
 def register(subparsers) -> None:
@@ -121,7 +144,7 @@ class LiveView:
         for index in sorted(self.texts):
             text, finished = self.texts[index]
             line = f"{'✓' if finished else '…'} {index + 1:>2}. {printable(text)}"
-            lines.append(line if len(line) < size.columns else line[: size.columns - 2] + "…")
+            lines.append(fit_to_width(line, size.columns - 1))
         # The cursor cannot move up past the top row: a list taller than the terminal would be redrawn
         # below itself, scrolling a partial copy into the history at every redraw.
         height = max(2, size.lines - 1)
