@@ -48,6 +48,9 @@ _QUOTE_PAIRS = {
 _QUOTE_MARKS = "\"`\u201c\u201d\u00ab\u00bb\u201e\u300c\u300d\u300e\u300f\u300a\u300b"
 # TeX quotes close with apostrophes: "`Keep it Together': ..." and "\"It's Not Just Hate'': ..." are balanced.
 _TEX_CLOSERS = {"`": "'", '"': "''"}
+# Han ideographs (with their extensions and compatibility forms), hiragana and katakana: scripts written
+# without spaces between words. Hangul is written with spaces.
+_NO_SPACE_SCRIPT = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f]")
 # A sentence ends at ., ! or ? and a space, but not after "e.g.", "i.e.", "et al.", "vs." or "cf.".
 _SENTENCE_END = re.compile(r"(?<![Ee]\.g\.)(?<![Ii]\.e\.)(?<!\bal\.)(?<!\bvs\.)(?<!\bcf\.)(?<=[.!?])\s+")
 
@@ -118,6 +121,18 @@ def title_words(text: str) -> list[str]:
     return re.findall(r"[^\W_]+", text.casefold())
 
 
+def word_count(title: str) -> int:
+    """Words as the length flags count them: whitespace-separated, except that Chinese and Japanese, written
+    without spaces, count a word per two characters (their words' usual length), so that a 15-character
+    Chinese title is not one word "too short"."""
+    count = 0
+    for token in title.split():
+        ideographs = len(_NO_SPACE_SCRIPT.findall(token))
+        rest = _NO_SPACE_SCRIPT.sub("", token)
+        count += (ideographs + 1) // 2 + (1 if rest and (not ideographs or re.search(r"[^\W_]", rest)) else 0)
+    return count
+
+
 def title_key(text: str) -> str:
     """Two titles are the same candidate when they differ only in case, punctuation or spacing."""
     return " ".join(title_words(text))
@@ -151,10 +166,10 @@ def copies_abstract(title: str, abstract: str) -> bool:
 
 
 def candidate_flags(title: str, abstract: str, cut_off: bool = False) -> list[str]:
-    """Why a cleaned title is unusable; an empty list means usable. Word counts split on whitespace.
+    """Why a cleaned title is unusable; an empty list means usable. Words are counted by word_count.
     ``cut_off``: the title did not end within the token limit, so it is too long for it (its ending is
     missing, often mid-word)."""
-    count = len(title.split())
+    count = word_count(title)
     if count == 0:
         return [EMPTY]
     flags = []

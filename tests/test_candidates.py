@@ -18,6 +18,7 @@ from core.candidates import (
     rouge_l_f1,
     title_key,
     title_words,
+    word_count,
 )
 
 ABSTRACT = (
@@ -93,6 +94,18 @@ def test_flags():
     assert candidate_flags(" ".join(["word"] * 26), ABSTRACT) == [TOO_LONG]
     assert candidate_flags(" ".join(["word"] * 25), ABSTRACT) == []
     assert candidate_flags("We study sparse attention for long documents", ABSTRACT) == [COPIES_ABSTRACT]
+
+
+def test_chinese_and_japanese_titles_count_a_word_per_two_characters():
+    """Written without spaces, a whole Chinese title was one word, so every one was flagged too short."""
+    assert word_count("稀疏注意力用于长文档的高效建模") == 8
+    assert word_count("LLM的高效推理：一项研究") == 6  # LLM + 5 + 5 characters, the colon no word
+    assert word_count("그래프 신경망의 효율적 학습") == 4  # Korean is written with spaces
+    assert word_count("Sparse Attention — Revisited") == 4
+    assert candidate_flags("稀疏注意力用于长文档的高效建模", ABSTRACT) == []
+    assert candidate_flags("稀疏注意力", ABSTRACT) == []  # 3 words
+    assert candidate_flags("模型", ABSTRACT) == [TOO_SHORT]
+    assert candidate_flags("模" * 51, ABSTRACT) == [TOO_LONG]
 
 
 def test_a_lead_in_ending_with_a_colon_is_not_a_title():
