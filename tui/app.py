@@ -509,6 +509,7 @@ class TitlecraftApp(App[None]):
         session = self.session if more else self._session_for_editor()
         if session is None:
             return
+        stopped = self.running
         self._cancel_run()
         from core.generate import SamplingParams
 
@@ -516,8 +517,9 @@ class TitlecraftApp(App[None]):
         kept, before = None, []
         if not more:
             # A new run replaces the undecided rows only: titles decided on stay in view, where u can
-            # still undo them, and are not offered again.
-            before = self.candidates.views()
+            # still undo them, and are not offered again. A run it stops is never recorded, so the rows
+            # it replaces are those from before that run, not that run's half-written ones.
+            before = self._rows_before(stopped) if stopped else self.candidates.views()
             kept = [view for view in before if view.decision is not None]
             self.candidates.replace_rows(kept)
         shown = tuple(view.text for view in self.candidates.views() if view.decision != OWN)

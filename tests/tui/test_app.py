@@ -1311,6 +1311,36 @@ async def test_a_new_run_that_yields_nothing_brings_back_the_candidates_it_was_t
         assert [(view.text, view.decision) for view in app.candidates.views()] == shown
 
 
+async def test_generate_pressed_again_mid_run_then_stopped_brings_back_the_rows_from_before_both_runs(
+    make_app, db_path
+):
+    app = make_app()
+    async with app.run_test(size=(100, 40)) as pilot:
+        await generated(app, pilot, ["Alpha title", "Beta title", "Gamma title"], 3)
+        await pilot.press("down", "a")
+        await settle(app, pilot)
+        shown = [(view.text, view.decision, view.finished) for view in app.candidates.views()]
+        first_hold, second_hold = threading.Event(), threading.Event()
+        app.generator.generate = scripted_generate(LONG_TITLES, hold=first_hold)
+        await pilot.press("ctrl+g")
+        await pilot.pause()
+        app.generator.generate = scripted_generate(LONG_TITLES, hold=second_hold)
+        await pilot.press("ctrl+g")  # stops the first run, unrecorded, and replaces its half-written rows
+        await pilot.pause()
+        await pilot.press("escape")
+        first_hold.set()
+        second_hold.set()
+        await settle(app, pilot)
+        assert [(view.text, view.decision, view.finished) for view in app.candidates.views()] == shown
+        assert "2 candidates it was to replace are back" in app.told[-1][1]
+        abstract_id = app.session.abstract_id
+    with Store(db_path) as store:
+        reopened = views_from_store(
+            store.candidates(abstract_id), store.history(abstract_id), store.generations(abstract_id)
+        )
+        assert [(view.text, view.decision, view.finished) for view in reopened] == shown
+
+
 async def test_a_new_abstract_pasted_while_the_store_is_locked_does_not_show_the_last_ones_queue_place(
     make_app, db_path, monkeypatch
 ):
