@@ -18,7 +18,7 @@ from tui.screens.export import ExportScreen
 from tui.screens.prompt import TextPrompt
 from tui.curation import views_from_store
 from tui.screens.review import ReviewScreen
-from tui.widgets.candidates import ACCEPTED, EDITED, OWN, REJECTED, CandidateView
+from tui.widgets.candidates import ACCEPTED, EDITED, OWN, REJECTED, CandidateRow, CandidateView, EditInput
 from tui.widgets.status_bar import StatusBar
 
 FAST = {"n": 4, "max_new_tokens": 8, "seed": 7}
@@ -1339,6 +1339,35 @@ async def test_generate_pressed_again_mid_run_then_stopped_brings_back_the_rows_
             store.candidates(abstract_id), store.history(abstract_id), store.generations(abstract_id)
         )
         assert [(view.text, view.decision, view.finished) for view in reopened] == shown
+
+
+async def test_a_title_being_edited_stays_open_when_a_run_adding_nothing_puts_the_rows_back(make_app, db_path):
+    app = make_app()
+    async with app.run_test(size=(100, 40)) as pilot:
+        await generated(app, pilot, ["Alpha title", "Beta title"], 2)
+        hold = threading.Event()
+        streaming = scripted_generate(LONG_TITLES, hold=hold)
+
+        def fails_after_streaming(*args, **kwargs):
+            streaming(*args, **kwargs)
+            raise TitlecraftError("The GPU ran out of memory generating 2 candidates: ask for fewer candidates.")
+
+        app.generator.generate = fails_after_streaming
+        await pilot.press("m")
+        await pilot.pause()
+        await pilot.press("up", "up", "e")  # Alpha, above the run's rows
+        await pilot.pause()
+        await pilot.press(*" revised")
+        hold.set()
+        await settle(app, pilot)
+        assert "Generation failed" in app.errors()[-1]
+        assert app.candidates.query_one(EditInput).value == "Alpha title revised"
+        await pilot.press("enter")
+        await settle(app, pilot)
+        shown = [(view.shown_text, view.decision) for view in app.candidates.views()]
+        assert shown == [("Alpha title revised", EDITED), ("Beta title", None)]
+        assert [row.view for row in app.candidates.query(CandidateRow)] == app.candidates.views()
+    assert live_decisions(db_path) == [("edit", "Alpha title revised", None)]
 
 
 async def test_a_new_abstract_pasted_while_the_store_is_locked_does_not_show_the_last_ones_queue_place(

@@ -169,11 +169,27 @@ class CandidateList(VerticalScroll, can_focus=True):
             self.call_after_refresh(self._follow_output)
 
     def replace_rows(self, views: list[CandidateView], start: int = 0) -> None:
-        """Replace rows from ``start`` on with ``views`` (a finished run re-ranks its candidates)."""
-        for row in self.rows[start:]:
+        """Replace rows from ``start`` on with ``views`` (a finished run re-ranks its candidates). A row that
+        already shows one of ``views`` is moved into place rather than built anew, so that a title being
+        edited in it stays open with what was typed."""
+        reusable = {id(row.view): row for row in self.rows[start:]}
+        new_rows = [reusable.pop(id(view), None) or CandidateRow(view) for view in views]
+        for row in reusable.values():
             row.remove()
-        self.rows = self.rows[:start]
-        self.add_rows(views)
+        follow = self.near_bottom
+        previous = self.rows[start - 1] if start else None
+        for row in new_rows:
+            if row.parent is not self:
+                self.mount(row)
+            if previous is None:
+                self.move_child(row, before=0)
+            else:
+                self.move_child(row, after=previous)
+            previous = row
+        self.rows = self.rows[:start] + new_rows
+        self.call_after_refresh(self._mark_cursor)
+        if follow:
+            self.call_after_refresh(self._follow_output)
         self.cursor = min(self.cursor, max(len(self.rows) - 1, 0))
 
     def show_streamed(self, index: int) -> None:
