@@ -1370,6 +1370,18 @@ async def test_a_title_being_edited_stays_open_when_a_run_adding_nothing_puts_th
     assert live_decisions(db_path) == [("edit", "Alpha title revised", None)]
 
 
+async def test_a_clicked_candidate_is_the_one_a_accepts(make_app, db_path):
+    app = make_app()
+    async with app.run_test(size=(100, 40)) as pilot:
+        await generated(app, pilot, ["Alpha title", "Beta title", "Gamma title"], 3)
+        rows = list(app.candidates.query(CandidateRow))
+        await pilot.click(rows[2].query_one(".title"))
+        await pilot.press("a")
+        await settle(app, pilot)
+        assert [view.decision for view in app.candidates.views()] == [None, None, ACCEPTED]
+    assert live_decisions(db_path) == [("accept", "Gamma title", None)]
+
+
 async def test_a_new_abstract_pasted_while_the_store_is_locked_does_not_show_the_last_ones_queue_place(
     make_app, db_path, monkeypatch
 ):

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from rich.text import Text
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
@@ -253,6 +254,15 @@ class CandidateList(VerticalScroll, can_focus=True):
             row.set_class(position == self.cursor, "-cursor")
         if self.current is not None:
             self.scroll_to_widget(self.current, animate=False)
+
+    def on_click(self, event: events.Click) -> None:
+        """A click highlights the row under it: a, e and r then act on the candidate the researcher pointed at,
+        not on one highlighted elsewhere."""
+        clicked = event.widget
+        while clicked is not None and clicked is not self and not isinstance(clicked, CandidateRow):
+            clicked = clicked.parent
+        if isinstance(clicked, CandidateRow) and clicked in self.rows:
+            self.cursor = self.rows.index(clicked)
 
     def action_cursor_up(self) -> None:
         if self.cursor > 0:
