@@ -379,6 +379,7 @@ class TitlecraftApp(App[None]):
             self.notify_error("The abstract is empty: paste or type one first.")
             return True
         if self.candidates.editing and not self._editor_is_session():
+            self.candidates.resume_edit()
             self.notify(
                 "A title is being edited: enter saves it, escape leaves it, then go on with the edited abstract.",
                 severity="warning",
@@ -429,7 +430,7 @@ class TitlecraftApp(App[None]):
 
     def open_abstract(self, abstract_id: int) -> None:
         """Show a stored abstract with its candidates and decisions (queue navigation, review)."""
-        if self.candidates.editing:
+        if self.candidates.resume_edit():
             self.notify(
                 "A title is being edited: enter saves it, escape leaves it, then open another abstract.",
                 severity="warning",
@@ -503,7 +504,7 @@ class TitlecraftApp(App[None]):
         if more and self.running is not None:
             self.notify("Candidates are still coming: wait, or press escape to stop them.", severity="warning")
             return
-        if self.candidates.editing:
+        if self.candidates.resume_edit():
             self.notify("A title is being edited: enter saves it, escape leaves it, then generate.", severity="warning")
             return
         session = self.session if more else self._session_for_editor()
@@ -958,7 +959,8 @@ class TitlecraftApp(App[None]):
         def chosen(abstract_id: int | None) -> None:
             if abstract_id is not None:
                 self.open_abstract(abstract_id)
-                self.candidates.focus()
+                if not self.candidates.editing:  # else the open edit has the focus, for enter or escape
+                    self.candidates.focus()
 
         self.push_screen(ReviewScreen(self.reader or self.store), chosen)
 

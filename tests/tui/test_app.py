@@ -1382,6 +1382,37 @@ async def test_a_clicked_candidate_is_the_one_a_accepts(make_app, db_path):
     assert live_decisions(db_path) == [("accept", "Gamma title", None)]
 
 
+async def test_an_edit_the_focus_left_gets_it_back_so_enter_and_escape_act_on_it(make_app, db_path):
+    app = make_app()
+    async with app.run_test(size=(100, 40)) as pilot:
+        await generated(app, pilot, ["Alpha title", "Beta title", "Gamma title"], 3)
+        await pilot.press("e")
+        await pilot.pause()
+        await pilot.press(*" revised", "tab")  # to the abstract, to read it again
+        await pilot.pause()
+        assert app.focused is app.editor.text_area
+        await pilot.press("ctrl+g")  # refused: "enter saves it, escape leaves it"
+        await pilot.pause()
+        assert "A title is being edited" in app.told[-1][1]
+        await pilot.press("enter")
+        await settle(app, pilot)
+        assert app.candidates.views()[0].shown_text == "Alpha title revised"
+
+        await pilot.press("down", "e")
+        await pilot.pause()
+        await pilot.press(*" too")
+        await pilot.click(list(app.candidates.query(CandidateRow))[2].query_one(".marker"))
+        await pilot.press("e")  # Beta's edit comes back rather than a second one opening on Gamma
+        await pilot.pause()
+        assert len(app.candidates.query(EditInput)) == 1
+        assert app.candidates.cursor == 1
+        await pilot.press("escape")
+        await settle(app, pilot)
+        assert not app.candidates.editing
+        assert [view.shown_text for view in app.candidates.views()] == ["Alpha title revised", "Beta title", "Gamma title"]
+    assert live_decisions(db_path) == [("edit", "Alpha title revised", None)]
+
+
 async def test_a_new_abstract_pasted_while_the_store_is_locked_does_not_show_the_last_ones_queue_place(
     make_app, db_path, monkeypatch
 ):

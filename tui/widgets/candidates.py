@@ -237,14 +237,25 @@ class CandidateList(VerticalScroll, can_focus=True):
         self._mark_cursor()
 
     def start_edit(self, index: int) -> None:
-        """Swap the row's text for a prefilled input; its message says what was typed."""
-        row = self.rows[index]
-        if row.query(EditInput):
+        """Swap the row's text for a prefilled input; its message says what was typed. While another title is
+        being edited, that edit gets the focus back instead: one edit at a time."""
+        if self.resume_edit():
             return
+        row = self.rows[index]
         editor = EditInput(row.view)
         row.add_class("-editing")
         row.mount(editor)
         editor.focus()
+
+    def resume_edit(self) -> bool:
+        """Highlight the row being edited and focus its input (tab or a click may have moved the focus away), so
+        that enter and escape act on the edit again; False if no title is being edited."""
+        editor = next(iter(self.query(EditInput)), None)
+        if editor is None:
+            return False
+        self.cursor = self.rows.index(editor.parent)
+        editor.focus()
+        return True
 
     def watch_cursor(self) -> None:
         self._mark_cursor()
