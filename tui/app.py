@@ -835,7 +835,10 @@ class TitlecraftApp(App[None]):
             return
 
         def written(title: str | None) -> None:
+            if title is None:  # left with escape
+                return
             if not title:
+                self.notify("An empty title was not saved.", severity="warning")
                 return
             session = self._session_for_editor()
             if session is None:

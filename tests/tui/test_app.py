@@ -1157,6 +1157,18 @@ async def test_an_own_title_prompt_left_with_escape_changes_nothing(make_app, db
         assert store.counts()["abstracts"] == 1
 
 
+async def test_an_empty_own_title_is_refused_with_a_message(make_app, db_path):
+    app = make_app()
+    async with app.run_test(size=(100, 40)) as pilot:
+        await generated(app, pilot, ["Alpha title", "Beta title"], 2)
+        await pilot.press("t")
+        await type_into_prompt(pilot, "   ")
+        await settle(app, pilot)
+        assert app.told[-1] == ("warning", "An empty title was not saved.")
+        assert [view.decision for view in app.candidates.views()] == [None, None]
+    assert live_decisions(db_path) == []
+
+
 async def test_reopening_shows_a_decision_undone_before_or_after_a_new_run_as_the_screen_did(make_app, db_path):
     app = make_app()
     async with app.run_test(size=(100, 40)) as pilot:
