@@ -483,9 +483,9 @@ class TitlecraftApp(App[None]):
         """More candidates for the abstract on screen; once its text was edited, they are a new run for
         the new text (the rows shown belong to the old one)."""
         edited = self.session is not None and not self._editor_is_session()
-        if edited and self.candidates.rows:
+        rows_replaced = edited and bool(self.candidates.rows)
+        if self._start_run(more=bool(self.candidates.rows) and not edited) and rows_replaced:
             self.notify("The abstract was edited, so these candidates are for its new text.")
-        self._start_run(more=bool(self.candidates.rows) and not edited)
 
     def action_cancel(self) -> None:
         if self.running is not None:
@@ -496,20 +496,21 @@ class TitlecraftApp(App[None]):
             self.running["cancel"].set()
             self.running = None
 
-    def _start_run(self, more: bool) -> None:
+    def _start_run(self, more: bool) -> bool:
+        """Start a run (``more``: appended to the rows shown); False, with the reason told, if none started."""
         if self.generator is None:
             why = f"it failed to load: {self.model_error}" if self.model_error else "it is still loading"
             self.notify_error(f"No model to generate with: {why}.")
-            return
+            return False
         if more and self.running is not None:
             self.notify("Candidates are still coming: wait, or press escape to stop them.", severity="warning")
-            return
+            return False
         if self.candidates.resume_edit():
             self.notify("A title is being edited: enter saves it, escape leaves it, then generate.", severity="warning")
-            return
+            return False
         session = self.session if more else self._session_for_editor()
         if session is None:
-            return
+            return False
         stopped = self.running
         self._cancel_run()
         from core.generate import SamplingParams
@@ -541,6 +542,7 @@ class TitlecraftApp(App[None]):
         self.candidates.focus()
         few_shot_store = self.store if self.few_shot else None
         self._generate(self.run_id, session.text, params, cancel, len(shown), shown, few_shot_store)
+        return True
 
     @work(thread=True, exclusive=True, group="generate")
     def _generate(

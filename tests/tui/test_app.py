@@ -543,6 +543,18 @@ async def test_more_after_the_abstract_was_edited_generates_for_the_new_text(mak
         assert len(store.candidates(store.find_abstract(ABSTRACT))) == 2
 
 
+async def test_more_with_the_abstract_cleared_only_says_it_is_empty(make_app, db_path):
+    app = make_app()
+    async with app.run_test(size=(100, 40)) as pilot:
+        await generated(app, pilot, ["Alpha title", "Beta title"], 2)
+        app.editor.load("  \n ")
+        await pilot.press("m")
+        await settle(app, pilot)
+        assert app.told[-1] == ("error", "The abstract is empty: paste or type one first.")
+        assert not any("edited" in message for _, message in app.told)
+        assert [view.text for view in app.candidates.views()] == ["Alpha title", "Beta title"]
+
+
 async def test_more_that_finds_no_new_title_says_why_instead_of_nothing(make_app, db_path):
     app = make_app()
     async with app.run_test(size=(100, 40)) as pilot:
