@@ -709,7 +709,8 @@ class TitlecraftApp(App[None]):
         if row is None:
             self.notify("No candidate to decide on: press ctrl+g to generate.", severity="warning")
             return None
-        if not row.view.finished or (self.running is not None and rows.cursor >= self._first_row(self.running)):
+        in_run = self.running is not None and any(row.view is slot for slot in self.running["slots"])
+        if not row.view.finished or in_run:  # a run's rows are re-ranked, so replaced, when it ends
             self.notify("That candidate is still being written (escape stops the run).", severity="warning")
             return None
         if row.view.decision == OWN:

@@ -871,6 +871,11 @@ async def test_an_own_title_written_during_a_run_stays_when_the_run_ends(make_ap
         await pilot.press("t")
         await type_into_prompt(pilot, "My own title")
         assert app.running is not None
+        await pilot.press("a")  # on the own title, below the running rows
+        assert app.told[-1][1].startswith("That is your own title")
+        await pilot.press("up", "a")
+        assert app.told[-1][1].startswith("That candidate is still being written")
+        await pilot.press("down")
         hold.set()
         await settle(app, pilot)
         views = app.candidates.views()
