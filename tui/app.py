@@ -649,6 +649,7 @@ class TitlecraftApp(App[None]):
         views = [
             CandidateView(text=c.text, finished=True, score=c.score, flags=list(c.flags)) for c in result.candidates
         ]
+        own_above = [view for view in self.candidates.views()[: self._first_row(run)] if view.decision == OWN]
         if views:
             self.candidates.replace_rows(views + self._rows_added_during(run), start=self._first_row(run))
         self._show_status()
@@ -659,28 +660,37 @@ class TitlecraftApp(App[None]):
         elif not views:
             self.notify(_no_new_candidates(result.params), severity="warning", timeout=8)
         if views:
-            self._record_candidates(run["session"], result, views, message.few_shot or 0, run["kept"])
+            self._record_candidates(run["session"], result, views, message.few_shot or 0, run["kept"], own_above)
         else:
             self._take_back_run(run)
 
     def _record_candidates(
-        self, session: Session, result: Any, views: list[CandidateView], few_shot: int, kept: list | None
+        self,
+        session: Session,
+        result: Any,
+        views: list[CandidateView],
+        few_shot: int,
+        kept: list | None,
+        own_above: list[CandidateView],
     ) -> None:
         """Record the run with its provenance, then give each row its candidate id.
 
         A "more" run is recorded as a generation of its own: it has its own seed and timings. Its params
         also say how many curated few-shot examples its prompt held (``few_shot_examples``, 0 without),
-        whether it was "more" and, for a new run (``kept`` rows: it replaced the others), the candidates
-        it kept in view (``kept``): reopening shows those, whatever was decided or undone since.
+        whether it was "more", for a new run (``kept`` rows: it replaced the others) the candidates it
+        kept in view (``kept``): reopening shows those, whatever was decided or undone since, and the own
+        titles shown above its rows (``own_titles_above``), so that reopening puts every own title where
+        it was without going by timestamps, which are late for writes that waited for a locked store.
         """
         rows = [{"text": v.text, "score": v.score, "flags": v.flags} for v in views]
         spec = self.model_info.spec
         params = {**asdict(result.params), "few_shot_examples": few_shot, "more": kept is None}
 
         def apply(store) -> list[int]:
-            recorded = params
-            if kept is not None:  # their ids are known now: the writes that record them ran before this one
-                recorded = {**params, "kept": [view.candidate_id for view in kept if view.candidate_id is not None]}
+            # The ids are known now: the writes that record those rows ran before this one.
+            recorded = {**params, "own_titles_above": [view.decision_id for view in own_above if view.decision_id]}
+            if kept is not None:
+                recorded["kept"] = [view.candidate_id for view in kept if view.candidate_id is not None]
             _, ids = store.record_generation(
                 session.abstract_id,
                 spec,

@@ -1466,6 +1466,48 @@ async def test_a_new_abstract_pasted_while_the_store_is_locked_does_not_show_the
         other.close()
 
 
+async def test_rows_saved_in_a_burst_once_the_store_unlocks_reopen_in_the_order_they_appeared(
+    make_app, db_path, monkeypatch
+):
+    lock = quickly_locked_store(monkeypatch)
+    app = make_app()
+    async with app.run_test(size=(100, 40)) as pilot:
+        await ready(app, pilot)
+        app.sampling.update(n=2)
+        other = lock(db_path)
+        await pilot.press("tab", "t")
+        await type_into_prompt(pilot, "Mine")
+        # Runs that took a while, recorded only once the store unlocks: their timestamps say they began
+        # long before that, before the own title written ahead of them and the longer one before the other.
+        app.generator.generate = scripted_generate(["Alpha title", "Beta title"], step_delay=0.2)
+        await pilot.press("ctrl+g")
+        await settle(app, pilot)
+        app.generator.generate = scripted_generate(["Gamma title", "Delta title"], step_delay=0.4)
+        await pilot.press("m")
+        await settle(app, pilot)
+        other.execute("COMMIT")
+        other.close()
+        await pilot.press("t")  # the next decision saves the waiting ones
+        await type_into_prompt(pilot, "Final")
+        await settle(app, pilot)
+        assert not app.pending
+        on_screen = [(view.text, view.decision) for view in app.candidates.views()]
+        assert on_screen == [
+            ("Mine", OWN),
+            ("Alpha title", None),
+            ("Beta title", None),
+            ("Gamma title", None),
+            ("Delta title", None),
+            ("Final", OWN),
+        ]
+    with Store(db_path) as store:
+        abstract_id = store.find_abstract(ABSTRACT)
+        reopened = views_from_store(
+            store.candidates(abstract_id), store.history(abstract_id), store.generations(abstract_id)
+        )
+        assert [(view.text, view.decision) for view in reopened] == on_screen
+
+
 async def test_an_undo_saved_after_leaving_the_abstract_shows_when_it_is_reopened(make_app, db_path, monkeypatch):
     first, _second = queue_abstracts(db_path)
     lock = quickly_locked_store(monkeypatch)
