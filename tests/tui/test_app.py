@@ -922,6 +922,24 @@ async def test_the_highlighted_row_stays_in_view_when_candidates_overflow(make_a
         assert candidates.region.y <= row.y and row.bottom <= candidates.region.bottom
 
 
+async def test_the_scroll_keys_move_the_highlight_so_a_acts_on_a_candidate_in_view(make_app, db_path):
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await generated(app, pilot, [f"Title {i}" for i in range(16)], 16)
+        candidates = app.candidates
+        assert candidates.max_scroll_y > 0
+        for key in ("pagedown", "end", "pageup", "home"):
+            at = candidates.cursor
+            await pilot.press(key)
+            await pilot.pause()
+            assert candidates.cursor != at, key
+            row = candidates.current.region
+            assert candidates.region.y <= row.y and row.bottom <= candidates.region.bottom, key
+        await pilot.press("end", "a")
+        await settle(app, pilot)
+    assert live_decisions(db_path) == [("accept", "Title 15", None)]
+
+
 async def test_a_stream_repaint_that_reaches_a_row_before_it_is_composed_is_harmless(make_app):
     app = make_app()
     async with app.run_test(size=(100, 40)) as pilot:

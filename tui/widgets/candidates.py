@@ -128,6 +128,11 @@ class CandidateList(VerticalScroll, can_focus=True):
     BINDINGS = [
         Binding("up,k", "cursor_up", "Up", show=False, tooltip="Highlight the previous candidate"),
         Binding("down,j", "cursor_down", "Down", show=False, tooltip="Highlight the next candidate"),
+        # The scroll keys move the highlight too: scrolled out of view, it would still be what a, e and r act on.
+        Binding("pageup", "page_cursor(-1)", "Page up", show=False, tooltip="Highlight the candidate a page up"),
+        Binding("pagedown", "page_cursor(1)", "Page down", show=False, tooltip="Highlight the candidate a page down"),
+        Binding("home", "first_row", "First", show=False, tooltip="Highlight the first candidate"),
+        Binding("end", "last_row", "Last", show=False, tooltip="Highlight the last candidate"),
     ]
 
     cursor: reactive[int] = reactive(0, init=False)
@@ -282,3 +287,21 @@ class CandidateList(VerticalScroll, can_focus=True):
     def action_cursor_down(self) -> None:
         if self.cursor < len(self.rows) - 1:
             self.cursor += 1
+
+    def action_page_cursor(self, direction: int) -> None:
+        """Highlight the row about one screen away (rows differ in height: long titles wrap)."""
+        if self.current is None:
+            return
+        target = self.current.virtual_region.y + direction * self.scrollable_content_region.height
+        if direction > 0:
+            below = [i for i, row in enumerate(self.rows) if i > self.cursor and row.virtual_region.y <= target]
+            self.cursor = below[-1] if below else min(self.cursor + 1, len(self.rows) - 1)
+        else:
+            above = [i for i, row in enumerate(self.rows) if i < self.cursor and row.virtual_region.y >= target]
+            self.cursor = above[0] if above else max(self.cursor - 1, 0)
+
+    def action_first_row(self) -> None:
+        self.cursor = 0
+
+    def action_last_row(self) -> None:
+        self.cursor = max(len(self.rows) - 1, 0)
