@@ -337,7 +337,7 @@ class TitlecraftApp(App[None]):
         if not text.strip():
             self.editor.show_token_note("0 tokens")
             return
-        few_shot_store = self.store if self.few_shot else None
+        few_shot_store = (self.reader or self.store) if self.few_shot else None
         self._count_and_prefill(text, self.sampling["max_new_tokens"], few_shot_store)
 
     @work(thread=True, exclusive=True, group="prefill")
@@ -540,7 +540,7 @@ class TitlecraftApp(App[None]):
         self.candidates.add_rows(slots)
         self.candidates.cursor = first_row
         self.candidates.focus()
-        few_shot_store = self.store if self.few_shot else None
+        few_shot_store = (self.reader or self.store) if self.few_shot else None
         self._generate(self.run_id, session.text, params, cancel, len(shown), shown, few_shot_store)
         return True
 
@@ -548,7 +548,9 @@ class TitlecraftApp(App[None]):
     def _generate(
         self, run_id: int, abstract: str, params: Any, cancel, start_index: int, avoid, few_shot_store: Any = None
     ) -> None:
-        """One run; with ``few_shot_store`` (few-shot on), its prompt also holds the closest curated pairs."""
+        """One run; with ``few_shot_store`` (few-shot on), its prompt also holds the closest curated pairs.
+        That store is the read connection: on the writer's, a decision waiting for another process's lock
+        would hold up the run for as long as it waits (the store serialises each connection's calls)."""
 
         def stream(event) -> None:
             self.post_message(CandidateStreamed(run_id, event.index - start_index, event.text, event.finished))

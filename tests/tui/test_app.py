@@ -990,6 +990,36 @@ async def test_reads_do_not_queue_behind_a_write_that_waits_for_another_process(
     assert live_decisions(db_path) == [("accept", "Alpha title", None)]
 
 
+async def test_few_shot_examples_are_read_without_waiting_for_a_write_held_up_by_another_process(make_app, db_path):
+    with Store(db_path) as store:
+        store.own_title(store.add_abstract(CURATED_ABSTRACT), CURATED_TITLE)
+    app = make_app()
+    async with app.run_test(size=(100, 40)) as pilot:
+        await generated(app, pilot, ["Alpha title", "Beta title"], 2)
+        app.few_shot_choice = True
+        seen, ran = [], threading.Event()
+        scripted = capturing(scripted_generate(["Gamma title", "Delta title"]), seen)
+
+        def generate(*args, **kwargs):
+            ran.set()
+            return scripted(*args, **kwargs)
+
+        app.generator.generate = generate
+        other = sqlite3.connect(db_path, isolation_level=None, check_same_thread=False)
+        other.execute("BEGIN IMMEDIATE")  # another process is writing
+        await pilot.press("a")  # the acceptance now waits for that lock (up to the 5 s busy timeout)
+        await pilot.pause()
+        assert app.writing
+        await pilot.press("ctrl+g")
+        assert ran.wait(10)  # the run got its examples while the acceptance still waited
+        other.execute("COMMIT")  # released at once, unless the run had to outwait the writer
+        other.close()
+        await settle(app, pilot)
+        assert [[title for _abstract, title in examples] for examples in seen] == [[CURATED_TITLE]]
+        assert not app.errors() and not app.pending
+    assert live_decisions(db_path) == [("accept", "Alpha title", None)]
+
+
 async def test_an_open_edit_is_never_thrown_away_by_generate_or_a_single_quit(make_app):
     app = make_app()
     async with app.run_test(size=(100, 40)) as pilot:
