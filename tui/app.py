@@ -436,11 +436,11 @@ class TitlecraftApp(App[None]):
                 severity="warning",
             )
             return
+        record = self._read(lambda store: store.abstract(abstract_id))
+        if record is None:  # told why; the abstract on screen, and a run for it, go on
+            return
         self._leave_session()
         self._cancel_run()
-        record = self._read(lambda store: store.abstract(abstract_id))
-        if record is None:
-            return
         waiting = self._session_with_unsaved_writes(lambda left: left.abstract_id == abstract_id)
         if waiting is not None:
             self.session, views = waiting, waiting.left_rows

@@ -173,6 +173,33 @@ async def test_queue_keys_say_the_store_is_not_open_rather_than_that_the_queue_i
         os.chmod(db_path, 0o644)
 
 
+async def test_an_abstract_that_cannot_be_read_leaves_the_one_on_screen_and_its_run_going(
+    make_app, db_path, monkeypatch
+):
+    queue_abstracts(db_path)
+    app = make_app()
+    async with app.run_test(size=(100, 40)) as pilot:
+        hold = threading.Event()
+        await generated(app, pilot, ["Alpha title", "Beta title"], 2, hold)
+        reader = app.reader or app.store
+
+        def unreadable(abstract_id):
+            raise TitlecraftError("disk I/O error")
+
+        monkeypatch.setattr(reader, "abstract", unreadable)
+        await pilot.press("n")
+        await pilot.pause()
+        assert app.errors()[-1] == "Reading the store failed: disk I/O error"
+        assert app.running is not None
+        hold.set()
+        await settle(app, pilot)
+        assert [(view.text, view.finished) for view in app.candidates.views()] == [
+            ("Alpha title", True),
+            ("Beta title", True),
+        ]
+        assert all(view.candidate_id is not None for view in app.candidates.views())
+
+
 async def test_next_says_when_every_queued_abstract_has_a_title(make_app, db_path):
     with Store(db_path) as store:
         abstract_id = store.add_abstract("A queued abstract about sparse attention in graph networks.")
