@@ -337,7 +337,7 @@ class TitlecraftApp(App[None]):
         if not text.strip():
             self.editor.show_token_note("0 tokens")
             return
-        few_shot_store = self.store if self.few_shot else None
+        few_shot_store = (self.reader or self.store) if self.few_shot else None
         self._count_and_prefill(text, self.sampling["max_new_tokens"], few_shot_store)
 
     @work(thread=True, exclusive=True, group="prefill")
@@ -379,6 +379,7 @@ class TitlecraftApp(App[None]):
             self.notify_error("The abstract is empty: paste or type one first.")
             return True
         if self.candidates.editing and not self._editor_is_session():
+            self.candidates.resume_edit()
             self.notify(
                 "A title is being edited: enter saves it, escape leaves it, then go on with the edited abstract.",
                 severity="warning",
@@ -429,17 +430,17 @@ class TitlecraftApp(App[None]):
 
     def open_abstract(self, abstract_id: int) -> None:
         """Show a stored abstract with its candidates and decisions (queue navigation, review)."""
-        if self.candidates.editing:
+        if self.candidates.resume_edit():
             self.notify(
                 "A title is being edited: enter saves it, escape leaves it, then open another abstract.",
                 severity="warning",
             )
             return
+        record = self._read(lambda store: store.abstract(abstract_id))
+        if record is None:  # told why; the abstract on screen, and a run for it, go on
+            return
         self._leave_session()
         self._cancel_run()
-        record = self._read(lambda store: store.abstract(abstract_id))
-        if record is None:
-            return
         waiting = self._session_with_unsaved_writes(lambda left: left.abstract_id == abstract_id)
         if waiting is not None:
             self.session, views = waiting, waiting.left_rows
@@ -482,9 +483,9 @@ class TitlecraftApp(App[None]):
         """More candidates for the abstract on screen; once its text was edited, they are a new run for
         the new text (the rows shown belong to the old one)."""
         edited = self.session is not None and not self._editor_is_session()
-        if edited and self.candidates.rows:
+        rows_replaced = edited and bool(self.candidates.rows)
+        if self._start_run(more=bool(self.candidates.rows) and not edited) and rows_replaced:
             self.notify("The abstract was edited, so these candidates are for its new text.")
-        self._start_run(more=bool(self.candidates.rows) and not edited)
 
     def action_cancel(self) -> None:
         if self.running is not None:
@@ -495,20 +496,22 @@ class TitlecraftApp(App[None]):
             self.running["cancel"].set()
             self.running = None
 
-    def _start_run(self, more: bool) -> None:
+    def _start_run(self, more: bool) -> bool:
+        """Start a run (``more``: appended to the rows shown); False, with the reason told, if none started."""
         if self.generator is None:
             why = f"it failed to load: {self.model_error}" if self.model_error else "it is still loading"
             self.notify_error(f"No model to generate with: {why}.")
-            return
+            return False
         if more and self.running is not None:
             self.notify("Candidates are still coming: wait, or press escape to stop them.", severity="warning")
-            return
-        if self.candidates.editing:
+            return False
+        if self.candidates.resume_edit():
             self.notify("A title is being edited: enter saves it, escape leaves it, then generate.", severity="warning")
-            return
+            return False
         session = self.session if more else self._session_for_editor()
         if session is None:
-            return
+            return False
+        stopped = self.running
         self._cancel_run()
         from core.generate import SamplingParams
 
@@ -516,8 +519,9 @@ class TitlecraftApp(App[None]):
         kept, before = None, []
         if not more:
             # A new run replaces the undecided rows only: titles decided on stay in view, where u can
-            # still undo them, and are not offered again.
-            before = self.candidates.views()
+            # still undo them, and are not offered again. A run it stops is never recorded, so the rows
+            # it replaces are those from before that run, not that run's half-written ones.
+            before = self._rows_before(stopped) if stopped else self.candidates.views()
             kept = [view for view in before if view.decision is not None]
             self.candidates.replace_rows(kept)
         shown = tuple(view.text for view in self.candidates.views() if view.decision != OWN)
@@ -536,14 +540,17 @@ class TitlecraftApp(App[None]):
         self.candidates.add_rows(slots)
         self.candidates.cursor = first_row
         self.candidates.focus()
-        few_shot_store = self.store if self.few_shot else None
+        few_shot_store = (self.reader or self.store) if self.few_shot else None
         self._generate(self.run_id, session.text, params, cancel, len(shown), shown, few_shot_store)
+        return True
 
     @work(thread=True, exclusive=True, group="generate")
     def _generate(
         self, run_id: int, abstract: str, params: Any, cancel, start_index: int, avoid, few_shot_store: Any = None
     ) -> None:
-        """One run; with ``few_shot_store`` (few-shot on), its prompt also holds the closest curated pairs."""
+        """One run; with ``few_shot_store`` (few-shot on), its prompt also holds the closest curated pairs.
+        That store is the read connection: on the writer's, a decision waiting for another process's lock
+        would hold up the run for as long as it waits (the store serialises each connection's calls)."""
 
         def stream(event) -> None:
             self.post_message(CandidateStreamed(run_id, event.index - start_index, event.text, event.finished))
@@ -644,6 +651,7 @@ class TitlecraftApp(App[None]):
         views = [
             CandidateView(text=c.text, finished=True, score=c.score, flags=list(c.flags)) for c in result.candidates
         ]
+        own_above = [view for view in self.candidates.views()[: self._first_row(run)] if view.decision == OWN]
         if views:
             self.candidates.replace_rows(views + self._rows_added_during(run), start=self._first_row(run))
         self._show_status()
@@ -654,28 +662,37 @@ class TitlecraftApp(App[None]):
         elif not views:
             self.notify(_no_new_candidates(result.params), severity="warning", timeout=8)
         if views:
-            self._record_candidates(run["session"], result, views, message.few_shot or 0, run["kept"])
+            self._record_candidates(run["session"], result, views, message.few_shot or 0, run["kept"], own_above)
         else:
             self._take_back_run(run)
 
     def _record_candidates(
-        self, session: Session, result: Any, views: list[CandidateView], few_shot: int, kept: list | None
+        self,
+        session: Session,
+        result: Any,
+        views: list[CandidateView],
+        few_shot: int,
+        kept: list | None,
+        own_above: list[CandidateView],
     ) -> None:
         """Record the run with its provenance, then give each row its candidate id.
 
         A "more" run is recorded as a generation of its own: it has its own seed and timings. Its params
         also say how many curated few-shot examples its prompt held (``few_shot_examples``, 0 without),
-        whether it was "more" and, for a new run (``kept`` rows: it replaced the others), the candidates
-        it kept in view (``kept``): reopening shows those, whatever was decided or undone since.
+        whether it was "more", for a new run (``kept`` rows: it replaced the others) the candidates it
+        kept in view (``kept``): reopening shows those, whatever was decided or undone since, and the own
+        titles shown above its rows (``own_titles_above``), so that reopening puts every own title where
+        it was without going by timestamps, which are late for writes that waited for a locked store.
         """
         rows = [{"text": v.text, "score": v.score, "flags": v.flags} for v in views]
         spec = self.model_info.spec
         params = {**asdict(result.params), "few_shot_examples": few_shot, "more": kept is None}
 
         def apply(store) -> list[int]:
-            recorded = params
-            if kept is not None:  # their ids are known now: the writes that record them ran before this one
-                recorded = {**params, "kept": [view.candidate_id for view in kept if view.candidate_id is not None]}
+            # The ids are known now: the writes that record those rows ran before this one.
+            recorded = {**params, "own_titles_above": [view.decision_id for view in own_above if view.decision_id]}
+            if kept is not None:
+                recorded["kept"] = [view.candidate_id for view in kept if view.candidate_id is not None]
             _, ids = store.record_generation(
                 session.abstract_id,
                 spec,
@@ -704,7 +721,8 @@ class TitlecraftApp(App[None]):
         if row is None:
             self.notify("No candidate to decide on: press ctrl+g to generate.", severity="warning")
             return None
-        if not row.view.finished or (self.running is not None and rows.cursor >= self._first_row(self.running)):
+        in_run = self.running is not None and any(row.view is slot for slot in self.running["slots"])
+        if not row.view.finished or in_run:  # a run's rows are re-ranked, so replaced, when it ends
             self.notify("That candidate is still being written (escape stops the run).", severity="warning")
             return None
         if row.view.decision == OWN:
@@ -832,7 +850,10 @@ class TitlecraftApp(App[None]):
             return
 
         def written(title: str | None) -> None:
+            if title is None:  # left with escape
+                return
             if not title:
+                self.notify("An empty title was not saved.", severity="warning")
                 return
             session = self._session_for_editor()
             if session is None:
@@ -956,7 +977,8 @@ class TitlecraftApp(App[None]):
         def chosen(abstract_id: int | None) -> None:
             if abstract_id is not None:
                 self.open_abstract(abstract_id)
-                self.candidates.focus()
+                if not self.candidates.editing:  # else the open edit has the focus, for enter or escape
+                    self.candidates.focus()
 
         self.push_screen(ReviewScreen(self.reader or self.store), chosen)
 

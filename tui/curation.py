@@ -61,17 +61,23 @@ def views_from_store(candidates: list, history: list, generations: list) -> list
     it kept (recorded in its ``kept``; runs recorded before that: those ever decided on) come back; the
     candidates of the latest new run and of the "more" runs after it all do, and so do the live own
     titles. Runs recorded without saying whether they were "more" count as more.
+
+    Rows come in the order they appeared: a run's where it started, an own title where it was written.
+    Runs record the own titles shown above their rows (``own_titles_above``), so an own title goes just
+    before the first run that names it and after the others, and runs follow their ids. Abstracts with
+    runs recorded before that are ordered by timestamps, which are late for writes that waited for a
+    locked store (such writes are saved in a burst, so those rows could swap places).
     """
-    started = {generation.id: _started_at(generation) for generation in generations}
     new_runs = [generation for generation in generations if generation.params.get("more") is False]
     latest_new_run = new_runs[-1].id if new_runs else None
     kept = new_runs[-1].params.get("kept") if new_runs else None
     if kept is None:
         kept = [decision.candidate_id for decision in history if decision.candidate_id is not None]
     kept = set(kept)
+    candidate_place, own_title_place = _places(generations)
     appeared: list[tuple[tuple, CandidateView]] = [
         (
-            (started.get(candidate.generation_id, ""), candidate.generation_id, candidate.rank),
+            candidate_place(candidate),
             CandidateView(
                 text=candidate.text,
                 finished=True,
@@ -85,7 +91,7 @@ def views_from_store(candidates: list, history: list, generations: list) -> list
     ]
     appeared.extend(
         (
-            (decision.decided_at, float("inf"), decision.id),
+            own_title_place(decision),
             CandidateView(text=decision.title, finished=True, decision=OWN, decision_id=decision.id),
         )
         for decision in history
@@ -94,6 +100,24 @@ def views_from_store(candidates: list, history: list, generations: list) -> list
     views = [view for _, view in sorted(appeared, key=lambda pair: pair[0])]
     apply_history(views, history)
     return views
+
+
+def _places(generations: list) -> tuple[Callable[[Any], tuple], Callable[[Any], tuple]]:
+    """Sort keys that put candidates and own titles in the order they appeared on screen (see above)."""
+    if all("own_titles_above" in generation.params for generation in generations):
+        first_run_below: dict[int, int] = {}
+        for generation in sorted(generations, key=lambda generation: generation.id):
+            for decision_id in generation.params["own_titles_above"]:
+                first_run_below.setdefault(decision_id, generation.id)
+        return (
+            lambda candidate: (candidate.generation_id, 1, candidate.rank),
+            lambda decision: (first_run_below.get(decision.id, float("inf")), 0, decision.id),
+        )
+    started = {generation.id: _started_at(generation) for generation in generations}
+    return (
+        lambda candidate: (started.get(candidate.generation_id, ""), candidate.generation_id, candidate.rank),
+        lambda decision: (decision.decided_at, float("inf"), decision.id),
+    )
 
 
 def _started_at(generation) -> str:

@@ -18,7 +18,7 @@ from tui.screens.export import ExportScreen
 from tui.screens.prompt import TextPrompt
 from tui.curation import views_from_store
 from tui.screens.review import ReviewScreen
-from tui.widgets.candidates import ACCEPTED, EDITED, OWN, REJECTED, CandidateView
+from tui.widgets.candidates import ACCEPTED, EDITED, OWN, REJECTED, CandidateRow, CandidateView, EditInput
 from tui.widgets.status_bar import StatusBar
 
 FAST = {"n": 4, "max_new_tokens": 8, "seed": 7}
@@ -171,6 +171,33 @@ async def test_queue_keys_say_the_store_is_not_open_rather_than_that_the_queue_i
             assert told == ["The store is not open, so the import queue cannot be read."] * 2
     finally:
         os.chmod(db_path, 0o644)
+
+
+async def test_an_abstract_that_cannot_be_read_leaves_the_one_on_screen_and_its_run_going(
+    make_app, db_path, monkeypatch
+):
+    queue_abstracts(db_path)
+    app = make_app()
+    async with app.run_test(size=(100, 40)) as pilot:
+        hold = threading.Event()
+        await generated(app, pilot, ["Alpha title", "Beta title"], 2, hold)
+        reader = app.reader or app.store
+
+        def unreadable(abstract_id):
+            raise TitlecraftError("disk I/O error")
+
+        monkeypatch.setattr(reader, "abstract", unreadable)
+        await pilot.press("n")
+        await pilot.pause()
+        assert app.errors()[-1] == "Reading the store failed: disk I/O error"
+        assert app.running is not None
+        hold.set()
+        await settle(app, pilot)
+        assert [(view.text, view.finished) for view in app.candidates.views()] == [
+            ("Alpha title", True),
+            ("Beta title", True),
+        ]
+        assert all(view.candidate_id is not None for view in app.candidates.views())
 
 
 async def test_next_says_when_every_queued_abstract_has_a_title(make_app, db_path):
@@ -543,6 +570,18 @@ async def test_more_after_the_abstract_was_edited_generates_for_the_new_text(mak
         assert len(store.candidates(store.find_abstract(ABSTRACT))) == 2
 
 
+async def test_more_with_the_abstract_cleared_only_says_it_is_empty(make_app, db_path):
+    app = make_app()
+    async with app.run_test(size=(100, 40)) as pilot:
+        await generated(app, pilot, ["Alpha title", "Beta title"], 2)
+        app.editor.load("  \n ")
+        await pilot.press("m")
+        await settle(app, pilot)
+        assert app.told[-1] == ("error", "The abstract is empty: paste or type one first.")
+        assert not any("edited" in message for _, message in app.told)
+        assert [view.text for view in app.candidates.views()] == ["Alpha title", "Beta title"]
+
+
 async def test_more_that_finds_no_new_title_says_why_instead_of_nothing(make_app, db_path):
     app = make_app()
     async with app.run_test(size=(100, 40)) as pilot:
@@ -859,6 +898,11 @@ async def test_an_own_title_written_during_a_run_stays_when_the_run_ends(make_ap
         await pilot.press("t")
         await type_into_prompt(pilot, "My own title")
         assert app.running is not None
+        await pilot.press("a")  # on the own title, below the running rows
+        assert app.told[-1][1].startswith("That is your own title")
+        await pilot.press("up", "a")
+        assert app.told[-1][1].startswith("That candidate is still being written")
+        await pilot.press("down")
         hold.set()
         await settle(app, pilot)
         views = app.candidates.views()
@@ -903,6 +947,24 @@ async def test_the_highlighted_row_stays_in_view_when_candidates_overflow(make_a
         assert candidates.max_scroll_y > 0 and candidates.cursor == 0  # the list overflows its pane
         row = candidates.current.region
         assert candidates.region.y <= row.y and row.bottom <= candidates.region.bottom
+
+
+async def test_the_scroll_keys_move_the_highlight_so_a_acts_on_a_candidate_in_view(make_app, db_path):
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await generated(app, pilot, [f"Title {i}" for i in range(16)], 16)
+        candidates = app.candidates
+        assert candidates.max_scroll_y > 0
+        for key in ("pagedown", "end", "pageup", "home"):
+            at = candidates.cursor
+            await pilot.press(key)
+            await pilot.pause()
+            assert candidates.cursor != at, key
+            row = candidates.current.region
+            assert candidates.region.y <= row.y and row.bottom <= candidates.region.bottom, key
+        await pilot.press("end", "a")
+        await settle(app, pilot)
+    assert live_decisions(db_path) == [("accept", "Title 15", None)]
 
 
 async def test_a_stream_repaint_that_reaches_a_row_before_it_is_composed_is_harmless(make_app):
@@ -951,6 +1013,36 @@ async def test_reads_do_not_queue_behind_a_write_that_waits_for_another_process(
         other.close()
         await settle(app, pilot)
         assert counts["abstracts"] == 1
+        assert not app.errors() and not app.pending
+    assert live_decisions(db_path) == [("accept", "Alpha title", None)]
+
+
+async def test_few_shot_examples_are_read_without_waiting_for_a_write_held_up_by_another_process(make_app, db_path):
+    with Store(db_path) as store:
+        store.own_title(store.add_abstract(CURATED_ABSTRACT), CURATED_TITLE)
+    app = make_app()
+    async with app.run_test(size=(100, 40)) as pilot:
+        await generated(app, pilot, ["Alpha title", "Beta title"], 2)
+        app.few_shot_choice = True
+        seen, ran = [], threading.Event()
+        scripted = capturing(scripted_generate(["Gamma title", "Delta title"]), seen)
+
+        def generate(*args, **kwargs):
+            ran.set()
+            return scripted(*args, **kwargs)
+
+        app.generator.generate = generate
+        other = sqlite3.connect(db_path, isolation_level=None, check_same_thread=False)
+        other.execute("BEGIN IMMEDIATE")  # another process is writing
+        await pilot.press("a")  # the acceptance now waits for that lock (up to the 5 s busy timeout)
+        await pilot.pause()
+        assert app.writing
+        await pilot.press("ctrl+g")
+        assert ran.wait(10)  # the run got its examples while the acceptance still waited
+        other.execute("COMMIT")  # released at once, unless the run had to outwait the writer
+        other.close()
+        await settle(app, pilot)
+        assert [[title for _abstract, title in examples] for examples in seen] == [[CURATED_TITLE]]
         assert not app.errors() and not app.pending
     assert live_decisions(db_path) == [("accept", "Alpha title", None)]
 
@@ -1157,6 +1249,18 @@ async def test_an_own_title_prompt_left_with_escape_changes_nothing(make_app, db
         assert store.counts()["abstracts"] == 1
 
 
+async def test_an_empty_own_title_is_refused_with_a_message(make_app, db_path):
+    app = make_app()
+    async with app.run_test(size=(100, 40)) as pilot:
+        await generated(app, pilot, ["Alpha title", "Beta title"], 2)
+        await pilot.press("t")
+        await type_into_prompt(pilot, "   ")
+        await settle(app, pilot)
+        assert app.told[-1] == ("warning", "An empty title was not saved.")
+        assert [view.decision for view in app.candidates.views()] == [None, None]
+    assert live_decisions(db_path) == []
+
+
 async def test_reopening_shows_a_decision_undone_before_or_after_a_new_run_as_the_screen_did(make_app, db_path):
     app = make_app()
     async with app.run_test(size=(100, 40)) as pilot:
@@ -1311,6 +1415,108 @@ async def test_a_new_run_that_yields_nothing_brings_back_the_candidates_it_was_t
         assert [(view.text, view.decision) for view in app.candidates.views()] == shown
 
 
+async def test_generate_pressed_again_mid_run_then_stopped_brings_back_the_rows_from_before_both_runs(
+    make_app, db_path
+):
+    app = make_app()
+    async with app.run_test(size=(100, 40)) as pilot:
+        await generated(app, pilot, ["Alpha title", "Beta title", "Gamma title"], 3)
+        await pilot.press("down", "a")
+        await settle(app, pilot)
+        shown = [(view.text, view.decision, view.finished) for view in app.candidates.views()]
+        first_hold, second_hold = threading.Event(), threading.Event()
+        app.generator.generate = scripted_generate(LONG_TITLES, hold=first_hold)
+        await pilot.press("ctrl+g")
+        await pilot.pause()
+        app.generator.generate = scripted_generate(LONG_TITLES, hold=second_hold)
+        await pilot.press("ctrl+g")  # stops the first run, unrecorded, and replaces its half-written rows
+        await pilot.pause()
+        await pilot.press("escape")
+        first_hold.set()
+        second_hold.set()
+        await settle(app, pilot)
+        assert [(view.text, view.decision, view.finished) for view in app.candidates.views()] == shown
+        assert "2 candidates it was to replace are back" in app.told[-1][1]
+        abstract_id = app.session.abstract_id
+    with Store(db_path) as store:
+        reopened = views_from_store(
+            store.candidates(abstract_id), store.history(abstract_id), store.generations(abstract_id)
+        )
+        assert [(view.text, view.decision, view.finished) for view in reopened] == shown
+
+
+async def test_a_title_being_edited_stays_open_when_a_run_adding_nothing_puts_the_rows_back(make_app, db_path):
+    app = make_app()
+    async with app.run_test(size=(100, 40)) as pilot:
+        await generated(app, pilot, ["Alpha title", "Beta title"], 2)
+        hold = threading.Event()
+        streaming = scripted_generate(LONG_TITLES, hold=hold)
+
+        def fails_after_streaming(*args, **kwargs):
+            streaming(*args, **kwargs)
+            raise TitlecraftError("The GPU ran out of memory generating 2 candidates: ask for fewer candidates.")
+
+        app.generator.generate = fails_after_streaming
+        await pilot.press("m")
+        await pilot.pause()
+        await pilot.press("up", "up", "e")  # Alpha, above the run's rows
+        await pilot.pause()
+        await pilot.press(*" revised")
+        hold.set()
+        await settle(app, pilot)
+        assert "Generation failed" in app.errors()[-1]
+        assert app.candidates.query_one(EditInput).value == "Alpha title revised"
+        await pilot.press("enter")
+        await settle(app, pilot)
+        shown = [(view.shown_text, view.decision) for view in app.candidates.views()]
+        assert shown == [("Alpha title revised", EDITED), ("Beta title", None)]
+        assert [row.view for row in app.candidates.query(CandidateRow)] == app.candidates.views()
+    assert live_decisions(db_path) == [("edit", "Alpha title revised", None)]
+
+
+async def test_a_clicked_candidate_is_the_one_a_accepts(make_app, db_path):
+    app = make_app()
+    async with app.run_test(size=(100, 40)) as pilot:
+        await generated(app, pilot, ["Alpha title", "Beta title", "Gamma title"], 3)
+        rows = list(app.candidates.query(CandidateRow))
+        await pilot.click(rows[2].query_one(".title"))
+        await pilot.press("a")
+        await settle(app, pilot)
+        assert [view.decision for view in app.candidates.views()] == [None, None, ACCEPTED]
+    assert live_decisions(db_path) == [("accept", "Gamma title", None)]
+
+
+async def test_an_edit_the_focus_left_gets_it_back_so_enter_and_escape_act_on_it(make_app, db_path):
+    app = make_app()
+    async with app.run_test(size=(100, 40)) as pilot:
+        await generated(app, pilot, ["Alpha title", "Beta title", "Gamma title"], 3)
+        await pilot.press("e")
+        await pilot.pause()
+        await pilot.press(*" revised", "tab")  # to the abstract, to read it again
+        await pilot.pause()
+        assert app.focused is app.editor.text_area
+        await pilot.press("ctrl+g")  # refused: "enter saves it, escape leaves it"
+        await pilot.pause()
+        assert "A title is being edited" in app.told[-1][1]
+        await pilot.press("enter")
+        await settle(app, pilot)
+        assert app.candidates.views()[0].shown_text == "Alpha title revised"
+
+        await pilot.press("down", "e")
+        await pilot.pause()
+        await pilot.press(*" too")
+        await pilot.click(list(app.candidates.query(CandidateRow))[2].query_one(".marker"))
+        await pilot.press("e")  # Beta's edit comes back rather than a second one opening on Gamma
+        await pilot.pause()
+        assert len(app.candidates.query(EditInput)) == 1
+        assert app.candidates.cursor == 1
+        await pilot.press("escape")
+        await settle(app, pilot)
+        assert not app.candidates.editing
+        assert [view.shown_text for view in app.candidates.views()] == ["Alpha title revised", "Beta title", "Gamma title"]
+    assert live_decisions(db_path) == [("edit", "Alpha title revised", None)]
+
+
 async def test_a_new_abstract_pasted_while_the_store_is_locked_does_not_show_the_last_ones_queue_place(
     make_app, db_path, monkeypatch
 ):
@@ -1333,6 +1539,48 @@ async def test_a_new_abstract_pasted_while_the_store_is_locked_does_not_show_the
         assert "queue –/2" in status.text()
         other.execute("COMMIT")
         other.close()
+
+
+async def test_rows_saved_in_a_burst_once_the_store_unlocks_reopen_in_the_order_they_appeared(
+    make_app, db_path, monkeypatch
+):
+    lock = quickly_locked_store(monkeypatch)
+    app = make_app()
+    async with app.run_test(size=(100, 40)) as pilot:
+        await ready(app, pilot)
+        app.sampling.update(n=2)
+        other = lock(db_path)
+        await pilot.press("tab", "t")
+        await type_into_prompt(pilot, "Mine")
+        # Runs that took a while, recorded only once the store unlocks: their timestamps say they began
+        # long before that, before the own title written ahead of them and the longer one before the other.
+        app.generator.generate = scripted_generate(["Alpha title", "Beta title"], step_delay=0.2)
+        await pilot.press("ctrl+g")
+        await settle(app, pilot)
+        app.generator.generate = scripted_generate(["Gamma title", "Delta title"], step_delay=0.4)
+        await pilot.press("m")
+        await settle(app, pilot)
+        other.execute("COMMIT")
+        other.close()
+        await pilot.press("t")  # the next decision saves the waiting ones
+        await type_into_prompt(pilot, "Final")
+        await settle(app, pilot)
+        assert not app.pending
+        on_screen = [(view.text, view.decision) for view in app.candidates.views()]
+        assert on_screen == [
+            ("Mine", OWN),
+            ("Alpha title", None),
+            ("Beta title", None),
+            ("Gamma title", None),
+            ("Delta title", None),
+            ("Final", OWN),
+        ]
+    with Store(db_path) as store:
+        abstract_id = store.find_abstract(ABSTRACT)
+        reopened = views_from_store(
+            store.candidates(abstract_id), store.history(abstract_id), store.generations(abstract_id)
+        )
+        assert [(view.text, view.decision) for view in reopened] == on_screen
 
 
 async def test_an_undo_saved_after_leaving_the_abstract_shows_when_it_is_reopened(make_app, db_path, monkeypatch):

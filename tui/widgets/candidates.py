@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from rich.text import Text
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
@@ -127,6 +128,11 @@ class CandidateList(VerticalScroll, can_focus=True):
     BINDINGS = [
         Binding("up,k", "cursor_up", "Up", show=False, tooltip="Highlight the previous candidate"),
         Binding("down,j", "cursor_down", "Down", show=False, tooltip="Highlight the next candidate"),
+        # The scroll keys move the highlight too: scrolled out of view, it would still be what a, e and r act on.
+        Binding("pageup", "page_cursor(-1)", "Page up", show=False, tooltip="Highlight the candidate a page up"),
+        Binding("pagedown", "page_cursor(1)", "Page down", show=False, tooltip="Highlight the candidate a page down"),
+        Binding("home", "first_row", "First", show=False, tooltip="Highlight the first candidate"),
+        Binding("end", "last_row", "Last", show=False, tooltip="Highlight the last candidate"),
     ]
 
     cursor: reactive[int] = reactive(0, init=False)
@@ -169,11 +175,27 @@ class CandidateList(VerticalScroll, can_focus=True):
             self.call_after_refresh(self._follow_output)
 
     def replace_rows(self, views: list[CandidateView], start: int = 0) -> None:
-        """Replace rows from ``start`` on with ``views`` (a finished run re-ranks its candidates)."""
-        for row in self.rows[start:]:
+        """Replace rows from ``start`` on with ``views`` (a finished run re-ranks its candidates). A row that
+        already shows one of ``views`` is moved into place rather than built anew, so that a title being
+        edited in it stays open with what was typed."""
+        reusable = {id(row.view): row for row in self.rows[start:]}
+        new_rows = [reusable.pop(id(view), None) or CandidateRow(view) for view in views]
+        for row in reusable.values():
             row.remove()
-        self.rows = self.rows[:start]
-        self.add_rows(views)
+        follow = self.near_bottom
+        previous = self.rows[start - 1] if start else None
+        for row in new_rows:
+            if row.parent is not self:
+                self.mount(row)
+            if previous is None:
+                self.move_child(row, before=0)
+            else:
+                self.move_child(row, after=previous)
+            previous = row
+        self.rows = self.rows[:start] + new_rows
+        self.call_after_refresh(self._mark_cursor)
+        if follow:
+            self.call_after_refresh(self._follow_output)
         self.cursor = min(self.cursor, max(len(self.rows) - 1, 0))
 
     def show_streamed(self, index: int) -> None:
@@ -220,14 +242,25 @@ class CandidateList(VerticalScroll, can_focus=True):
         self._mark_cursor()
 
     def start_edit(self, index: int) -> None:
-        """Swap the row's text for a prefilled input; its message says what was typed."""
-        row = self.rows[index]
-        if row.query(EditInput):
+        """Swap the row's text for a prefilled input; its message says what was typed. While another title is
+        being edited, that edit gets the focus back instead: one edit at a time."""
+        if self.resume_edit():
             return
+        row = self.rows[index]
         editor = EditInput(row.view)
         row.add_class("-editing")
         row.mount(editor)
         editor.focus()
+
+    def resume_edit(self) -> bool:
+        """Highlight the row being edited and focus its input (tab or a click may have moved the focus away), so
+        that enter and escape act on the edit again; False if no title is being edited."""
+        editor = next(iter(self.query(EditInput)), None)
+        if editor is None:
+            return False
+        self.cursor = self.rows.index(editor.parent)
+        editor.focus()
+        return True
 
     def watch_cursor(self) -> None:
         self._mark_cursor()
@@ -238,6 +271,15 @@ class CandidateList(VerticalScroll, can_focus=True):
         if self.current is not None:
             self.scroll_to_widget(self.current, animate=False)
 
+    def on_click(self, event: events.Click) -> None:
+        """A click highlights the row under it: a, e and r then act on the candidate the researcher pointed at,
+        not on one highlighted elsewhere."""
+        clicked = event.widget
+        while clicked is not None and clicked is not self and not isinstance(clicked, CandidateRow):
+            clicked = clicked.parent
+        if isinstance(clicked, CandidateRow) and clicked in self.rows:
+            self.cursor = self.rows.index(clicked)
+
     def action_cursor_up(self) -> None:
         if self.cursor > 0:
             self.cursor -= 1
@@ -245,3 +287,21 @@ class CandidateList(VerticalScroll, can_focus=True):
     def action_cursor_down(self) -> None:
         if self.cursor < len(self.rows) - 1:
             self.cursor += 1
+
+    def action_page_cursor(self, direction: int) -> None:
+        """Highlight the row about one screen away (rows differ in height: long titles wrap)."""
+        if self.current is None:
+            return
+        target = self.current.virtual_region.y + direction * self.scrollable_content_region.height
+        if direction > 0:
+            below = [i for i, row in enumerate(self.rows) if i > self.cursor and row.virtual_region.y <= target]
+            self.cursor = below[-1] if below else min(self.cursor + 1, len(self.rows) - 1)
+        else:
+            above = [i for i, row in enumerate(self.rows) if i < self.cursor and row.virtual_region.y >= target]
+            self.cursor = above[0] if above else max(self.cursor - 1, 0)
+
+    def action_first_row(self) -> None:
+        self.cursor = 0
+
+    def action_last_row(self) -> None:
+        self.cursor = max(len(self.rows) - 1, 0)
