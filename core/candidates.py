@@ -51,6 +51,9 @@ _TEX_CLOSERS = {"`": "'", '"': "''"}
 # Han ideographs (with their extensions and compatibility forms), hiragana and katakana: scripts written
 # without spaces between words. Hangul is written with spaces.
 _NO_SPACE_SCRIPT = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f]")
+# Control characters other than whitespace (backspace, escape, ...): no part of a title, and a terminal
+# would act on them.
+_CONTROL = re.compile(r"[\x00-\x08\x0e-\x1b\x1f\x7f-\x84\x86-\x9f]")
 # A sentence ends at ., ! or ? and a space, but not after "e.g.", "i.e.", "et al.", "vs." or "cf.".
 _SENTENCE_END = re.compile(r"(?<![Ee]\.g\.)(?<![Ii]\.e\.)(?<!\bal\.)(?<!\bvs\.)(?<!\bcf\.)(?<=[.!?])\s+")
 
@@ -105,9 +108,9 @@ def _clean_once(text: str) -> str:
 
 
 def clean_title(text: str) -> str:
-    """The first non-empty line without markdown emphasis, "Title:" prefixes, surrounding quotes or a
-    trailing period, with whitespace collapsed. Repeated until stable: ``"**Title:** "X"."`` -> ``X``."""
-    lines = [line for line in text.splitlines() if line.strip()]
+    """The first non-empty line without control characters, markdown emphasis, "Title:" prefixes,
+    surrounding quotes or a trailing period, with whitespace collapsed. Repeated until stable: ``"**Title:** "X"."`` -> ``X``."""
+    lines = [line for line in _CONTROL.sub("", text).splitlines() if line.strip()]
     text = lines[0] if lines else ""
     while True:
         cleaned = _clean_once(text)

@@ -96,6 +96,12 @@ def test_flags():
     assert candidate_flags("We study sparse attention for long documents", ABSTRACT) == [COPIES_ABSTRACT]
 
 
+def test_control_characters_are_no_part_of_a_title():
+    assert clean_title("Sparse\x08 Attention\x14 for \x1b[31mLong Documents\x7f") == "Sparse Attention for [31mLong Documents"
+    assert clean_title("\x00\x14\nReal Title") == "Real Title"  # a line of control characters only is no line
+    assert clean_title("Tabs\tand\x0bbreaks") == "Tabs and"  # whitespace stays whitespace; \x0b ends the line
+
+
 def test_chinese_and_japanese_titles_count_a_word_per_two_characters():
     """Written without spaces, a whole Chinese title was one word, so every one was flagged too short."""
     assert word_count("稀疏注意力用于长文档的高效建模") == 8
