@@ -125,6 +125,7 @@ class TitlecraftApp(App[None]):
         self.run_id = 0
         self.last_run: Any = None
         self.quit_requested = False
+        self.draft_warned: str | None = None  # the typed abstract that leaving would drop, once told so
         self._token_timer = None
         self.few_shot_choice: bool | None = None  # the user's saved choice; None: the model's default
         self.store_figures: StoreFigures | None = None  # the status line's store part, as last read
@@ -372,6 +373,26 @@ class TitlecraftApp(App[None]):
             self.editor.text
         )
 
+    def _unsaved_draft(self) -> str | None:
+        """The editor's text when it is an abstract the store does not have yet: typed or edited, with no
+        candidates generated for it (ctrl+g saves it); None when there is none."""
+        text = normalise_whitespace(self.editor.text)
+        return text if text and not self._editor_is_session() else None
+
+    def _draft_kept(self, opening: str) -> bool:
+        """Whether opening the abstract ``opening`` must wait: the first attempt over another, unsaved typed
+        abstract says what it would drop; the same attempt again drops it."""
+        draft = self._unsaved_draft()
+        if draft is None or draft == self.draft_warned or draft == normalise_whitespace(opening):
+            return False
+        self.draft_warned = draft
+        self.notify(
+            "The abstract in the editor is not saved: ctrl+g saves it with its candidates. "
+            "Open the other abstract again to leave it.",
+            severity="warning",
+        )
+        return True
+
     def _editor_text_refused(self) -> bool:
         """Tell why the editor's text cannot be curated now, if it cannot: it is empty, or it is a new
         abstract while a title is being edited (the edit's row would be cleared with the old rows)."""
@@ -438,6 +459,8 @@ class TitlecraftApp(App[None]):
             return
         record = self._read(lambda store: store.abstract(abstract_id))
         if record is None:  # told why; the abstract on screen, and a run for it, go on
+            return
+        if self._draft_kept(record.text):
             return
         self._leave_session()
         self._cancel_run()
@@ -1143,6 +1166,8 @@ class TitlecraftApp(App[None]):
             unsaved.append("a title is being edited (enter saves it)")
         if isinstance(self.screen, TextPrompt) and self.screen.unsaved_draft:
             unsaved.append(f"{self.screen.unsaved_draft} is typed but not saved (enter saves it)")
+        if self._unsaved_draft() is not None:
+            unsaved.append("the abstract in the editor is not saved (ctrl+g saves it with its candidates)")
         if unsaved and not self.quit_requested:
             self.quit_requested = True
             self.notify(

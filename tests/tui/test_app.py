@@ -155,6 +155,31 @@ async def test_queue_navigation_skips_titled_abstracts_forward_only(make_app, db
         assert any("first abstract in the queue" in message for _, message in app.told)
 
 
+async def test_a_typed_abstract_is_not_dropped_by_a_single_n_or_quit(make_app, db_path):
+    """n (p, a review pick) replaced an abstract typed but not yet generated for, with no word; it is only
+    saved with its first candidates."""
+    queued = "A queued abstract about sparse attention in graph neural networks."
+    typed = "My own abstract, typed in full, about curating titles with small language models."
+    with Store(db_path) as store:
+        store.enqueue(store.add_abstract(queued, source="import"))
+    app = make_app()
+    async with app.run_test(size=(100, 40)) as pilot:
+        await settle(app, pilot)
+        app.editor.load(typed)
+        await pilot.press("tab", "n")
+        await pilot.pause()
+        assert app.editor.text == typed and "The abstract in the editor is not saved" in app.told[-1][1]
+        await pilot.press("ctrl+q")
+        await pilot.pause()
+        assert app.is_running and "the abstract in the editor is not saved" in app.told[-1][1].lower()
+        await pilot.press("n")
+        await pilot.pause()
+        assert app.editor.text == queued  # asked twice: the typed abstract is left
+        await pilot.press("ctrl+q")
+        await pilot.pause()
+        assert not app.is_running  # the queued abstract on screen is the stored one: nothing to lose
+
+
 async def test_queue_keys_say_the_store_is_not_open_rather_than_that_the_queue_is_empty(make_app, db_path):
     with Store(db_path) as store:
         store.enqueue(store.add_abstract("A queued abstract about sparse attention in graph networks."))
@@ -290,6 +315,14 @@ async def test_review_opens_an_abstract_with_its_history(make_app):
         await pilot.press("slash", *"beta")
         await review_loaded(app, pilot)
         assert app.screen.query_one(DataTable).row_count == 1
+        await pilot.press("enter", "enter")
+        await settle(app, pilot)
+        assert app.editor.text.startswith("Another abstract")  # typed, not saved: only a second pick leaves it
+        assert "The abstract in the editor is not saved" in app.told[-1][1]
+        await pilot.press("v")
+        await review_loaded(app, pilot)
+        await pilot.press("slash", *"beta")
+        await review_loaded(app, pilot)
         await pilot.press("enter", "enter")
         await settle(app, pilot)
         assert app.screen is app.screen_stack[0]
