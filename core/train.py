@@ -560,8 +560,10 @@ def _train(config: TrainConfig, on_progress: Callable[[dict], None] | None) -> P
     micro_per_step = config.grad_accum * ranks.world
     epoch_batches: dict[int, list[list[int]]] = {}
 
-    def micro_batches(step: int) -> list[list[int]]:
-        """The micro-batches this rank runs at a step: a pure function of (seed, step), so resume is exact."""
+    def micro_batches(step: int) -> tuple[list[list[int]], bool]:
+        """The micro-batches this rank runs at a step, a pure function of (seed, step) so that resume is
+        exact, and whether they count. In an epoch's shorter last step a rank may have none left; it then
+        runs one that does not count (its loss weighted 0), because data-parallel ranks step together."""
         result = []
         for k in range(config.grad_accum):
             index = (step * micro_per_step) + k * ranks.world + ranks.rank
@@ -572,9 +574,9 @@ def _train(config: TrainConfig, on_progress: Callable[[dict], None] | None) -> P
             if position >= len(batches):  # past the epoch's end, in its shorter last step
                 if result:
                     break
-                position %= len(batches)  # a rank with none left repeats one: data-parallel ranks step together
+                return [batches[position % len(batches)]], False
             result.append(batches[position])
-        return result
+        return result, True
 
     seen_examples: list[int] = []
     bar = tqdm(total=progress.planned_steps, initial=progress.step, disable=not ranks.main, desc="training", unit="step")
@@ -588,15 +590,18 @@ def _train(config: TrainConfig, on_progress: Callable[[dict], None] | None) -> P
     try:
         while progress.step < progress.planned_steps:
             optimizer.zero_grad(set_to_none=True)
-            batches = micro_batches(progress.step)
-            targets = sum(target_counts[i] for indices in batches for i in indices)
+            batches, counted = micro_batches(progress.step)
+            targets = sum(target_counts[i] for indices in batches for i in indices) if counted else 0
             targets = all_reduce_sum([float(targets)], device)[0] / ranks.world
             step_tokens = 0
             step_loss = torch.zeros((), device=device)
             for micro, indices in enumerate(batches):
-                seen_examples.extend(indices)
                 cpu_batch = collate([examples[i] for i in indices], pad_id, pad_multiple)
-                step_tokens += int(cpu_batch["attention_mask"].sum())
+                if counted:
+                    seen_examples.extend(indices)
+                    step_tokens += int(cpu_batch["attention_mask"].sum())
+                else:  # repeated only to step with the other ranks: it must add no gradient (nor count as seen)
+                    cpu_batch["target_weights"].zero_()
                 batch = {k: v.to(device, non_blocking=True) for k, v in cpu_batch.items()}
                 sync = micro == len(batches) - 1 or ranks.world == 1
                 context = wrapped.no_sync() if (ranks.world > 1 and not sync) else contextlib.nullcontext()

@@ -409,12 +409,15 @@ LAUNCHERS = {
 
 @pytest.mark.parametrize("launcher", LAUNCHERS)
 def test_two_process_data_parallel_run_splits_the_data_and_reports_once(tmp_path, tiny_gptneo_dir, split_files, launcher):
+    """Two processes with a batch each per step train as one process accumulating those two batches, also
+    in the last step, where 9 batches leave the second process none of its own (it repeated the first
+    batch of the epoch, training on it twice)."""
     train_file, val_file = split_files
     out = tmp_path / "ddp"
     command = [
         sys.executable, *LAUNCHERS[launcher],
         "-m", "core.cli", "train", "--base", str(tiny_gptneo_dir), "--train", str(train_file), "--val", str(val_file),
-        "--out", str(out), "--batch-size", "8", "--eval-every", "2", "--device", "cpu", "--lr", "3e-3",
+        "--out", str(out), "--batch-size", "8", "--eval-every", "2", "--device", "cpu", "--lr", "3e-3", "--limit", "72",
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     finished = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
@@ -423,9 +426,13 @@ def test_two_process_data_parallel_run_splits_the_data_and_reports_once(tmp_path
     assert finished.stdout.count(f"checkpoint: {out}\n") == 1 and finished.stdout.count('"steps": 5') == 1
     seen = [set(json.loads((out / "ranks" / f"rank{r}.json").read_text())["examples"]) for r in (0, 1)]
     assert seen[0] and seen[1] and not seen[0] & seen[1]
-    assert seen[0] | seen[1] == set(range(80))
+    assert seen[0] | seen[1] == set(range(72))
     meta = json.loads((out / "titlecraft.json").read_text())
-    assert meta["steps"] == 5  # 10 batches of 8, two per step across the two processes
+    assert meta["steps"] == 5  # 9 batches of 8, two per step across the two processes
+    alone = train(_config(tmp_path / "alone", tiny_gptneo_dir, train_file, val_file, grad_accum=2, eval_every=2, seed=0,
+                          limit=72, device="cpu"))
+    together, accumulated = load_file(str(out / "model.safetensors")), load_file(str(alone / "model.safetensors"))
+    assert all(torch.allclose(together[name], accumulated[name], atol=1e-5) for name in accumulated)
     load_model(str(out))
 
 
