@@ -630,9 +630,12 @@ def _train(config: TrainConfig, on_progress: Callable[[dict], None] | None) -> P
                     replanned = True
             if progress.step % eval_every == 0 or progress.step == progress.planned_steps:
                 now = time.perf_counter()
+                # Each rank's loss is its title tokens' loss over the step's mean tokens per rank (DDP then
+                # averages the gradients): the step's mean loss per title token is the mean over the ranks.
+                train_loss = all_reduce_sum([float(step_loss)], device)[0] / ranks.world
                 record = {
                     "step": progress.step,
-                    "train_loss": round(float(step_loss), 4),
+                    "train_loss": round(train_loss, 4),
                     "lr": scheduler.get_last_lr()[0],
                     "tokens_per_second": round(window_tokens / max(now - window_start, 1e-9)),
                 }

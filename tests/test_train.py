@@ -409,9 +409,9 @@ LAUNCHERS = {
 
 @pytest.mark.parametrize("launcher", LAUNCHERS)
 def test_two_process_data_parallel_run_splits_the_data_and_reports_once(tmp_path, tiny_gptneo_dir, split_files, launcher):
-    """Two processes with a batch each per step train as one process accumulating those two batches, also
-    in the last step, where 9 batches leave the second process none of its own (it repeated the first
-    batch of the epoch, training on it twice)."""
+    """Two processes with a batch each per step train, and report their loss, as one process accumulating
+    those two batches, also in the last step, where 9 batches leave the second process none of its own (it
+    repeated the first batch of the epoch, training on it twice)."""
     train_file, val_file = split_files
     out = tmp_path / "ddp"
     command = [
@@ -433,6 +433,9 @@ def test_two_process_data_parallel_run_splits_the_data_and_reports_once(tmp_path
                           limit=72, device="cpu"))
     together, accumulated = load_file(str(out / "model.safetensors")), load_file(str(alone / "model.safetensors"))
     assert all(torch.allclose(together[name], accumulated[name], atol=1e-5) for name in accumulated)
+    # The recorded training loss is the whole step's, not the main process's half of it.
+    losses_alone = [record["train_loss"] for record in json.loads((alone / "titlecraft.json").read_text())["history"]]
+    assert [record["train_loss"] for record in meta["history"]] == pytest.approx(losses_alone, abs=2e-4)
     load_model(str(out))
 
 
