@@ -22,7 +22,7 @@ from core.cli import run as cli_run
 from core.errors import TitlecraftError
 from core.generate import SamplingParams, TitleGenerator
 from core.models import ADAPTER_WEIGHTS, file_sha256, load_model
-from core.prompts import COMPLETION, build_prompt, completion_prompt, completion_target
+from core.prompts import COMPLETION, build_prompt, completion_prompt, completion_target, normalise_whitespace
 from core.distributed import Ranks
 import core.train as core_train
 from core.train import Progress, TitleLoss, TrainConfig, _replan_for_time_budget, decoder_layers, train
@@ -74,7 +74,76 @@ def test_encoder_cuts_long_abstracts_but_never_the_title(tiny_gptneo_dir, real_p
     example = short.encode([(real_pairs.abstract[0], real_pairs.title[0])])[0]
     title_ids = tokenizer(completion_target(real_pairs.title[0]), add_special_tokens=False)["input_ids"]
     assert example.input_ids[example.prompt_length :] == title_ids + [tokenizer.eos_token_id]
-    assert example.prompt_length == len(short.before_ids) + 20 + len(short.after_ids)
+    abstract_ids = tokenizer(" " + normalise_whitespace(real_pairs.abstract[0]), add_special_tokens=False)["input_ids"]
+    kept = tokenizer.decode(abstract_ids[:20]).strip()
+    assert example.input_ids[: example.prompt_length] == tokenizer(completion_prompt(kept), add_special_tokens=False)["input_ids"]
+
+
+# Llama 3's (and Qwen's) pre-tokenizer: punctuation takes the line breaks after it into one token (".\n").
+LLAMA3_SPLIT = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+
+
+def _tokenizer_of_another_family(family: str):
+    """A tiny tokenizer built as Llama 3's (byte-level, its split pattern) or as sentencepiece's (a "▁"
+    opening every text and word) are, or one that does not split at spaces (its merges run across them),
+    trained on the fixtures' corpus and a few abstract endings."""
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    from conftest import SPECIAL_TOKENS, TOKENIZER_CORPUS
+
+    if family == "llama3":
+        backend = Tokenizer(models.BPE())
+        backend.pre_tokenizer = pre_tokenizers.Sequence(
+            [pre_tokenizers.Split(Regex(LLAMA3_SPLIT), "isolated"), pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)]
+        )
+        backend.decoder = decoders.ByteLevel()
+        alphabet = pre_tokenizers.ByteLevel.alphabet()
+    elif family == "sentencepiece":
+        backend = Tokenizer(models.BPE(byte_fallback=True))
+        backend.pre_tokenizer = pre_tokenizers.Metaspace(prepend_scheme="first")
+        backend.decoder = decoders.Metaspace(prepend_scheme="first")
+        alphabet = []
+    else:
+        backend = Tokenizer(models.BPE(byte_fallback=True))
+        backend.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
+        backend.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.Fuse(), decoders.Strip(" ", 1, 0)])
+        alphabet = []
+    trainer = trainers.BpeTrainer(vocab_size=500, special_tokens=SPECIAL_TOKENS, initial_alphabet=alphabet)
+    backend.train_from_iterator([*TOKENIZER_CORPUS, "the results.\nTitle: A Study\n"], trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<|endoftext|>", pad_token="<|endoftext|>")
+
+
+@pytest.mark.parametrize("family", ["llama3", "sentencepiece"])
+def test_encoder_tokenises_prompt_and_title_as_generation_reads_them_in_other_tokenizer_families(real_pairs, family):
+    """Tokenised in pieces, prompts differed from generation's at the seams (Llama 3's ".\n" split in two,
+    sentencepiece's "▁" before the line break) and a sentencepiece title opened with a stray "▁"."""
+    tokenizer = _tokenizer_of_another_family(family)
+    encoder = ExampleEncoder(tokenizer, COMPLETION, max_abstract_tokens=10_000)
+    pairs = list(zip(real_pairs.abstract[:8], real_pairs.title[:8], strict=True))
+    for (abstract, title), example in zip(pairs, encoder.encode(pairs), strict=True):
+        prompt = build_prompt(tokenizer, COMPLETION, abstract, max_prompt_tokens=100_000)
+        assert example.input_ids[: example.prompt_length] == prompt.input_ids
+        titled = tokenizer(prompt.text + completion_target(normalise_whitespace(title)), add_special_tokens=False)
+        assert example.input_ids == titled["input_ids"] + [tokenizer.eos_token_id]
+
+
+def test_a_title_whose_first_token_would_merge_with_the_prompts_end_is_learned_after_the_prompt(real_pairs):
+    """Tokenised together, the prompt's last token (':') and the title's opening space merge into one
+    (':▁'), which generation, continuing the prompt's own tokens, never reads: the prompt stays
+    generation's, all of it masked, and the title's own tokens and the end marker are learned."""
+    tokenizer = _tokenizer_of_another_family("merging")
+    abstract, title = real_pairs.abstract[0], normalise_whitespace(real_pairs.title[0])
+    prompt = build_prompt(tokenizer, COMPLETION, abstract, max_prompt_tokens=100_000)
+    titled = tokenizer(prompt.text + completion_target(title), add_special_tokens=False)["input_ids"]
+    assert titled[: len(prompt.input_ids)] != prompt.input_ids  # the seam merges
+    example = ExampleEncoder(tokenizer, COMPLETION, max_abstract_tokens=10_000).encode([(abstract, title)])[0]
+    assert example.input_ids[: example.prompt_length] == prompt.input_ids
+    assert example.labels == [IGNORE_INDEX] * len(prompt.input_ids) + example.input_ids[example.prompt_length :]
+    title_ids = tokenizer(completion_target(title), add_special_tokens=False)["input_ids"]
+    assert example.input_ids[example.prompt_length :] == title_ids + [tokenizer.eos_token_id]
 
 
 def test_collate_pads_to_the_longest_in_the_batch_and_points_at_title_tokens(tiny_gptneo_dir, real_pairs):
