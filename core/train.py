@@ -611,6 +611,7 @@ def _train(config: TrainConfig, on_progress: Callable[[dict], None] | None) -> P
                 loss.backward()
                 step_loss += loss.detach()
             torch.nn.utils.clip_grad_norm_(parameters, 1.0)
+            step_lr = scheduler.get_last_lr()[0]  # this step's: after scheduler.step() it is the next one's
             optimizer.step()
             scheduler.step()
             progress.step += 1
@@ -636,7 +637,7 @@ def _train(config: TrainConfig, on_progress: Callable[[dict], None] | None) -> P
                 record = {
                     "step": progress.step,
                     "train_loss": round(train_loss, 4),
-                    "lr": scheduler.get_last_lr()[0],
+                    "lr": step_lr,
                     "tokens_per_second": round(window_tokens / max(now - window_start, 1e-9)),
                 }
                 if val_examples:

@@ -235,6 +235,22 @@ def test_training_writes_a_checkpoint_that_generates(tmp_path, tiny_gptneo_dir, 
         train(_config(tmp_path, tiny_gptneo_dir, *split_files))
 
 
+def test_the_history_records_the_learning_rate_each_step_trained_with(tmp_path, tiny_gptneo_dir, split_files, monkeypatch):
+    """Each record's lr was the next step's (read after the scheduler moved on): the last record showed the
+    schedule's floor, a rate no step used."""
+    used = []
+    adamw_step = torch.optim.AdamW.step
+
+    def recording_step(optimizer, *args, **kwargs):
+        used.append(optimizer.param_groups[0]["lr"])
+        return adamw_step(optimizer, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", recording_step)
+    out = train(_config(tmp_path, tiny_gptneo_dir, *split_files, eval_every=1, limit=32))
+    history = json.loads((out / "titlecraft.json").read_text())["history"]
+    assert [record["lr"] for record in history] == used and len(used) == 4
+
+
 class Interrupted(Exception):
     pass
 
