@@ -380,13 +380,15 @@ RESUMABLE_CHANGES = frozenset(
 )
 
 
-def _run_identity(config: TrainConfig, provenance: dict) -> dict:
+def _run_identity(config: TrainConfig, provenance: dict, processes: int) -> dict:
     """What an interrupted run's saved state must match to be resumed: the settings that shape its
-    steps, and the hashes of its data and continued adapter (main rank only: the others have none)."""
+    steps, the number of data-parallel processes (each step takes a batch per process, so the batches of
+    a step depend on it), and the hashes of its data and continued adapter (main rank only: the others
+    have none)."""
     settings = {k: v for k, v in asdict(config).items() if k not in RESUMABLE_CHANGES}
     data = [entry["sha256"] for entry in provenance.get("data", [])]
     adapter = provenance.get("init_adapter", {}).get("sha256")
-    return {"config": settings, "data": data, "init_adapter": adapter}
+    return {"config": settings, "processes": processes, "data": data, "init_adapter": adapter}
 
 
 def _require_same_run(state_dir: Path, identity: dict, out: Path) -> None:
@@ -396,6 +398,8 @@ def _require_same_run(state_dir: Path, identity: dict, out: Path) -> None:
     saved = json.loads(path.read_text())
     before, now = saved["config"], identity["config"]
     changed = sorted(key for key in {*before, *now} if before.get(key) != now.get(key))
+    if saved.get("processes", identity["processes"]) != identity["processes"]:  # states saved before it was kept pass
+        changed.append(f"processes: {saved['processes']}, not {identity['processes']}")
     if saved.get("data") != identity.get("data") or saved.get("init_adapter") != identity.get("init_adapter"):
         changed.append("data files")
     if changed:
@@ -550,7 +554,7 @@ def _train(config: TrainConfig, on_progress: Callable[[dict], None] | None) -> P
     progress = Progress(planned_steps=max(1, math.ceil(steps_per_epoch * config.epochs)))
     warmup = max(1, int(progress.planned_steps * config.warmup_ratio))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(progress, warmup))
-    identity = _run_identity(config, provenance)
+    identity = _run_identity(config, provenance, ranks.world)
     if (state_dir / "progress.json").is_file():
         if ranks.main:
             _require_same_run(state_dir, identity, out)

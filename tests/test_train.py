@@ -302,6 +302,23 @@ def test_an_interrupted_run_resumes_and_ends_where_an_uninterrupted_one_does(tmp
     assert all(torch.allclose(first[name], second[name], atol=1e-6) for name in first)
 
 
+def test_a_run_is_resumed_only_by_as_many_processes_as_saved_it(tmp_path, tiny_gptneo_dir, split_files):
+    """A step takes a batch per data-parallel process, so resumed by another number of processes a run took
+    other batches from the saved step on (batches trained again, others never) and stopped at the saved
+    plan's step count."""
+    config = _config(tmp_path, tiny_gptneo_dir, *split_files, limit=16, eval_every=1)
+
+    def stop_after_first_save(record):
+        raise Interrupted
+
+    with pytest.raises(Interrupted):
+        train(config, on_progress=stop_after_first_save)
+    state, provenance = Path(config.out) / "last", core_train._provenance(config)
+    core_train._require_same_run(state, core_train._run_identity(config, provenance, 1), Path(config.out))
+    with pytest.raises(TitlecraftError, match="other settings \\(processes: 1, not 2\\)"):
+        core_train._require_same_run(state, core_train._run_identity(config, provenance, 2), Path(config.out))
+
+
 def test_a_run_killed_while_publishing_or_cleaning_up_finishes_on_a_re_run(tmp_path, tiny_gptneo_dir, split_files, monkeypatch):
     config = _config(tmp_path, tiny_gptneo_dir, *split_files, epochs=0.3)
     out, real_replace, real_rmtree = Path(config.out), os.replace, core_train.shutil.rmtree
