@@ -58,6 +58,13 @@ def test_bleu_distinct_and_length_ratio():
     assert length_ratio("three word title", "a six word reference title here") == 0.5
 
 
+def test_length_ratio_counts_chinese_and_japanese_words_as_the_length_flags_do():
+    """Split at spaces, a Chinese title is one word whatever its length: every ratio between two was 1."""
+    assert length_ratio("基于图神经网络的稀疏表示学习方法", "稀疏图表示学习") == 2.0  # 16 and 7 characters: 8 and 4 words
+    assert length_ratio("大規模言語モデルによる論文タイトル生成", "論文タイトル生成") == pytest.approx(10 / 4)  # 19 and 8
+    assert length_ratio("GNN による稀疏表示", "Sparse graph representations") == pytest.approx(5 / 3)  # GNN + 7 characters
+
+
 CANDIDATES = [
     ("Graph Networks for Molecules", -0.1),
     ("Neural Networks for Protein Design", -0.5),
