@@ -143,8 +143,9 @@ def decoder_layers(backbone: nn.Module) -> nn.ModuleList:
 class TitleLoss(nn.Module):
     """Wraps a causal LM so that its forward returns the summed title-token loss and the token count.
 
-    Only positions whose next token is a label reach the output layer. Being one module, it can be
-    wrapped by DistributedDataParallel as a whole.
+    Only positions whose next token is a label reach the output layer (for a model whose forward changes
+    the output layer's logits, the sequence positions that hold one in any row, through that forward).
+    Being one module, it can be wrapped by DistributedDataParallel as a whole.
     """
 
     def __init__(self, causal_lm: nn.Module):
@@ -154,6 +155,7 @@ class TitleLoss(nn.Module):
         self.backbone = base.get_decoder()
         self.head = base.get_output_embeddings()
         self._compiled_layers: list[nn.Module] = []
+        self.head_gives_logits = _head_gives_the_models_logits(causal_lm, self.backbone, self.head)
 
     def compile_backbone(self) -> None:
         """Compile the decoder layer once and reuse it for every layer (regional compilation).
@@ -172,24 +174,52 @@ class TitleLoss(nn.Module):
             del layer.forward  # the instance attribute: the class's forward runs again
         self._compiled_layers = []
 
-    def _hidden(self, input_ids, attention_mask):
-        # No KV cache in training: a cache would also give each compiled layer guards of its own.
-        inputs = dict(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+    def _eager_if_the_compile_fails(self, run: Callable[[], torch.Tensor]) -> torch.Tensor:
         try:
-            return self.backbone(**inputs).last_hidden_state
+            return run()
         except torch._dynamo.exc.BackendCompilerFailed as error:
             if not self._compiled_layers:
                 raise
             # A compile fails before the step computes anything: the same step runs eagerly.
             print(f"torch.compile failed, training continues uncompiled: {str(error).splitlines()[0]}", flush=True)
             self._uncompile()
-        return self.backbone(**inputs).last_hidden_state
+        return run()
+
+    def _title_logits(self, input_ids, attention_mask, target_positions):
+        """The logits at the title positions (flat indices into the batch)."""
+        # No KV cache in training: a cache would also give each compiled layer guards of its own.
+        inputs = dict(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+        if self.head_gives_logits:
+            hidden = self._eager_if_the_compile_fails(lambda: self.backbone(**inputs).last_hidden_state)
+            return self.head(hidden.reshape(-1, hidden.shape[-1]).index_select(0, target_positions))
+        # The model changes the output layer's logits (scaling, soft-capping): only its forward gives them,
+        # asked for the sequence positions that hold a title position in any row.
+        rows, columns = target_positions // input_ids.shape[1], target_positions % input_ids.shape[1]
+        kept, index = torch.unique(columns, return_inverse=True)
+        logits = self._eager_if_the_compile_fails(lambda: self.causal_lm(**inputs, logits_to_keep=kept).logits)
+        return logits[rows, index]
 
     def forward(self, input_ids, attention_mask, target_positions, target_ids, target_weights):
-        hidden = self._hidden(input_ids, attention_mask)
-        selected = hidden.reshape(-1, hidden.shape[-1]).index_select(0, target_positions)
-        token_loss = F.cross_entropy(self.head(selected).float(), target_ids, reduction="none")
+        logits = self._title_logits(input_ids, attention_mask, target_positions)
+        token_loss = F.cross_entropy(logits.float(), target_ids, reduction="none")
         return (token_loss * target_weights).sum(), target_ids.numel()
+
+
+@torch.no_grad()
+def _head_gives_the_models_logits(causal_lm: nn.Module, backbone: nn.Module, head: nn.Module) -> bool:
+    """Whether the output layer alone gives the model's logits. Some models change them after it (Gemma's
+    soft-capping, Granite's and Cohere's scaling); trained on the output layer's, they learned other logits
+    than they generate from. Compared on a few tokens, in eval mode (no dropout)."""
+    was_training = causal_lm.training
+    causal_lm.eval()
+    try:
+        ids = torch.arange(8, device=next(causal_lm.parameters()).device).unsqueeze(0)
+        inputs = dict(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=False)
+        model_logits = causal_lm(**inputs).logits.float()
+        head_logits = head(backbone(**inputs).last_hidden_state).float()
+    finally:
+        causal_lm.train(was_training)
+    return model_logits.shape == head_logits.shape and torch.allclose(model_logits, head_logits, rtol=1e-3, atol=1e-4)
 
 
 def continuing_adapter(config: TrainConfig) -> TrainConfig:

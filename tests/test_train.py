@@ -195,9 +195,8 @@ def test_title_loss_goes_down_on_a_repeated_batch(request, real_pairs, fixture):
     assert losses[-1] < 0.7 * losses[0]
 
 
-def test_title_loss_equals_the_model_loss_restricted_to_title_tokens(tiny_llama_dir, real_pairs):
-    model, tokenizer, info = load_model(str(tiny_llama_dir))
-    encoder = ExampleEncoder(tokenizer, info.template, 64)
+def _assert_title_loss_is_the_models_loss(model, tokenizer, template: str, real_pairs) -> None:
+    encoder = ExampleEncoder(tokenizer, template, 64)
     examples = encoder.encode(list(zip(real_pairs.abstract[:3], real_pairs.title[:3], strict=True)))
     batch = collate(examples, tokenizer.pad_token_id)
     labels = torch.full_like(batch["input_ids"], IGNORE_INDEX)
@@ -207,6 +206,36 @@ def test_title_loss_equals_the_model_loss_restricted_to_title_tokens(tiny_llama_
         reference = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=labels).loss
         loss_sum, count = TitleLoss(model)(**batch)
     assert torch.allclose(loss_sum / count, reference, atol=1e-5)
+
+
+def test_title_loss_equals_the_model_loss_restricted_to_title_tokens(tiny_llama_dir, real_pairs):
+    model, tokenizer, info = load_model(str(tiny_llama_dir))
+    _assert_title_loss_is_the_models_loss(model, tokenizer, info.template, real_pairs)
+
+
+def _model_transforming_its_logits(family: str, tokenizer):
+    """A tiny random model of a family whose forward changes the output layer's logits: Granite divides
+    them by ``logits_scaling``, Gemma 2 soft-caps them (a cap this low makes the change large)."""
+    from transformers import Gemma2Config, Gemma2ForCausalLM, GraniteConfig, GraniteForCausalLM
+
+    shape = dict(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=512, initializer_range=0.2, pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(0)
+    if family == "granite":
+        return GraniteForCausalLM(GraniteConfig(**shape, logits_scaling=8.0)).eval()
+    return Gemma2ForCausalLM(Gemma2Config(**shape, head_dim=8, final_logit_softcapping=0.5)).eval()
+
+
+@pytest.mark.parametrize("family", ["granite", "gemma2"])
+def test_title_loss_is_the_models_own_where_its_forward_transforms_the_output_layers_logits(real_pairs, family):
+    """The title loss ran the output layer alone, skipping the model's own scaling or soft-capping of its
+    logits, and so trained those models on other logits than they generate from."""
+    from conftest import build_tiny_tokenizer
+
+    tokenizer = build_tiny_tokenizer(chat=False)
+    _assert_title_loss_is_the_models_loss(_model_transforming_its_logits(family, tokenizer), tokenizer, COMPLETION, real_pairs)
 
 
 def _config(tmp_path, base, train_file, val_file, **overrides) -> TrainConfig:
