@@ -406,10 +406,11 @@ METRIC_LABELS = {
     "top1.usable_rate": "Top-1 usable %",
 }
 SET_LABELS = {
-    "best_of_n.rouge1": "Best of N ROUGE-1",
-    "best_of_n.rouge2": "Best of N ROUGE-2",
+    # One pick per abstract, the candidate with the highest ROUGE-L: its other scores are not their own maxima.
+    "best_of_n.rouge1": "Best of N ROUGE-L pick: its ROUGE-1",
+    "best_of_n.rouge2": "Best of N ROUGE-L pick: its ROUGE-2",
     "best_of_n.rougeL": "Best of N ROUGE-L",
-    "best_of_n.bleu": "Best of N BLEU (corpus)",
+    "best_of_n.bleu": "Best of N ROUGE-L pick: its BLEU (corpus)",
     "usable_rate": "Usable candidates %",
     "copy_rate": "Copies of an abstract sentence %",
     "distinct2": "Distinct-2 within a set %",

@@ -14,7 +14,16 @@ from shared_pairs import shared_pairs
 from core.candidates import candidate_flags
 from core.cli import main
 from core.errors import TitlecraftError, TitlecraftWarning
-from core.evaluate import EvalConfig, check_resumable, evaluate, model_identity, read_samples, select_rows
+from core.evaluate import (
+    EvalConfig,
+    check_resumable,
+    evaluate,
+    model_identity,
+    read_samples,
+    render_report,
+    run_description,
+    select_rows,
+)
 from core.generate import TitleGenerator
 from core.metrics import (
     best_of_n,
@@ -93,6 +102,21 @@ def test_score_and_consensus_rankings_are_computed_from_the_same_candidates():
     assert metrics["consensus.top1.rougeL"] == pytest.approx(100)
     assert metrics["best_of_n.rougeL"] == pytest.approx(100)
     assert metrics["distinct_candidates"] == 4 and metrics["full_set_rate"] == 100
+
+
+def test_the_report_names_best_of_n_rouge_1_as_the_rouge_l_picks_not_the_highest():
+    """Best of N picks one candidate per abstract by ROUGE-L; its ROUGE-1 was labelled "Best of N ROUGE-1",
+    although another candidate can have a higher ROUGE-1 (here 100 against the pick's 75)."""
+    record = sample("Graph Neural Networks for Molecules", [
+        ("Graph Neural Networks", -0.1),  # ROUGE-1 and ROUGE-L 75
+        ("Molecules for Networks Neural Graph", -0.2),  # every word (ROUGE-1 100), in reverse (ROUGE-L 20)
+    ])
+    record.update(top1="Graph Neural Networks", examples=[], model_name="tiny", device="cpu", threads=1)
+    metrics = score_samples([record], 2, ["score"])
+    assert metrics["best_of_n.rougeL"] == pytest.approx(75) and metrics["best_of_n.rouge1"] == pytest.approx(75)
+    config = EvalConfig(model="tiny", data="pairs.parquet", n=2)
+    report = render_report({**metrics, **run_description(config, [record])}, [record])
+    assert "| Best of N ROUGE-L pick: its ROUGE-1 | 75.00 |" in report and "| Best of N ROUGE-1 |" not in report
 
 
 def test_usable_and_copy_rates_count_flagged_candidates():
