@@ -119,6 +119,22 @@ def test_the_report_names_best_of_n_rouge_1_as_the_rouge_l_picks_not_the_highest
     assert "| Best of N ROUGE-L pick: its ROUGE-1 | 75.00 |" in report and "| Best of N ROUGE-1 |" not in report
 
 
+def test_the_reports_top_candidates_are_the_ones_its_top_1_metrics_scored():
+    """With consensus ranking the generator ranks its whole pool (N plus the extra samples) and keeps N;
+    the metrics re-rank the N kept, so the report's "Top candidate" column, which showed the generator's
+    first, showed another title than the one scored in 8 of 20 validation abstracts."""
+    record = sample("Neural Networks for Protein Design", CANDIDATES)
+    record.update(examples=[], model_name="tiny", device="cpu", threads=1)
+    record["top1"] = "Neural Networks for Protein Structure"  # the generator's first, by consensus over its pool
+    metrics = score_samples([record], 4, ["consensus"])
+    scored = ranked_top(record, "consensus").text
+    assert scored != record["top1"]
+    assert metrics["top1.rougeL"] == pytest.approx(rouge(scored, record["reference"])["rougeL"])
+    config = EvalConfig(model="tiny", data="pairs.parquet", n=4, ranking="consensus")
+    report = render_report({**metrics, **run_description(config, [record])}, [record])
+    assert f"| Neural Networks for Protein Design | {scored} |" in report
+
+
 def test_usable_and_copy_rates_count_flagged_candidates():
     abstract = "We train graph networks for molecules at scale. It works."
     copied = sample("Molecular graphs", [("Train Graph Networks for Molecules at Scale", -0.1), ("Molecular Graph Learning", -0.9)], abstract)
