@@ -1,7 +1,8 @@
 """Compare evaluation runs (folders written by ``titlecraft eval``) in one table and one chart.
 
 Numbers are only comparable on the same abstracts, so runs that scored different selections (another
-data file, seed or limit) or a different N are named in a warning above the table.
+data file, seed or limit) or a different N are named in a warning above the table; generation settings
+in which the runs differ (temperature, dtype, ...) are named there too, as the rows show only model and mode.
 """
 
 from __future__ import annotations
@@ -42,6 +43,10 @@ CHART_METRICS = (
 SHARED_SETTINGS = ("data", "limit", "seed", "n", "selection")
 # Settings that only choose the abstracts: runs with the same selection fingerprint agree on them.
 SETTLED_BY_SELECTION = ("data", "limit")
+# How the candidates were generated, beyond the model and mode that the table shows (eval's metrics.json).
+GENERATION_SETTINGS = (
+    "temperature", "top_p", "max_new_tokens", "greedy_first", "oversample", "diversity", "k", "retrieval_pool", "dtype",
+)
 # What every metrics.json of `titlecraft eval` holds and the table cannot do without.
 REQUIRED_METRICS = ("model", "abstracts", "top1.rougeL", "best_of_n.rougeL")
 
@@ -103,6 +108,17 @@ def comparability_warnings(runs: dict[str, dict]) -> list[str]:
     return messages
 
 
+def differing_generation_settings(runs: dict[str, dict]) -> list[str]:
+    """Each generation setting on which the runs differ, with every run's value: the table's rows show the
+    model and mode only, so two runs of one model at another temperature (or dtype) looked alike."""
+    differing = []
+    for setting in GENERATION_SETTINGS:
+        values = {name: metrics.get(setting) for name, metrics in runs.items()}
+        if len(set(map(str, values.values()))) > 1:
+            differing.append(f"{setting} ({', '.join(f'{name}: {value}' for name, value in values.items())})")
+    return differing
+
+
 def comparison_rows(runs: dict[str, dict]) -> list[ComparedRow]:
     """A row per run and ranking: runs scored with ``--ranking both`` give a score and a consensus row."""
     rows = []
@@ -140,6 +156,9 @@ def render_markdown(rows: Sequence[ComparedRow], runs: dict[str, dict], problems
             f"with N = {first.get('n')} candidates.",
             "",
         ]
+    differing = differing_generation_settings(runs)
+    if differing:
+        lines += [f"The runs generated their candidates with different settings: {'; '.join(differing)}.", ""]
     header = ["Run", "Model", "Mode", "Ranking", *(title for _, title in COLUMNS)]
     lines += ["| " + " | ".join(header) + " |", "|---|---|---|---|" + "---:|" * len(COLUMNS)]
     for row in rows:

@@ -11,7 +11,15 @@ from collections.abc import Sequence
 from functools import lru_cache
 from statistics import fmean
 
-from core.candidates import COPIES_ABSTRACT, Candidate, candidate_flags, rank_candidates, title_key, title_words
+from core.candidates import (
+    COPIES_ABSTRACT,
+    Candidate,
+    candidate_flags,
+    rank_candidates,
+    title_key,
+    title_words,
+    word_count,
+)
 
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
 
@@ -49,8 +57,10 @@ def distinct_n(titles: Sequence[str], n: int = 2) -> float | None:
 
 
 def length_ratio(prediction: str, reference: str) -> float:
-    """Words in the prediction over words in the reference (whitespace-separated)."""
-    return len(prediction.split()) / max(len(reference.split()), 1)
+    """Words in the prediction over words in the reference, counted as the length flags count them
+    (Chinese and Japanese, written without spaces, a word per two characters: split at spaces, any two
+    such titles were one word each, a ratio of 1 whatever their lengths)."""
+    return word_count(prediction) / max(word_count(reference), 1)
 
 
 def _cut_off(candidate: dict) -> bool:

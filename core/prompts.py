@@ -119,7 +119,7 @@ def _encode(tokenizer, text: str) -> list[int]:
     return tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
-def _whole_characters(tokenizer, ids: list[int]) -> list[int]:
+def whole_characters(tokenizer, ids: list[int]) -> list[int]:
     """``ids`` less the last tokens while they hold only part of a character: byte-level tokenizers
     split CJK characters and emoji across tokens, and a cut between them decodes to U+FFFD."""
     while ids and tokenizer.decode(ids).endswith("\ufffd"):
@@ -149,7 +149,7 @@ def build_prompt(
     kept, text = abstract_ids, render(template, abstract, (), tokenizer)
     ids = _encode(tokenizer, text)
     while len(ids) > max_prompt_tokens:
-        kept = _whole_characters(tokenizer, kept[: len(kept) - (len(ids) - max_prompt_tokens)])
+        kept = whole_characters(tokenizer, kept[: len(kept) - (len(ids) - max_prompt_tokens)])
         abstract = tokenizer.decode(kept).strip()
         text = render(template, abstract, (), tokenizer)
         ids = _encode(tokenizer, text)

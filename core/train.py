@@ -143,8 +143,9 @@ def decoder_layers(backbone: nn.Module) -> nn.ModuleList:
 class TitleLoss(nn.Module):
     """Wraps a causal LM so that its forward returns the summed title-token loss and the token count.
 
-    Only positions whose next token is a label reach the output layer. Being one module, it can be
-    wrapped by DistributedDataParallel as a whole.
+    Only positions whose next token is a label reach the output layer (for a model whose forward changes
+    the output layer's logits, the sequence positions that hold one in any row, through that forward).
+    Being one module, it can be wrapped by DistributedDataParallel as a whole.
     """
 
     def __init__(self, causal_lm: nn.Module):
@@ -154,6 +155,7 @@ class TitleLoss(nn.Module):
         self.backbone = base.get_decoder()
         self.head = base.get_output_embeddings()
         self._compiled_layers: list[nn.Module] = []
+        self.head_gives_logits = _head_gives_the_models_logits(causal_lm, self.backbone, self.head)
 
     def compile_backbone(self) -> None:
         """Compile the decoder layer once and reuse it for every layer (regional compilation).
@@ -172,24 +174,52 @@ class TitleLoss(nn.Module):
             del layer.forward  # the instance attribute: the class's forward runs again
         self._compiled_layers = []
 
-    def _hidden(self, input_ids, attention_mask):
-        # No KV cache in training: a cache would also give each compiled layer guards of its own.
-        inputs = dict(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+    def _eager_if_the_compile_fails(self, run: Callable[[], torch.Tensor]) -> torch.Tensor:
         try:
-            return self.backbone(**inputs).last_hidden_state
+            return run()
         except torch._dynamo.exc.BackendCompilerFailed as error:
             if not self._compiled_layers:
                 raise
             # A compile fails before the step computes anything: the same step runs eagerly.
             print(f"torch.compile failed, training continues uncompiled: {str(error).splitlines()[0]}", flush=True)
             self._uncompile()
-        return self.backbone(**inputs).last_hidden_state
+        return run()
+
+    def _title_logits(self, input_ids, attention_mask, target_positions):
+        """The logits at the title positions (flat indices into the batch)."""
+        # No KV cache in training: a cache would also give each compiled layer guards of its own.
+        inputs = dict(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+        if self.head_gives_logits:
+            hidden = self._eager_if_the_compile_fails(lambda: self.backbone(**inputs).last_hidden_state)
+            return self.head(hidden.reshape(-1, hidden.shape[-1]).index_select(0, target_positions))
+        # The model changes the output layer's logits (scaling, soft-capping): only its forward gives them,
+        # asked for the sequence positions that hold a title position in any row.
+        rows, columns = target_positions // input_ids.shape[1], target_positions % input_ids.shape[1]
+        kept, index = torch.unique(columns, return_inverse=True)
+        logits = self._eager_if_the_compile_fails(lambda: self.causal_lm(**inputs, logits_to_keep=kept).logits)
+        return logits[rows, index]
 
     def forward(self, input_ids, attention_mask, target_positions, target_ids, target_weights):
-        hidden = self._hidden(input_ids, attention_mask)
-        selected = hidden.reshape(-1, hidden.shape[-1]).index_select(0, target_positions)
-        token_loss = F.cross_entropy(self.head(selected).float(), target_ids, reduction="none")
+        logits = self._title_logits(input_ids, attention_mask, target_positions)
+        token_loss = F.cross_entropy(logits.float(), target_ids, reduction="none")
         return (token_loss * target_weights).sum(), target_ids.numel()
+
+
+@torch.no_grad()
+def _head_gives_the_models_logits(causal_lm: nn.Module, backbone: nn.Module, head: nn.Module) -> bool:
+    """Whether the output layer alone gives the model's logits. Some models change them after it (Gemma's
+    soft-capping, Granite's and Cohere's scaling); trained on the output layer's, they learned other logits
+    than they generate from. Compared on a few tokens, in eval mode (no dropout)."""
+    was_training = causal_lm.training
+    causal_lm.eval()
+    try:
+        ids = torch.arange(8, device=next(causal_lm.parameters()).device).unsqueeze(0)
+        inputs = dict(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=False)
+        model_logits = causal_lm(**inputs).logits.float()
+        head_logits = head(backbone(**inputs).last_hidden_state).float()
+    finally:
+        causal_lm.train(was_training)
+    return model_logits.shape == head_logits.shape and torch.allclose(model_logits, head_logits, rtol=1e-3, atol=1e-4)
 
 
 def continuing_adapter(config: TrainConfig) -> TrainConfig:
@@ -380,13 +410,15 @@ RESUMABLE_CHANGES = frozenset(
 )
 
 
-def _run_identity(config: TrainConfig, provenance: dict) -> dict:
+def _run_identity(config: TrainConfig, provenance: dict, processes: int) -> dict:
     """What an interrupted run's saved state must match to be resumed: the settings that shape its
-    steps, and the hashes of its data and continued adapter (main rank only: the others have none)."""
+    steps, the number of data-parallel processes (each step takes a batch per process, so the batches of
+    a step depend on it), and the hashes of its data and continued adapter (main rank only: the others
+    have none)."""
     settings = {k: v for k, v in asdict(config).items() if k not in RESUMABLE_CHANGES}
     data = [entry["sha256"] for entry in provenance.get("data", [])]
     adapter = provenance.get("init_adapter", {}).get("sha256")
-    return {"config": settings, "data": data, "init_adapter": adapter}
+    return {"config": settings, "processes": processes, "data": data, "init_adapter": adapter}
 
 
 def _require_same_run(state_dir: Path, identity: dict, out: Path) -> None:
@@ -396,6 +428,8 @@ def _require_same_run(state_dir: Path, identity: dict, out: Path) -> None:
     saved = json.loads(path.read_text())
     before, now = saved["config"], identity["config"]
     changed = sorted(key for key in {*before, *now} if before.get(key) != now.get(key))
+    if saved.get("processes", identity["processes"]) != identity["processes"]:  # states saved before it was kept pass
+        changed.append(f"processes: {saved['processes']}, not {identity['processes']}")
     if saved.get("data") != identity.get("data") or saved.get("init_adapter") != identity.get("init_adapter"):
         changed.append("data files")
     if changed:
@@ -550,7 +584,7 @@ def _train(config: TrainConfig, on_progress: Callable[[dict], None] | None) -> P
     progress = Progress(planned_steps=max(1, math.ceil(steps_per_epoch * config.epochs)))
     warmup = max(1, int(progress.planned_steps * config.warmup_ratio))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(progress, warmup))
-    identity = _run_identity(config, provenance)
+    identity = _run_identity(config, provenance, ranks.world)
     if (state_dir / "progress.json").is_file():
         if ranks.main:
             _require_same_run(state_dir, identity, out)
@@ -560,8 +594,10 @@ def _train(config: TrainConfig, on_progress: Callable[[dict], None] | None) -> P
     micro_per_step = config.grad_accum * ranks.world
     epoch_batches: dict[int, list[list[int]]] = {}
 
-    def micro_batches(step: int) -> list[list[int]]:
-        """The micro-batches this rank runs at a step: a pure function of (seed, step), so resume is exact."""
+    def micro_batches(step: int) -> tuple[list[list[int]], bool]:
+        """The micro-batches this rank runs at a step, a pure function of (seed, step) so that resume is
+        exact, and whether they count. In an epoch's shorter last step a rank may have none left; it then
+        runs one that does not count (its loss weighted 0), because data-parallel ranks step together."""
         result = []
         for k in range(config.grad_accum):
             index = (step * micro_per_step) + k * ranks.world + ranks.rank
@@ -572,9 +608,9 @@ def _train(config: TrainConfig, on_progress: Callable[[dict], None] | None) -> P
             if position >= len(batches):  # past the epoch's end, in its shorter last step
                 if result:
                     break
-                position %= len(batches)  # a rank with none left repeats one: data-parallel ranks step together
+                return [batches[position % len(batches)]], False
             result.append(batches[position])
-        return result
+        return result, True
 
     seen_examples: list[int] = []
     bar = tqdm(total=progress.planned_steps, initial=progress.step, disable=not ranks.main, desc="training", unit="step")
@@ -588,15 +624,18 @@ def _train(config: TrainConfig, on_progress: Callable[[dict], None] | None) -> P
     try:
         while progress.step < progress.planned_steps:
             optimizer.zero_grad(set_to_none=True)
-            batches = micro_batches(progress.step)
-            targets = sum(target_counts[i] for indices in batches for i in indices)
+            batches, counted = micro_batches(progress.step)
+            targets = sum(target_counts[i] for indices in batches for i in indices) if counted else 0
             targets = all_reduce_sum([float(targets)], device)[0] / ranks.world
             step_tokens = 0
             step_loss = torch.zeros((), device=device)
             for micro, indices in enumerate(batches):
-                seen_examples.extend(indices)
                 cpu_batch = collate([examples[i] for i in indices], pad_id, pad_multiple)
-                step_tokens += int(cpu_batch["attention_mask"].sum())
+                if counted:
+                    seen_examples.extend(indices)
+                    step_tokens += int(cpu_batch["attention_mask"].sum())
+                else:  # repeated only to step with the other ranks: it must add no gradient (nor count as seen)
+                    cpu_batch["target_weights"].zero_()
                 batch = {k: v.to(device, non_blocking=True) for k, v in cpu_batch.items()}
                 sync = micro == len(batches) - 1 or ranks.world == 1
                 context = wrapped.no_sync() if (ranks.world > 1 and not sync) else contextlib.nullcontext()
@@ -606,6 +645,7 @@ def _train(config: TrainConfig, on_progress: Callable[[dict], None] | None) -> P
                 loss.backward()
                 step_loss += loss.detach()
             torch.nn.utils.clip_grad_norm_(parameters, 1.0)
+            step_lr = scheduler.get_last_lr()[0]  # this step's: after scheduler.step() it is the next one's
             optimizer.step()
             scheduler.step()
             progress.step += 1
@@ -625,10 +665,13 @@ def _train(config: TrainConfig, on_progress: Callable[[dict], None] | None) -> P
                     replanned = True
             if progress.step % eval_every == 0 or progress.step == progress.planned_steps:
                 now = time.perf_counter()
+                # Each rank's loss is its title tokens' loss over the step's mean tokens per rank (DDP then
+                # averages the gradients): the step's mean loss per title token is the mean over the ranks.
+                train_loss = all_reduce_sum([float(step_loss)], device)[0] / ranks.world
                 record = {
                     "step": progress.step,
-                    "train_loss": round(float(step_loss), 4),
-                    "lr": scheduler.get_last_lr()[0],
+                    "train_loss": round(train_loss, 4),
+                    "lr": step_lr,
                     "tokens_per_second": round(window_tokens / max(now - window_start, 1e-9)),
                 }
                 if val_examples:

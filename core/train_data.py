@@ -1,7 +1,7 @@
 """Training data: (abstract, title) pairs tokenised as generation formats them, batched by length.
 
-Examples are tokenised in large batches (the template is split around the abstract once), grouped by
-length so that each batch pads only to its own longest member, and collated with the positions of the
+Examples are tokenised in large batches (each prompt as one text, as generation tokenises it), grouped
+by length so that each batch pads only to its own longest member, and collated with the positions of the
 title tokens precomputed on the CPU.
 """
 
@@ -17,7 +17,14 @@ import torch
 from core.errors import TitlecraftError
 from core.export_rows import export_shape, json_object
 from core.paths import refuse_folder_as_data_file
-from core.prompts import COMPLETION, completion_target, normalise_whitespace, parse_completion_prompt, render
+from core.prompts import (
+    COMPLETION,
+    completion_target,
+    normalise_whitespace,
+    parse_completion_prompt,
+    render,
+    whole_characters,
+)
 
 IGNORE_INDEX = -100
 SENTINEL = "\u2063ABSTRACT\u2063"
@@ -113,10 +120,17 @@ def _sft_pair(line: str) -> tuple[str, str]:
 class ExampleEncoder:
     """Tokenise (abstract, title) pairs in batches exactly as ``core.prompts.build_prompt`` would.
 
-    The template is rendered once around a sentinel and split into the text before and after the
-    abstract, so a batch of abstracts is tokenised in one fast call and the pieces are concatenated.
-    Spaces that open the abstract are moved onto it, because BPE attaches a space to the next word.
+    Each prompt is tokenised as one text, as generation tokenises it: tokenised in pieces (template,
+    abstract, template) and joined, the tokens differed from generation's wherever a tokenizer merges
+    across a seam (Llama 3's and Qwen's ".\n" after the abstract's last sentence) or opens every piece with
+    a space marker (sentencepiece's "▁"), so the model trained on prompts it never reads. The title is
+    tokenised after the template's end, where the model continues the prompt (alone, a sentencepiece
+    tokenizer opened it with a stray "▁" too).
     """
+
+    # A prompt within this many tokens of the abstract limit has its abstract counted on its own (the
+    # seams may merge or split a token or two).
+    CUT_MARGIN = 8
 
     def __init__(self, tokenizer, template: str, max_abstract_tokens: int):
         if tokenizer.eos_token_id is None:
@@ -124,9 +138,11 @@ class ExampleEncoder:
         self.tokenizer = tokenizer
         self.template = template
         self.max_abstract_tokens = max_abstract_tokens
-        before, after = render(template, SENTINEL, (), tokenizer).split(SENTINEL)
-        self.lead = before[len(before.rstrip(" ")) :]
-        self.before_ids, self.after_ids = self._encode([before.rstrip(" "), after])
+        self.before, self.after = render(template, SENTINEL, (), tokenizer).split(SENTINEL)
+        # Spaces that open the abstract count with it, because BPE attaches a space to the next word.
+        self.lead = self.before[len(self.before.rstrip(" ")) :]
+        self.after_ids, template_ids = self._encode([self.after, self.before + self.after])
+        self.template_tokens = len(template_ids)
 
     def _encode(self, texts: Sequence[str]) -> list[list[int]]:
         return self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
@@ -134,16 +150,41 @@ class ExampleEncoder:
     def target_text(self, title: str) -> str:
         return completion_target(title) if self.template == COMPLETION else title
 
+    def _prompts(self, abstracts: list[str]) -> list[list[int]]:
+        """Each abstract's prompt, the abstract cut to its first ``max_abstract_tokens`` tokens (whole
+        characters) where it is longer; counted on its own only where the prompt is near that length."""
+        prompts = self._encode([self.before + abstract + self.after for abstract in abstracts])
+        near = self.template_tokens + self.max_abstract_tokens - self.CUT_MARGIN
+        long = [index for index, prompt in enumerate(prompts) if len(prompt) > near]
+        counted = self._encode([self.lead + abstracts[index] for index in long]) if long else []
+        cut = {
+            index: self.tokenizer.decode(whole_characters(self.tokenizer, ids[: self.max_abstract_tokens])).strip()
+            for index, ids in zip(long, counted, strict=True)
+            if len(ids) > self.max_abstract_tokens
+        }
+        if cut:
+            shortened = self._encode([self.before + text + self.after for text in cut.values()])
+            for index, prompt in zip(cut, shortened, strict=True):
+                prompts[index] = prompt
+        return prompts
+
+    def _target(self, after_and_title: list[int], title: str) -> list[int]:
+        """The title's tokens as they follow the prompt; a tokenizer that merges the title's first
+        token with the prompt's last cannot, after the prompt, write that token: the title alone then."""
+        if after_and_title[: len(self.after_ids)] == self.after_ids:
+            return after_and_title[len(self.after_ids) :]
+        return self._encode([self.target_text(title)])[0]
+
     def encode(self, pairs: Sequence[tuple[str, str]], weight: float = 1.0, batch: int = 2048) -> list[Example]:
         examples = []
         eos = self.tokenizer.eos_token_id
         for start in range(0, len(pairs), batch):
             chunk = pairs[start : start + batch]
-            abstracts = self._encode([self.lead + normalise_whitespace(a) for a, _ in chunk])
-            titles = self._encode([self.target_text(normalise_whitespace(t)) for _, t in chunk])
-            for abstract_ids, title_ids in zip(abstracts, titles, strict=True):
-                prompt = self.before_ids + abstract_ids[: self.max_abstract_tokens] + self.after_ids
-                target = title_ids + [eos]
+            prompts = self._prompts([normalise_whitespace(a) for a, _ in chunk])
+            titles = [normalise_whitespace(t) for _, t in chunk]
+            followed = self._encode([self.after + self.target_text(title) for title in titles])
+            for prompt, after_and_title, title in zip(prompts, followed, titles, strict=True):
+                target = self._target(after_and_title, title) + [eos]
                 examples.append(Example(prompt + target, len(prompt), weight))
         return examples
 

@@ -67,6 +67,23 @@ def test_runs_on_different_abstracts_are_warned_about(tmp_path):
     assert "**Warning:** the runs differ in selection" in table.read_text()
 
 
+def test_runs_generated_with_other_settings_say_which_and_how(tmp_path):
+    """Rows show model and mode only: the same model sampled hotter, or in another dtype, looked like a
+    rerun of the same thing."""
+    settings = {"temperature": 0.8, "top_p": 0.95, "max_new_tokens": 40, "dtype": "bfloat16", "k": 0}
+    first = write_run(tmp_path / "a", "embedded", "finetuned", ["score"], **settings)
+    hotter = write_run(tmp_path / "b", "embedded", "finetuned", ["score"], **{**settings, "temperature": 1.0, "dtype": "float32"})
+    table, _, problems = compare([first, hotter], tmp_path / "compare.md")
+    assert problems == []
+    assert (
+        "The runs generated their candidates with different settings: temperature (a: 0.8, b: 1.0); "
+        "dtype (a: bfloat16, b: float32)." in table.read_text()
+    )
+    alike = write_run(tmp_path / "c", "embedded-base", "zero-shot", ["score"], **settings)
+    table, _, _ = compare([first, alike], tmp_path / "compare.md")
+    assert "different settings" not in table.read_text()
+
+
 def test_missing_runs_are_user_errors(tmp_path, capsys):
     with pytest.raises(TitlecraftError, match="no metrics.json"):
         compare([tmp_path / "nothing"], tmp_path / "compare.md")

@@ -14,7 +14,16 @@ from shared_pairs import shared_pairs
 from core.candidates import candidate_flags
 from core.cli import main
 from core.errors import TitlecraftError, TitlecraftWarning
-from core.evaluate import EvalConfig, check_resumable, evaluate, model_identity, read_samples, select_rows
+from core.evaluate import (
+    EvalConfig,
+    check_resumable,
+    evaluate,
+    model_identity,
+    read_samples,
+    render_report,
+    run_description,
+    select_rows,
+)
 from core.generate import TitleGenerator
 from core.metrics import (
     best_of_n,
@@ -58,6 +67,13 @@ def test_bleu_distinct_and_length_ratio():
     assert length_ratio("three word title", "a six word reference title here") == 0.5
 
 
+def test_length_ratio_counts_chinese_and_japanese_words_as_the_length_flags_do():
+    """Split at spaces, a Chinese title is one word whatever its length: every ratio between two was 1."""
+    assert length_ratio("基于图神经网络的稀疏表示学习方法", "稀疏图表示学习") == 2.0  # 16 and 7 characters: 8 and 4 words
+    assert length_ratio("大規模言語モデルによる論文タイトル生成", "論文タイトル生成") == pytest.approx(10 / 4)  # 19 and 8
+    assert length_ratio("GNN による稀疏表示", "Sparse graph representations") == pytest.approx(5 / 3)  # GNN + 7 characters
+
+
 CANDIDATES = [
     ("Graph Networks for Molecules", -0.1),
     ("Neural Networks for Protein Design", -0.5),
@@ -86,6 +102,37 @@ def test_score_and_consensus_rankings_are_computed_from_the_same_candidates():
     assert metrics["consensus.top1.rougeL"] == pytest.approx(100)
     assert metrics["best_of_n.rougeL"] == pytest.approx(100)
     assert metrics["distinct_candidates"] == 4 and metrics["full_set_rate"] == 100
+
+
+def test_the_report_names_best_of_n_rouge_1_as_the_rouge_l_picks_not_the_highest():
+    """Best of N picks one candidate per abstract by ROUGE-L; its ROUGE-1 was labelled "Best of N ROUGE-1",
+    although another candidate can have a higher ROUGE-1 (here 100 against the pick's 75)."""
+    record = sample("Graph Neural Networks for Molecules", [
+        ("Graph Neural Networks", -0.1),  # ROUGE-1 and ROUGE-L 75
+        ("Molecules for Networks Neural Graph", -0.2),  # every word (ROUGE-1 100), in reverse (ROUGE-L 20)
+    ])
+    record.update(top1="Graph Neural Networks", examples=[], model_name="tiny", device="cpu", threads=1)
+    metrics = score_samples([record], 2, ["score"])
+    assert metrics["best_of_n.rougeL"] == pytest.approx(75) and metrics["best_of_n.rouge1"] == pytest.approx(75)
+    config = EvalConfig(model="tiny", data="pairs.parquet", n=2)
+    report = render_report({**metrics, **run_description(config, [record])}, [record])
+    assert "| Best of N ROUGE-L pick: its ROUGE-1 | 75.00 |" in report and "| Best of N ROUGE-1 |" not in report
+
+
+def test_the_reports_top_candidates_are_the_ones_its_top_1_metrics_scored():
+    """With consensus ranking the generator ranks its whole pool (N plus the extra samples) and keeps N;
+    the metrics re-rank the N kept, so the report's "Top candidate" column, which showed the generator's
+    first, showed another title than the one scored in 8 of 20 validation abstracts."""
+    record = sample("Neural Networks for Protein Design", CANDIDATES)
+    record.update(examples=[], model_name="tiny", device="cpu", threads=1)
+    record["top1"] = "Neural Networks for Protein Structure"  # the generator's first, by consensus over its pool
+    metrics = score_samples([record], 4, ["consensus"])
+    scored = ranked_top(record, "consensus").text
+    assert scored != record["top1"]
+    assert metrics["top1.rougeL"] == pytest.approx(rouge(scored, record["reference"])["rougeL"])
+    config = EvalConfig(model="tiny", data="pairs.parquet", n=4, ranking="consensus")
+    report = render_report({**metrics, **run_description(config, [record])}, [record])
+    assert f"| Neural Networks for Protein Design | {scored} |" in report
 
 
 def test_usable_and_copy_rates_count_flagged_candidates():

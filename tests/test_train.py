@@ -22,7 +22,7 @@ from core.cli import run as cli_run
 from core.errors import TitlecraftError
 from core.generate import SamplingParams, TitleGenerator
 from core.models import ADAPTER_WEIGHTS, file_sha256, load_model
-from core.prompts import COMPLETION, build_prompt, completion_prompt, completion_target
+from core.prompts import COMPLETION, build_prompt, completion_prompt, completion_target, normalise_whitespace
 from core.distributed import Ranks
 import core.train as core_train
 from core.train import Progress, TitleLoss, TrainConfig, _replan_for_time_budget, decoder_layers, train
@@ -74,7 +74,76 @@ def test_encoder_cuts_long_abstracts_but_never_the_title(tiny_gptneo_dir, real_p
     example = short.encode([(real_pairs.abstract[0], real_pairs.title[0])])[0]
     title_ids = tokenizer(completion_target(real_pairs.title[0]), add_special_tokens=False)["input_ids"]
     assert example.input_ids[example.prompt_length :] == title_ids + [tokenizer.eos_token_id]
-    assert example.prompt_length == len(short.before_ids) + 20 + len(short.after_ids)
+    abstract_ids = tokenizer(" " + normalise_whitespace(real_pairs.abstract[0]), add_special_tokens=False)["input_ids"]
+    kept = tokenizer.decode(abstract_ids[:20]).strip()
+    assert example.input_ids[: example.prompt_length] == tokenizer(completion_prompt(kept), add_special_tokens=False)["input_ids"]
+
+
+# Llama 3's (and Qwen's) pre-tokenizer: punctuation takes the line breaks after it into one token (".\n").
+LLAMA3_SPLIT = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+
+
+def _tokenizer_of_another_family(family: str):
+    """A tiny tokenizer built as Llama 3's (byte-level, its split pattern) or as sentencepiece's (a "▁"
+    opening every text and word) are, or one that does not split at spaces (its merges run across them),
+    trained on the fixtures' corpus and a few abstract endings."""
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    from conftest import SPECIAL_TOKENS, TOKENIZER_CORPUS
+
+    if family == "llama3":
+        backend = Tokenizer(models.BPE())
+        backend.pre_tokenizer = pre_tokenizers.Sequence(
+            [pre_tokenizers.Split(Regex(LLAMA3_SPLIT), "isolated"), pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)]
+        )
+        backend.decoder = decoders.ByteLevel()
+        alphabet = pre_tokenizers.ByteLevel.alphabet()
+    elif family == "sentencepiece":
+        backend = Tokenizer(models.BPE(byte_fallback=True))
+        backend.pre_tokenizer = pre_tokenizers.Metaspace(prepend_scheme="first")
+        backend.decoder = decoders.Metaspace(prepend_scheme="first")
+        alphabet = []
+    else:
+        backend = Tokenizer(models.BPE(byte_fallback=True))
+        backend.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
+        backend.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.Fuse(), decoders.Strip(" ", 1, 0)])
+        alphabet = []
+    trainer = trainers.BpeTrainer(vocab_size=500, special_tokens=SPECIAL_TOKENS, initial_alphabet=alphabet)
+    backend.train_from_iterator([*TOKENIZER_CORPUS, "the results.\nTitle: A Study\n"], trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<|endoftext|>", pad_token="<|endoftext|>")
+
+
+@pytest.mark.parametrize("family", ["llama3", "sentencepiece"])
+def test_encoder_tokenises_prompt_and_title_as_generation_reads_them_in_other_tokenizer_families(real_pairs, family):
+    """Tokenised in pieces, prompts differed from generation's at the seams (Llama 3's ".\n" split in two,
+    sentencepiece's "▁" before the line break) and a sentencepiece title opened with a stray "▁"."""
+    tokenizer = _tokenizer_of_another_family(family)
+    encoder = ExampleEncoder(tokenizer, COMPLETION, max_abstract_tokens=10_000)
+    pairs = list(zip(real_pairs.abstract[:8], real_pairs.title[:8], strict=True))
+    for (abstract, title), example in zip(pairs, encoder.encode(pairs), strict=True):
+        prompt = build_prompt(tokenizer, COMPLETION, abstract, max_prompt_tokens=100_000)
+        assert example.input_ids[: example.prompt_length] == prompt.input_ids
+        titled = tokenizer(prompt.text + completion_target(normalise_whitespace(title)), add_special_tokens=False)
+        assert example.input_ids == titled["input_ids"] + [tokenizer.eos_token_id]
+
+
+def test_a_title_whose_first_token_would_merge_with_the_prompts_end_is_learned_after_the_prompt(real_pairs):
+    """Tokenised together, the prompt's last token (':') and the title's opening space merge into one
+    (':▁'), which generation, continuing the prompt's own tokens, never reads: the prompt stays
+    generation's, all of it masked, and the title's own tokens and the end marker are learned."""
+    tokenizer = _tokenizer_of_another_family("merging")
+    abstract, title = real_pairs.abstract[0], normalise_whitespace(real_pairs.title[0])
+    prompt = build_prompt(tokenizer, COMPLETION, abstract, max_prompt_tokens=100_000)
+    titled = tokenizer(prompt.text + completion_target(title), add_special_tokens=False)["input_ids"]
+    assert titled[: len(prompt.input_ids)] != prompt.input_ids  # the seam merges
+    example = ExampleEncoder(tokenizer, COMPLETION, max_abstract_tokens=10_000).encode([(abstract, title)])[0]
+    assert example.input_ids[: example.prompt_length] == prompt.input_ids
+    assert example.labels == [IGNORE_INDEX] * len(prompt.input_ids) + example.input_ids[example.prompt_length :]
+    title_ids = tokenizer(completion_target(title), add_special_tokens=False)["input_ids"]
+    assert example.input_ids[example.prompt_length :] == title_ids + [tokenizer.eos_token_id]
 
 
 def test_collate_pads_to_the_longest_in_the_batch_and_points_at_title_tokens(tiny_gptneo_dir, real_pairs):
@@ -126,9 +195,8 @@ def test_title_loss_goes_down_on_a_repeated_batch(request, real_pairs, fixture):
     assert losses[-1] < 0.7 * losses[0]
 
 
-def test_title_loss_equals_the_model_loss_restricted_to_title_tokens(tiny_llama_dir, real_pairs):
-    model, tokenizer, info = load_model(str(tiny_llama_dir))
-    encoder = ExampleEncoder(tokenizer, info.template, 64)
+def _assert_title_loss_is_the_models_loss(model, tokenizer, template: str, real_pairs) -> None:
+    encoder = ExampleEncoder(tokenizer, template, 64)
     examples = encoder.encode(list(zip(real_pairs.abstract[:3], real_pairs.title[:3], strict=True)))
     batch = collate(examples, tokenizer.pad_token_id)
     labels = torch.full_like(batch["input_ids"], IGNORE_INDEX)
@@ -138,6 +206,36 @@ def test_title_loss_equals_the_model_loss_restricted_to_title_tokens(tiny_llama_
         reference = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=labels).loss
         loss_sum, count = TitleLoss(model)(**batch)
     assert torch.allclose(loss_sum / count, reference, atol=1e-5)
+
+
+def test_title_loss_equals_the_model_loss_restricted_to_title_tokens(tiny_llama_dir, real_pairs):
+    model, tokenizer, info = load_model(str(tiny_llama_dir))
+    _assert_title_loss_is_the_models_loss(model, tokenizer, info.template, real_pairs)
+
+
+def _model_transforming_its_logits(family: str, tokenizer):
+    """A tiny random model of a family whose forward changes the output layer's logits: Granite divides
+    them by ``logits_scaling``, Gemma 2 soft-caps them (a cap this low makes the change large)."""
+    from transformers import Gemma2Config, Gemma2ForCausalLM, GraniteConfig, GraniteForCausalLM
+
+    shape = dict(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=512, initializer_range=0.2, pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(0)
+    if family == "granite":
+        return GraniteForCausalLM(GraniteConfig(**shape, logits_scaling=8.0)).eval()
+    return Gemma2ForCausalLM(Gemma2Config(**shape, head_dim=8, final_logit_softcapping=0.5)).eval()
+
+
+@pytest.mark.parametrize("family", ["granite", "gemma2"])
+def test_title_loss_is_the_models_own_where_its_forward_transforms_the_output_layers_logits(real_pairs, family):
+    """The title loss ran the output layer alone, skipping the model's own scaling or soft-capping of its
+    logits, and so trained those models on other logits than they generate from."""
+    from conftest import build_tiny_tokenizer
+
+    tokenizer = build_tiny_tokenizer(chat=False)
+    _assert_title_loss_is_the_models_loss(_model_transforming_its_logits(family, tokenizer), tokenizer, COMPLETION, real_pairs)
 
 
 def _config(tmp_path, base, train_file, val_file, **overrides) -> TrainConfig:
@@ -164,6 +262,22 @@ def test_training_writes_a_checkpoint_that_generates(tmp_path, tiny_gptneo_dir, 
     assert len(result.candidates) == 2
     with pytest.raises(TitlecraftError, match="already holds a finished run"):
         train(_config(tmp_path, tiny_gptneo_dir, *split_files))
+
+
+def test_the_history_records_the_learning_rate_each_step_trained_with(tmp_path, tiny_gptneo_dir, split_files, monkeypatch):
+    """Each record's lr was the next step's (read after the scheduler moved on): the last record showed the
+    schedule's floor, a rate no step used."""
+    used = []
+    adamw_step = torch.optim.AdamW.step
+
+    def recording_step(optimizer, *args, **kwargs):
+        used.append(optimizer.param_groups[0]["lr"])
+        return adamw_step(optimizer, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", recording_step)
+    out = train(_config(tmp_path, tiny_gptneo_dir, *split_files, eval_every=1, limit=32))
+    history = json.loads((out / "titlecraft.json").read_text())["history"]
+    assert [record["lr"] for record in history] == used and len(used) == 4
 
 
 class Interrupted(Exception):
@@ -215,6 +329,23 @@ def test_an_interrupted_run_resumes_and_ends_where_an_uninterrupted_one_does(tmp
     assert steps_seen == [6, 9, 10]
     first, second = load_file(str(straight / "model.safetensors")), load_file(str(resumed / "model.safetensors"))
     assert all(torch.allclose(first[name], second[name], atol=1e-6) for name in first)
+
+
+def test_a_run_is_resumed_only_by_as_many_processes_as_saved_it(tmp_path, tiny_gptneo_dir, split_files):
+    """A step takes a batch per data-parallel process, so resumed by another number of processes a run took
+    other batches from the saved step on (batches trained again, others never) and stopped at the saved
+    plan's step count."""
+    config = _config(tmp_path, tiny_gptneo_dir, *split_files, limit=16, eval_every=1)
+
+    def stop_after_first_save(record):
+        raise Interrupted
+
+    with pytest.raises(Interrupted):
+        train(config, on_progress=stop_after_first_save)
+    state, provenance = Path(config.out) / "last", core_train._provenance(config)
+    core_train._require_same_run(state, core_train._run_identity(config, provenance, 1), Path(config.out))
+    with pytest.raises(TitlecraftError, match="other settings \\(processes: 1, not 2\\)"):
+        core_train._require_same_run(state, core_train._run_identity(config, provenance, 2), Path(config.out))
 
 
 def test_a_run_killed_while_publishing_or_cleaning_up_finishes_on_a_re_run(tmp_path, tiny_gptneo_dir, split_files, monkeypatch):
@@ -409,12 +540,15 @@ LAUNCHERS = {
 
 @pytest.mark.parametrize("launcher", LAUNCHERS)
 def test_two_process_data_parallel_run_splits_the_data_and_reports_once(tmp_path, tiny_gptneo_dir, split_files, launcher):
+    """Two processes with a batch each per step train, and report their loss, as one process accumulating
+    those two batches, also in the last step, where 9 batches leave the second process none of its own (it
+    repeated the first batch of the epoch, training on it twice)."""
     train_file, val_file = split_files
     out = tmp_path / "ddp"
     command = [
         sys.executable, *LAUNCHERS[launcher],
         "-m", "core.cli", "train", "--base", str(tiny_gptneo_dir), "--train", str(train_file), "--val", str(val_file),
-        "--out", str(out), "--batch-size", "8", "--eval-every", "2", "--device", "cpu", "--lr", "3e-3",
+        "--out", str(out), "--batch-size", "8", "--eval-every", "2", "--device", "cpu", "--lr", "3e-3", "--limit", "72",
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     finished = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
@@ -423,9 +557,16 @@ def test_two_process_data_parallel_run_splits_the_data_and_reports_once(tmp_path
     assert finished.stdout.count(f"checkpoint: {out}\n") == 1 and finished.stdout.count('"steps": 5') == 1
     seen = [set(json.loads((out / "ranks" / f"rank{r}.json").read_text())["examples"]) for r in (0, 1)]
     assert seen[0] and seen[1] and not seen[0] & seen[1]
-    assert seen[0] | seen[1] == set(range(80))
+    assert seen[0] | seen[1] == set(range(72))
     meta = json.loads((out / "titlecraft.json").read_text())
-    assert meta["steps"] == 5  # 10 batches of 8, two per step across the two processes
+    assert meta["steps"] == 5  # 9 batches of 8, two per step across the two processes
+    alone = train(_config(tmp_path / "alone", tiny_gptneo_dir, train_file, val_file, grad_accum=2, eval_every=2, seed=0,
+                          limit=72, device="cpu"))
+    together, accumulated = load_file(str(out / "model.safetensors")), load_file(str(alone / "model.safetensors"))
+    assert all(torch.allclose(together[name], accumulated[name], atol=1e-5) for name in accumulated)
+    # The recorded training loss is the whole step's, not the main process's half of it.
+    losses_alone = [record["train_loss"] for record in json.loads((alone / "titlecraft.json").read_text())["history"]]
+    assert [record["train_loss"] for record in meta["history"]] == pytest.approx(losses_alone, abs=2e-4)
     load_model(str(out))
 
 

@@ -13,7 +13,8 @@ def register(subparsers) -> None:
         help="compare evaluation runs in one markdown table and one PNG chart",
         description=(
             "Read metrics.json from each evaluation folder and write a markdown table (--out, a .md name) and a bar "
-            "chart beside it (same name, .png). Warns when the runs scored different abstracts."
+            "chart beside it (same name, .png). Warns when the runs scored different abstracts, and names the "
+            "generation settings (temperature, dtype, ...) in which they differ."
         ),
     )
     parser.add_argument("runs", nargs="+", metavar="FOLDER", help="folders written by `titlecraft eval`")
