@@ -11,50 +11,12 @@ import os
 from contextlib import contextmanager
 
 import pytest
+from tiny_tokenizer import build_tiny_tokenizer
 
 # The suite compares exact tokens between code paths on tiny random models, whose near-tied logits
 # would make those comparisons depend on bf16 rounding; the CPU's default dtype (bf16 where the CPU
 # has AMX) has tests of its own in tests/test_models.py and tests/test_generate.py.
 os.environ["TITLECRAFT_DTYPE"] = "float32"
-
-TOKENIZER_CORPUS = [
-    "We propose a simple method for learning sparse representations of graphs with neural networks.",
-    "Experiments on three benchmarks show that the approach improves accuracy and reduces training time.",
-    "Large language models generate fluent text, but their titles for research papers are often vague.",
-    "This paper studies reinforcement learning agents that plan with learned world models.",
-    "Our results suggest that attention patterns explain how transformers copy tokens from the context.",
-    "Title: A Survey of Efficient Inference for Small Language Models\n",
-    "Abstract: Deep learning has changed computer vision, speech recognition and natural language processing.",
-]
-SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
-CHAT_TEMPLATE = (
-    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
-    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
-
-
-def build_tiny_tokenizer(chat: bool):
-    """A 400-token byte-level BPE tokenizer; ``chat`` adds a ChatML template ending turns with <|im_end|>."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    backend = Tokenizer(models.BPE())
-    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    backend.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=400, special_tokens=SPECIAL_TOKENS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
-    )
-    backend.train_from_iterator(TOKENIZER_CORPUS, trainer)
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=backend,
-        bos_token="<|endoftext|>",
-        eos_token="<|im_end|>" if chat else "<|endoftext|>",
-        pad_token="<|endoftext|>",
-    )
-    if chat:
-        tokenizer.chat_template = CHAT_TEMPLATE
-    return tokenizer
-
 
 def _save_checkpoint(folder, model, tokenizer, template: str):
     model.generation_config.eos_token_id = tokenizer.eos_token_id

@@ -2,7 +2,7 @@
 
 import pytest
 
-from conftest import build_tiny_tokenizer
+from tiny_tokenizer import build_tiny_tokenizer
 from core.prompts import (
     CHAT,
     COMPLETION,

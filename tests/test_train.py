@@ -92,7 +92,7 @@ def _tokenizer_of_another_family(family: str):
     from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    from conftest import SPECIAL_TOKENS, TOKENIZER_CORPUS
+    from tiny_tokenizer import SPECIAL_TOKENS, TOKENIZER_CORPUS
 
     if family == "llama3":
         backend = Tokenizer(models.BPE())
@@ -232,7 +232,7 @@ def _model_transforming_its_logits(family: str, tokenizer):
 def test_title_loss_is_the_models_own_where_its_forward_transforms_the_output_layers_logits(real_pairs, family):
     """The title loss ran the output layer alone, skipping the model's own scaling or soft-capping of its
     logits, and so trained those models on other logits than they generate from."""
-    from conftest import build_tiny_tokenizer
+    from tiny_tokenizer import build_tiny_tokenizer
 
     tokenizer = build_tiny_tokenizer(chat=False)
     _assert_title_loss_is_the_models_loss(_model_transforming_its_logits(family, tokenizer), tokenizer, COMPLETION, real_pairs)
