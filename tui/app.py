@@ -237,12 +237,23 @@ class TitlecraftApp(App[None]):
             "and saved once it works."
         )
 
+    @property
+    def read_store(self) -> Any:
+        """The connection for reads: the read-only one, so that no read waits behind a write held up by
+        another process's lock; the writer's until that one is open."""
+        return self.reader or self.store
+
+    @property
+    def few_shot_store(self) -> Any:
+        """Where a run's few-shot examples come from: the read connection when few-shot is on, else None."""
+        return self.read_store if self.few_shot else None
+
     def _read(self, read: Callable[[Any], Any], default: Any = None) -> Any:
         """A quick read on the UI thread; a failing store gives ``default`` and a notification."""
         if self.store is None:
             return default
         try:
-            return read(self.reader or self.store)
+            return read(self.read_store)
         except Exception as error:  # noqa: BLE001
             self.notify_error(f"Reading the store failed: {error_text(error)}")
             return default
@@ -338,8 +349,7 @@ class TitlecraftApp(App[None]):
         if not text.strip():
             self.editor.show_token_note("0 tokens")
             return
-        few_shot_store = (self.reader or self.store) if self.few_shot else None
-        self._count_and_prefill(text, self.sampling["max_new_tokens"], few_shot_store)
+        self._count_and_prefill(text, self.sampling["max_new_tokens"], self.few_shot_store)
 
     @work(thread=True, exclusive=True, group="prefill")
     def _count_and_prefill(self, abstract: str, max_new_tokens: int, few_shot_store: Any = None) -> None:
@@ -563,8 +573,7 @@ class TitlecraftApp(App[None]):
         self.candidates.add_rows(slots)
         self.candidates.cursor = first_row
         self.candidates.focus()
-        few_shot_store = (self.reader or self.store) if self.few_shot else None
-        self._generate(self.run_id, session.text, params, cancel, len(shown), shown, few_shot_store)
+        self._generate(self.run_id, session.text, params, cancel, len(shown), shown, self.few_shot_store)
         return True
 
     @work(thread=True, exclusive=True, group="generate")
@@ -1003,7 +1012,7 @@ class TitlecraftApp(App[None]):
                 if not self.candidates.editing:  # else the open edit has the focus, for enter or escape
                     self.candidates.focus()
 
-        self.push_screen(ReviewScreen(self.reader or self.store), chosen)
+        self.push_screen(ReviewScreen(self.read_store), chosen)
 
     def action_settings(self) -> None:
         def saved(values: dict | None) -> None:
@@ -1135,7 +1144,7 @@ class TitlecraftApp(App[None]):
         """Re-read the store's figures (off the UI thread) and then show the status line."""
         self._show_status()
         if self.store is not None:
-            self._read_status(self.reader or self.store, self.session.abstract_id if self.session else None)
+            self._read_status(self.read_store, self.session.abstract_id if self.session else None)
 
     @work(thread=True, exclusive=True, group="status")
     def _read_status(self, store: Any, abstract_id: int | None) -> None:
