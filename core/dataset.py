@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from core.errors import TitlecraftError, TitlecraftWarning
-from core.paths import refuse_file_in_the_way, refuse_folder_as_data_file
+from core.paths import CSV_SUFFIXES, PARQUET_SUFFIXES, refuse_file_in_the_way, refuse_folder_as_data_file
 from core.prompts import normalise_whitespace
 
 PAIR_COLUMNS = ("arxiv_id", "title", "abstract", "categories", "date", "source")
@@ -110,7 +110,7 @@ def _read_csv(path: Path) -> pd.DataFrame:
 
 
 # .pq too: import and train read parquet so named, and prepare and eval refused the same file.
-_READERS = {".parquet": _read_parquet, ".pq": _read_parquet, ".jsonl": _read_jsonl, ".csv": _read_csv}
+_READERS = {**dict.fromkeys(PARQUET_SUFFIXES, _read_parquet), ".jsonl": _read_jsonl, **dict.fromkeys(CSV_SUFFIXES, _read_csv)}
 
 
 def read_pairs(path: str | os.PathLike) -> pd.DataFrame:

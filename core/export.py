@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import TitlecraftError
-from core.paths import refuse_file_in_the_way
+from core.paths import CSV_SUFFIXES, JSONL_SUFFIXES, PARQUET_SUFFIXES, refuse_file_in_the_way
 from core.prompts import chat_messages, completion_prompt, completion_target
 from core.store import CuratedPair, RejectedCandidate, Store
 
@@ -45,9 +45,9 @@ PROVENANCE_COLUMNS = (
 TABLE_COLUMNS = PAIR_COLUMNS + PROVENANCE_COLUMNS
 # The file suffixes each format is read back by: import, train and prepare choose their reader by suffix.
 FORMAT_SUFFIXES = {
-    **dict.fromkeys(("sft", "chat", "dpo"), (".jsonl", ".ndjson", ".json")),
-    "parquet": (".parquet", ".pq"),
-    "csv": (".csv",),
+    **dict.fromkeys(("sft", "chat", "dpo"), JSONL_SUFFIXES),
+    "parquet": PARQUET_SUFFIXES,
+    "csv": CSV_SUFFIXES,
     "hf": (),
 }
 FORMAT_WRITES = {

@@ -22,13 +22,10 @@ from typing import Any
 
 from core.errors import TitlecraftError
 from core.export_rows import export_shape, json_object
+from core.paths import CSV_SUFFIXES, JSONL_SUFFIXES, PARQUET_SUFFIXES, TEXT_SUFFIXES
 from core.prompts import normalise_whitespace, parse_completion_prompt
 from core.store import Store
 
-JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
-CSV_SUFFIXES = (".csv",)
-PARQUET_SUFFIXES = (".parquet", ".pq")
-TEXT_SUFFIXES = (".txt",)
 # The csv module's default field limit, kept as a row rule: a longer field is no abstract.
 CSV_FIELD_LIMIT = 131_072
 # Rows are committed in chunks: a crash keeps what was committed, and the TUI is never locked out long.

@@ -8,6 +8,15 @@ from pathlib import Path
 
 from core.errors import TitlecraftError
 
+# File suffixes by format, in any case: readers choose by suffix (import, prepare, train, eval), so
+# writers check names against the same lists.
+JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
+CSV_SUFFIXES = (".csv",)
+PARQUET_SUFFIXES = (".parquet", ".pq")
+TEXT_SUFFIXES = (".txt",)
+# What the pair readers of prepare and eval take (dataset._READERS).
+PAIR_FILE_SUFFIXES = (*PARQUET_SUFFIXES, ".jsonl", *CSV_SUFFIXES)
+
 
 def refuse_empty_path(path: str | None, option: str) -> None:
     """Refuse an empty path given on the command line: to pathlib and open() it is the current folder,
@@ -23,8 +32,7 @@ def refuse_folder_as_data_file(path: str | os.PathLike) -> None:
     path = Path(path)
     if not path.is_dir():
         return
-    pair_suffixes = (".parquet", ".pq", ".jsonl", ".csv")
-    files = sorted(item.name for item in path.iterdir() if item.suffix.lower() in pair_suffixes)
+    files = sorted(item.name for item in path.iterdir() if item.suffix.lower() in PAIR_FILE_SUFFIXES)
     shown = ", ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
     which = f"one of its pair files ({shown})" if files else "a pair file"
     raise TitlecraftError(f"{path} is a folder; name {which}")

@@ -16,7 +16,7 @@ import torch
 
 from core.errors import TitlecraftError
 from core.export_rows import export_shape, json_object
-from core.paths import refuse_folder_as_data_file
+from core.paths import PARQUET_SUFFIXES, refuse_folder_as_data_file
 from core.prompts import (
     COMPLETION,
     completion_target,
@@ -93,7 +93,7 @@ def read_pairs(path: str | Path) -> list[tuple[str, str]]:
 def _is_parquet(path: Path) -> bool:
     """A parquet file by its suffix in any case (.parquet, .pq) or by its signature: read as an SFT
     export instead, a parquet split not named *.parquet was refused as 'not UTF-8 text'."""
-    if path.suffix.lower() in (".parquet", ".pq"):
+    if path.suffix.lower() in PARQUET_SUFFIXES:
         return True
     with path.open("rb") as file:
         return file.read(4) == b"PAR1"
