@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from core.commands import comma_separated
 from core.dataset import DEFAULT_TOKEN_SAMPLE, DEFAULT_TRAIN_UNTIL, DEFAULT_VAL_UNTIL
 from core.paths import refuse_empty_path
 
@@ -73,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
         tokenizer_name=args.tokenizer,
         train_until=args.train_until,
         val_until=args.val_until,
-        categories=[name for names in args.categories or [] for name in names.split(",")],
+        categories=comma_separated(args.categories),
         token_sample=args.token_sample,
     )
     sizes = ", ".join(f"{name} {rows:,}" for name, rows in summary["splits"].items())

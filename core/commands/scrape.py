@@ -6,6 +6,8 @@ import argparse
 from datetime import date
 from pathlib import Path
 
+from core.commands import comma_separated
+
 
 def _iso_date(text: str) -> str:
     try:
@@ -64,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     result = harvest(
         args.category,
         out,
-        subcats=[name for names in args.subcats or [] for name in names.split(",")],
+        subcats=comma_separated(args.subcats),
         date_from=args.date_from,
         date_until=args.date_until,
         base_url=args.oai_url,
