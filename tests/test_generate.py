@@ -233,17 +233,23 @@ def test_greedy_decodes_a_single_row(tiny_llama):
     assert [c.text for c in result.candidates] == ["The Only Greedy Title"]
 
 
-def test_cancel_stops_within_one_step_and_keeps_what_exists(tiny_llama):
-    long_text = "Sparse Graph Learning With Many Many More Words Than Needed Here"
-    generator, decoder = scripted(tiny_llama, [[long_text, long_text + " Too"]])
+def cancelled_at_event(count: int):
+    """A cancel flag, the list of events seen, and an event callback that sets the flag at the count-th."""
     cancel = threading.Event()
     seen = []
 
     def on_event(event):
         seen.append(event)
-        if len(seen) == 4:  # during the second step
+        if len(seen) == count:
             cancel.set()
 
+    return cancel, seen, on_event
+
+
+def test_cancel_stops_within_one_step_and_keeps_what_exists(tiny_llama):
+    long_text = "Sparse Graph Learning With Many Many More Words Than Needed Here"
+    generator, decoder = scripted(tiny_llama, [[long_text, long_text + " Too"]])
+    cancel, seen, on_event = cancelled_at_event(4)  # during the second step
     result = generator.generate(ABSTRACT, SamplingParams(n=2, oversample=0), on_event=on_event, cancel=cancel)
     assert result.cancelled
     assert decoder.steps_taken == 2
@@ -256,14 +262,7 @@ def test_a_stopped_generation_keeps_the_rows_on_screen_not_unseen_extras(tiny_ll
     scored higher: texts never shown took the place of the ones the researcher was reading."""
     texts = ["Sparse Graph Learning For Molecules", "Dense Graph Learning For Proteins", "Unseen Strong Title", "Other Unseen Title"]
     generator, _ = scripted(tiny_llama, [texts], log_probs=[-1.0, -2.0, -0.5, -0.6])
-    cancel = threading.Event()
-    seen = []
-
-    def on_event(event):
-        seen.append(event)
-        if len(seen) == 6:  # during the third step
-            cancel.set()
-
+    cancel, seen, on_event = cancelled_at_event(6)  # during the third step
     result = generator.generate(ABSTRACT, SamplingParams(n=2, oversample=2), on_event=on_event, cancel=cancel)
     assert result.cancelled and not any(event.finished for event in seen)
     on_screen = {seen[-2].text, seen[-1].text}
