@@ -504,11 +504,14 @@ def test_a_budget_too_small_for_any_abstract_is_a_user_error(tiny_llama):
         TitleGenerator(model, tokenizer, info, max_prompt_tokens=10).count_tokens(ABSTRACT)
 
 
-def test_live_view_redraws_in_place_on_a_terminal():
-    class Terminal(io.StringIO):
-        def isatty(self):
-            return True
+class Terminal(io.StringIO):
+    """Output that reports itself a terminal, where the live view redraws in place."""
 
+    def isatty(self):
+        return True
+
+
+def test_live_view_redraws_in_place_on_a_terminal():
     out = Terminal()
     view = LiveView(out)
     view(CandidateEvent(0, "Sparse", False))
@@ -522,10 +525,6 @@ def test_live_view_redraws_in_place_on_a_terminal():
 def test_live_view_never_moves_up_past_the_top_of_a_short_terminal(monkeypatch):
     """-n 30 in a 24-line terminal moved the cursor up 30 lines, which stops at the top row: every
     redraw then scrolled a partial copy of the list into the terminal's history."""
-    class Terminal(io.StringIO):
-        def isatty(self):
-            return True
-
     monkeypatch.setenv("LINES", "6")
     monkeypatch.setenv("COLUMNS", "80")
     out = Terminal()
@@ -541,10 +540,6 @@ def test_live_view_never_moves_up_past_the_top_of_a_short_terminal(monkeypatch):
 def test_live_view_cuts_wide_characters_by_the_columns_they_take(monkeypatch):
     """A CJK title cut by its character count still took two rows in a narrow terminal, and the redraw,
     moving up one row per title, left a garbled copy behind."""
-    class Terminal(io.StringIO):
-        def isatty(self):
-            return True
-
     monkeypatch.setenv("LINES", "24")
     monkeypatch.setenv("COLUMNS", "20")
     out = Terminal()
