@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
+from core.candidates import word_count
 from core.errors import TitlecraftError, TitlecraftWarning
 from core.paths import CSV_SUFFIXES, PARQUET_SUFFIXES, refuse_file_in_the_way, refuse_folder_as_data_file
 from core.prompts import normalise_whitespace
@@ -294,7 +295,9 @@ def filter_pairs(frame: pd.DataFrame, categories: frozenset[str] | None, dropped
     """Drop short texts, unwanted categories, unreadable dates and duplicates; the first occurrence of a
     duplicate wins."""
     frame = _drop(frame, frame["abstract"].str.len() < MIN_ABSTRACT_CHARS, "short_abstract", dropped)
-    frame = _drop(frame, frame["title"].str.split().str.len() < MIN_TITLE_WORDS, "short_title", dropped)
+    # Words as the candidate flags count them: Chinese and Japanese titles, written without spaces, were one
+    # "word" each, and every such row was dropped as short.
+    frame = _drop(frame, frame["title"].map(word_count) < MIN_TITLE_WORDS, "short_title", dropped)
     if categories:
         frame = _drop_other_categories(frame, categories, dropped)
     frame = _drop_unreadable_dates(frame, dropped)

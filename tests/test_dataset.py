@@ -522,3 +522,18 @@ def test_token_length_percentiles_are_rounded_in_the_summary(tmp_path):
     assert summary["token_lengths"]["abstract"]["p95"] == 81.6
     assert summary["token_lengths"]["abstract"]["p99"] == 82.7
     assert "| abstract | 69.5 | 69.5 | 81.6 | 82.7 | 83 |" in (tmp_path / "prepared" / "summary.md").read_text()
+
+
+def test_chinese_and_japanese_titles_are_counted_in_words_as_the_length_flags_count_them(tmp_path):
+    """Written without spaces, a Chinese or Japanese title was one word whatever its length, so every such
+    row was dropped as 'title under 3 words'; its words are counted as the candidate flags count them
+    (two such characters a word), and a one-word title is still dropped."""
+    rows = [
+        pair(1, "2024-05-01", title="基于深度学习的图像分类方法研究"),
+        pair(2, "2024-05-02", title="深層学習による画像分類"),
+        pair(3, "2024-05-03", title="研究"),
+        pair(4, "2024-05-04"),
+    ]
+    summary, splits = prepare_rows(rows, tmp_path)
+    assert list(splits["train"]["arxiv_id"]) == ["2001.00001", "2001.00002", "2001.00004"]
+    assert summary["dropped"]["short_title"] == 1
