@@ -22,7 +22,7 @@ from typing import Any
 
 from core.errors import TitlecraftError
 from core.paths import CSV_SUFFIXES, JSONL_SUFFIXES, PARQUET_SUFFIXES, refuse_file_in_the_way
-from core.prompts import chat_messages, completion_prompt, completion_target
+from core.prompts import chat_messages, completion_prompt, completion_target, normalise_whitespace
 from core.store import CuratedPair, RejectedCandidate, Store
 
 FORMATS = ("sft", "chat", "dpo", "parquet", "csv", "hf")
@@ -175,13 +175,23 @@ def _nothing_to_export(format_name: str, out: Path, any_pairs: bool, since: str 
     return f"Nothing to export: {what}; {out} was not written."
 
 
+def training_title(title: str) -> str:
+    """A title as the training formats write it, on one line with whitespace collapsed, as titlecraft's
+    training reads it: a title is stored as given, and one imported with a line break (a wrapped
+    spreadsheet cell) taught other trainers titles running over two lines, where candidates end at one."""
+    return normalise_whitespace(title)
+
+
 def sft_records(pairs: Sequence[CuratedPair]) -> list[dict[str, str]]:
-    return [{"prompt": completion_prompt(pair.abstract), "completion": completion_target(pair.title)} for pair in pairs]
+    return [
+        {"prompt": completion_prompt(pair.abstract), "completion": completion_target(training_title(pair.title))}
+        for pair in pairs
+    ]
 
 
 def chat_records(pairs: Sequence[CuratedPair]) -> list[dict[str, Any]]:
     return [
-        {"messages": [*chat_messages(pair.abstract), {"role": "assistant", "content": pair.title}]}
+        {"messages": [*chat_messages(pair.abstract), {"role": "assistant", "content": training_title(pair.title)}]}
         for pair in pairs
     ]
 
@@ -194,12 +204,12 @@ def preference_records(pairs: Sequence[CuratedPair], rejected: Sequence[Rejected
     return [
         {
             "prompt": completion_prompt(pair.abstract),
-            "chosen": completion_target(pair.title),
-            "rejected": completion_target(candidate.text),
+            "chosen": completion_target(training_title(pair.title)),
+            "rejected": completion_target(training_title(candidate.text)),
         }
         for pair in pairs
         for candidate in rejected_by_abstract.get(pair.abstract_id, [])
-        if candidate.text != pair.title
+        if training_title(candidate.text) != training_title(pair.title)
     ]
 
 

@@ -85,6 +85,33 @@ def test_dpo_pairs_the_curated_title_with_each_rejected_candidate(db, tmp_path):
     assert result.rows == 3
 
 
+def test_training_exports_write_a_title_on_one_line_as_training_reads_it(tmp_path):
+    """A curated title keeps the line break it was imported with (a wrapped spreadsheet cell, an sft
+    completion): sft, chat and dpo wrote it into the completion, so a trainer reading them learned titles
+    running over two lines, where titlecraft's own training collapses the whitespace and every candidate
+    ends at its first newline. The table formats keep the title as stored."""
+    wrapped = "Fast Protein Folding\n  with Transformers "
+    with Store(tmp_path / "titlecraft.db") as store:
+        abstract = store.add_abstract(PROTEIN_ABSTRACT)
+        _, [candidate] = store.record_generation(
+            abstract, "tuned", "tuned-id", {}, 4, "cpu", 1.0, 0.1, [{"text": "Folding\nProteins"}]
+        )
+        store.reject(candidate)
+        store.own_title(abstract, wrapped)
+        for format_name in ("sft", "chat", "dpo", "csv"):
+            export(store, format_name, tmp_path / f"{format_name}.{'csv' if format_name == 'csv' else 'jsonl'}")
+    one_line = "Fast Protein Folding with Transformers"
+    assert read_jsonl(tmp_path / "sft.jsonl")[0]["completion"] == completion_target(one_line)
+    assert read_jsonl(tmp_path / "chat.jsonl")[0]["messages"][-1]["content"] == one_line
+    assert read_jsonl(tmp_path / "dpo.jsonl")[0] == {
+        "prompt": completion_prompt(PROTEIN_ABSTRACT),
+        "chosen": completion_target(one_line),
+        "rejected": completion_target("Folding Proteins"),
+    }
+    with (tmp_path / "csv.csv").open(newline="", encoding="utf-8") as file:
+        assert next(csv.DictReader(file))["title"] == wrapped
+
+
 def test_parquet_and_csv_carry_the_pair_format_and_provenance(db, tmp_path):
     with Store(db) as store:
         export(store, "parquet", tmp_path / "pairs.parquet")
