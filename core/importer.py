@@ -5,7 +5,8 @@ export (``{"prompt", "completion"}``) carries a curated title, and so does one o
 (``title`` beside ``reference_title``); either is recorded as an own-title decision: exporting and importing
 again loses no title. Re-importing a file changes nothing. A bad row is reported with its file, place
 and reason, and the good rows still land. An abstract is stored once with its first reference title; a
-row repeating it with another reference title is named in the summary.
+row repeating it with another reference title is named in the summary, and one giving details the stored
+abstract lacks (reference title, arXiv id, categories, date) fills them in.
 """
 
 from __future__ import annotations
@@ -117,25 +118,26 @@ def _reference_title_clash(store: Store, stored_id: int | None, row: ImportRow) 
 
 def _apply(store: Store, row: ImportRow, default_source: str, abstract_id: int | None) -> bool:
     """Store one row whose abstract is stored as ``abstract_id`` (None: not yet); True if it added
-    anything (a new abstract or a new curated title)."""
-    is_new = abstract_id is None
-    if is_new:
-        abstract_id = store.add_abstract(
-            row.abstract,
-            source=row.source or default_source,
-            arxiv_id=row.arxiv_id,
-            reference_title=row.reference_title,
-            categories=row.categories,
-            date=row.date,
-        )
+    anything (a new abstract, details a stored one lacked, or a new curated title)."""
+    details = {
+        "arxiv_id": row.arxiv_id,
+        "reference_title": row.reference_title,
+        "categories": row.categories,
+        "date": row.date,
+    }
+    added = abstract_id is None
+    if added:
+        abstract_id = store.add_abstract(row.abstract, source=row.source or default_source, **details)
+    else:
+        added = store.fill_in_abstract(abstract_id, **details)
     store.enqueue(abstract_id)
     if row.curated_title is None:
-        return is_new
+        return added
     current = store.curated_title(abstract_id)
     # An sft row's title is read trimmed and training collapses whitespace, so a title that differs only in
     # whitespace (the sft export of a title stored with a trailing newline) is the same title, not a conflict.
     if current is not None and normalise_whitespace(current) == normalise_whitespace(row.curated_title):
-        return is_new
+        return added
     if current is not None:
         raise BadRow(f"abstract {abstract_id} already has a different curated title {current!r}; kept it")
     store.own_title(abstract_id, row.curated_title)

@@ -641,6 +641,19 @@ class Store:
                 },
             )
 
+    def fill_in_abstract(self, abstract_id: int, **details: str | None) -> bool:
+        """Give a stored abstract the ``details`` it lacks (reference_title, arxiv_id, categories, date),
+        keeping those it has; True if any was filled in. An abstract first stored bare (pasted, or imported
+        as plain text) otherwise kept none of what a later import knew about it."""
+        with self._write():
+            stored = self.abstract(abstract_id)
+            missing = {
+                name: value for name, value in details.items() if value is not None and getattr(stored, name) is None
+            }
+            if missing:
+                self.db.table("abstracts").update(abstract_id, missing)
+            return bool(missing)
+
     def abstract(self, abstract_id: int) -> Abstract:
         rows = self._rows(
             "SELECT id, text, source, arxiv_id, reference_title, categories, date, added_at "

@@ -97,6 +97,32 @@ def test_a_repeated_abstract_with_another_reference_title_is_named_in_the_summar
         assert store.abstract(store.find_abstract("One abstract.")).reference_title == "The First Title"
 
 
+def test_an_import_gives_an_abstract_stored_without_details_the_ones_it_lacks(store, tmp_path):
+    """Abstracts first stored bare (pasted in the app, or imported from plain text) kept none of the
+    reference title, arXiv id, categories and date a later import had for them: the rows counted as
+    already present and their details were dropped without a word. They now fill what is missing; what
+    is stored stays, and importing the file again changes nothing."""
+    pasted = store.add_abstract("A pasted abstract.", source="pasted")
+    stored = store.add_abstract("A stored abstract.", reference_title="Kept Title", date="2024-01-02")
+    path = write_jsonl(
+        tmp_path / "papers.jsonl",
+        [
+            {"abstract": "A pasted  abstract.", "title": "The Real Title", "arxiv_id": "2401.00001",
+             "categories": "cs.CL", "date": "2024-03-04", "source": "arxiv"},
+            {"abstract": "A stored abstract.", "title": "Kept Title", "arxiv_id": "2401.00002", "date": "2025-01-01"},
+        ],
+    )
+    summary = import_file(store, path)
+    assert (summary.imported, summary.already_present, summary.problems) == (2, 0, [])
+    filled, kept = store.abstract(pasted), store.abstract(stored)
+    assert (filled.reference_title, filled.arxiv_id, filled.categories, filled.date, filled.source) == (
+        "The Real Title", "2401.00001", "cs.CL", "2024-03-04", "pasted",
+    )
+    assert (kept.reference_title, kept.arxiv_id, kept.date) == ("Kept Title", "2401.00002", "2024-01-02")
+    again = import_file(store, path)
+    assert (again.imported, again.already_present) == (0, 2)
+
+
 def test_csv_with_multiline_fields_reports_the_line_a_bad_row_starts_on(store, tmp_path):
     path = tmp_path / "papers.csv"
     with path.open("w", encoding="utf-8", newline="") as file:
