@@ -366,6 +366,13 @@ def _refuse_out_that_is_no_file(out: str | os.PathLike) -> None:
     refuse_file_in_the_way(path)
 
 
+def _interrupted_advice(state: HarvestState) -> str:
+    """What a harvest stopped with ctrl+c kept, so the researcher knows that re-running it resumes."""
+    if not state.resumed:
+        return "no page was saved yet; the same command starts the harvest again"
+    return f"{state.records} records are saved in {state.folder}; run the same command again to resume"
+
+
 def harvest(
     category: str,
     out: str | os.PathLike,
@@ -405,6 +412,8 @@ def harvest(
         while not state.finished:
             try:
                 page = harvester.fetch_page(state.resumption_token, sleep=sleep, notify=bar.write)
+            except KeyboardInterrupt:
+                raise KeyboardInterrupt(_interrupted_advice(state)) from None
             except TitlecraftError as error:
                 if isinstance(error, ExpiredResumptionToken) and not restarted:
                     bar.write(

@@ -217,6 +217,29 @@ def test_a_resume_whose_token_expired_restarts_the_list_and_keeps_saved_records(
     assert not out.with_name(out.name + PARTIAL_SUFFIX).exists()
 
 
+def test_ctrl_c_says_what_the_harvest_saved_and_that_the_same_command_resumes(tmp_path):
+    """A harvest of hours stopped with ctrl+c printed a bare 'interrupted', though its pages are kept and
+    re-running resumes: it now says so, as a failed page and an interrupted training run do."""
+    out = tmp_path / "out.parquet"
+
+    def ctrl_c(_seconds):
+        raise KeyboardInterrupt
+
+    def busy_after_the_first_page(params):
+        return (503, {"Retry-After": "60"}, b"busy") if "resumptionToken" in params else ok(with_token(HEP_EX, "page-2"))
+
+    with oai_server(busy_after_the_first_page) as (url, _):
+        with pytest.raises(KeyboardInterrupt) as stopped:
+            harvest("hep-ex", out, base_url=url, sleep=ctrl_c, progress=False)
+    partial = out.with_name(out.name + PARTIAL_SUFFIX)
+    assert str(stopped.value) == f"3 records are saved in {partial}; run the same command again to resume"
+    assert partial.is_dir() and not out.exists()
+
+    with oai_server(lambda params: (503, {}, b"busy")) as (url, _):
+        with pytest.raises(KeyboardInterrupt, match="^no page was saved yet; the same command starts the harvest again$"):
+            harvest("hep-ex", tmp_path / "other.parquet", base_url=url, sleep=ctrl_c, progress=False)
+
+
 def test_a_token_that_expires_again_in_the_same_run_is_a_clear_error(tmp_path):
     def respond(params):
         return ok(BAD_TOKEN) if "resumptionToken" in params else ok(with_token(HEP_EX, "page-2"))
