@@ -97,8 +97,20 @@ def _read_jsonl(path: Path) -> pd.DataFrame:
             raise TitlecraftError(f"{path}: line {number} is not valid JSON ({error.msg})") from None
         if not isinstance(row, dict):
             raise TitlecraftError(f"{path}: line {number} is not a JSON object")
+        if "\\u" in line:  # only an escape can spell a lone surrogate: the file was decoded as UTF-8
+            _refuse_lone_surrogates(path, number, row)
         rows.append(row)
     return pd.DataFrame.from_records(rows)
+
+
+def _refuse_lone_surrogates(path: Path, number: int, row: dict) -> None:
+    """A JSON escape such as "\\ud800" spells half a character, which is not text: no parquet split can
+    hold it, and the row failed as a traceback from deep inside pandas."""
+    try:
+        json.dumps(row, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as error:
+        surrogate = error.object[error.start]
+        raise TitlecraftError(f"{path}: line {number} holds a lone surrogate {surrogate!r}, which is not text") from None
 
 
 def _read_csv(path: Path) -> pd.DataFrame:

@@ -272,6 +272,11 @@ BAD_INPUTS = {
     "missing columns": ("pairs.csv", b"title,summary\nA B C,text\n", "lacks the column(s) abstract"),
     "invalid utf-8 csv": ("pairs.csv", b"title,abstract\nA \xff B C,text\n", "is not valid UTF-8"),
     "invalid utf-8 jsonl": ("pairs.jsonl", b'{"title": "A \xc3 B", "abstract": "x"}\n', "is not valid UTF-8"),
+    # A JSON escape can spell half a character, which no parquet split can hold: it was a traceback.
+    "lone surrogate jsonl": (
+        "pairs.jsonl", b'{"title": "A B C", "abstract": "x"}\n{"title": "A B \\ud800", "abstract": "x"}\n',
+        "line 2 holds a lone surrogate '\\ud800', which is not text",
+    ),
     "empty parquet": ("pairs.parquet", b"", "is empty"),
     "empty jsonl": ("pairs.jsonl", b"", "is empty"),
     "header only csv": ("pairs.csv", b"title,abstract\n", "has no rows"),
