@@ -275,7 +275,8 @@ def _drop_unreadable_dates(frame: pd.DataFrame, dropped: dict[str, int]) -> pd.D
     split, and treating them as undated would put test-period papers into train."""
     unreadable = frame["unreadable_date"].notna()
     if unreadable.any():
-        examples = ", ".join(repr(str(text)) for text in frame.loc[unreadable, "unreadable_date"].unique()[:3])
+        # As text before unique(): a JSON object or list (MongoDB's {"$date": ...}) cannot be hashed.
+        examples = ", ".join(map(repr, frame.loc[unreadable, "unreadable_date"].map(str).unique()[:3]))
         warnings.warn(
             f"{int(unreadable.sum()):,} row(s) dropped because their date is not readable as YYYY-MM-DD "
             f"(e.g. {examples}); write those dates as YYYY-MM-DD to keep the rows",

@@ -133,6 +133,17 @@ def test_dates_are_read_strictly_and_unreadable_ones_are_dropped_with_a_warning(
     assert "| date given but not readable as YYYY-MM-DD | 3 |" in (tmp_path / "prepared" / "summary.md").read_text()
 
 
+def test_a_date_written_as_a_json_object_or_list_is_dropped_as_unreadable(tmp_path):
+    """A MongoDB export writes dates as {"$date": ...}: prepare stopped with a pandas traceback
+    (unhashable type: 'dict') while naming examples of unreadable dates, instead of naming them."""
+    path = tmp_path / "pairs.jsonl"
+    rows = [pair(1, "2024-01-02"), pair(2, {"$date": "2024-01-03T00:00:00Z"}), pair(3, ["2024-01-04"])]
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    with pytest.warns(TitlecraftWarning, match=r"2 row\(s\) dropped .*\"\{'\$date': '2024-01-03T00:00:00Z'\}\""):
+        summary = prepare([path], tmp_path / "prepared", tokenizer=WordTokenizer(), progress=False)
+    assert summary["splits"]["train"] == 1 and summary["dropped"]["unreadable_date"] == 2
+
+
 def test_an_undated_row_whose_arxiv_id_names_a_later_month_is_kept_out_of_train(tmp_path):
     """Undated rows all went to train, so papers from the validation and test months (7 of the shared
     pairs, 2602.08028 among them) trained the model that test then scores; an arXiv id names the month."""
