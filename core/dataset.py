@@ -71,9 +71,25 @@ def _read_parquet(path: Path) -> pd.DataFrame:
     if _magic(path) != b"PAR1":
         raise TitlecraftError(f"{path} is not a Parquet file (it lacks the Parquet signature)")
     try:
-        return pq.read_table(path).to_pandas()
+        table = pq.read_table(path)
     except (pa.ArrowException, OSError) as error:
         raise TitlecraftError(f"{path} could not be read as Parquet: {error}") from None
+    return _text_from_bytes(path, table).to_pandas()
+
+
+def _text_from_bytes(path: Path, table: pa.Table) -> pa.Table:
+    """Binary columns as the UTF-8 text they hold: writers that store strings without parquet's UTF-8
+    annotation (Hive, Impala, older Spark) give bytes, whose Python spelling "b'...'" became the titles
+    and abstracts of every split."""
+    for index, field in enumerate(table.schema):
+        if not (pa.types.is_binary(field.type) or pa.types.is_large_binary(field.type)):
+            continue
+        text_type = pa.large_string() if pa.types.is_large_binary(field.type) else pa.string()
+        try:
+            table = table.set_column(index, field.name, table.column(index).cast(text_type))
+        except pa.ArrowInvalid:
+            raise TitlecraftError(f"{path}: its column {field.name!r} holds bytes that are not UTF-8 text") from None
+    return table
 
 
 def _decode(path: Path) -> str:

@@ -252,6 +252,28 @@ def test_parquet_jsonl_and_csv_read_alike(tmp_path):
     assert csv["source"].tolist() == ["p.csv", "p.csv"]
 
 
+def test_a_parquet_file_storing_text_as_bytes_is_read_as_text(tmp_path):
+    """Writers that store strings without parquet's UTF-8 annotation (Hive, Impala, older Spark) give
+    binary columns: prepare wrote their titles and abstracts as "b'...'", the Python spelling of bytes,
+    into every split without a word. They are read as the UTF-8 text they hold, and bytes that are not
+    UTF-8 are a clear error."""
+    rows = [pair(1, "2024-01-01"), pair(2, None)]
+    table = pa.Table.from_pylist(rows)
+    for name in ("title", "abstract", "arxiv_id"):
+        index = table.schema.get_field_index(name)
+        table = table.set_column(index, name, pc.cast(table[name], pa.binary()))
+    pq.write_table(table, tmp_path / "binary.parquet")
+    frame = read_pairs(tmp_path / "binary.parquet")
+    assert frame["title"].tolist() == [row["title"] for row in rows]
+    assert frame["abstract"].tolist() == [row["abstract"] for row in rows]
+    assert frame["arxiv_id"].tolist() == ["2001.00001", "2001.00002"]
+
+    not_utf8 = pa.table({"title": pa.array([b"A \xff B C"]), "abstract": pa.array(["x"])})
+    pq.write_table(not_utf8, tmp_path / "latin1.parquet")
+    with pytest.raises(TitlecraftError, match=r"latin1.parquet: its column 'title' holds bytes that are not UTF-8 text"):
+        read_pairs(tmp_path / "latin1.parquet")
+
+
 def test_ids_and_text_keys_normalise():
     assert normalise_arxiv_id("arXiv:2501.01234v2") == "2501.01234"
     assert normalise_arxiv_id("https://arxiv.org/abs/hep-th/9901001v1") == "hep-th/9901001"
