@@ -30,7 +30,8 @@ from textual.reactive import var
 from textual.widgets import Footer, Static, TextArea
 
 from core.errors import StoreUnavailable
-from core.prompts import CHAT, normalise_whitespace
+from core.prompts import CHAT
+from core.store import normalise_abstract
 from tui.curation import PendingWrite, Session, apply_history, views_from_store
 from tui.few_shot import FEW_SHOT_EXAMPLES, CuratedExamples
 from tui.messages import (
@@ -378,22 +379,23 @@ class TitlecraftApp(App[None]):
             self.editor.show_token_count(message.tokens, message.dropped)
 
     def _editor_is_session(self) -> bool:
-        """Whether the editor shows the open session's abstract (whitespace aside)."""
-        return self.session is not None and normalise_whitespace(self.session.text) == normalise_whitespace(
+        """Whether the editor shows the open session's abstract, as the store tells abstracts apart
+        (whitespace and accent encoding aside: a PDF's "é" may be "e" and a combining accent)."""
+        return self.session is not None and normalise_abstract(self.session.text) == normalise_abstract(
             self.editor.text
         )
 
     def _unsaved_draft(self) -> str | None:
         """The editor's text when it is an abstract the store does not have yet: typed or edited, with no
         candidates generated for it (ctrl+g saves it); None when there is none."""
-        text = normalise_whitespace(self.editor.text)
+        text = normalise_abstract(self.editor.text)
         return text if text and not self._editor_is_session() else None
 
     def _draft_kept(self, opening: str) -> bool:
         """Whether opening the abstract ``opening`` must wait: the first attempt over another, unsaved typed
         abstract says what it would drop; the same attempt again drops it."""
         draft = self._unsaved_draft()
-        if draft is None or draft == self.draft_warned or draft == normalise_whitespace(opening):
+        if draft is None or draft == self.draft_warned or draft == normalise_abstract(opening):
             return False
         self.draft_warned = draft
         self.notify(
@@ -406,7 +408,7 @@ class TitlecraftApp(App[None]):
     def _editor_text_refused(self) -> bool:
         """Tell why the editor's text cannot be curated now, if it cannot: it is empty, or it is a new
         abstract while a title is being edited (the edit's row would be cleared with the old rows)."""
-        if not normalise_whitespace(self.editor.text):
+        if not normalise_abstract(self.editor.text):
             self.notify_error("The abstract is empty: paste or type one first.")
             return True
         if self.candidates.editing and not self._editor_is_session():
@@ -433,8 +435,8 @@ class TitlecraftApp(App[None]):
             self.open_abstract(stored)
             if self.session is not None and self.session.abstract_id == stored:
                 return self.session
-        same_text = normalise_whitespace(text)
-        waiting = self._session_with_unsaved_writes(lambda left: normalise_whitespace(left.text) == same_text)
+        same_text = normalise_abstract(text)
+        waiting = self._session_with_unsaved_writes(lambda left: normalise_abstract(left.text) == same_text)
         session = waiting or Session(text=text)
         self._leave_session()
         self.session = session

@@ -7,6 +7,7 @@ import json
 import os
 import sqlite3
 import threading
+import unicodedata
 
 from textual.widgets import DataTable, Input, Static
 from tui_helpers import ABSTRACT, ready, review_loaded, scripted_generate, settle
@@ -527,6 +528,32 @@ async def test_pasting_an_abstract_curated_before_brings_back_its_decisions(make
     assert live_decisions(db_path) == []
     with Store(db_path) as store:
         assert store.counts()["abstracts"] == 2
+
+
+async def test_an_abstract_pasted_again_with_accents_spelt_apart_brings_back_its_decisions(make_app, db_path):
+    """Text copied from a PDF viewer often spells "é" as "e" and a combining accent; the store takes it for
+    the same abstract, and so must the app: no warning that it is unsaved, and its decisions come back."""
+    decomposed = "Les modèles de langue génèrent des titres: une étude. " + ABSTRACT
+    decomposed = unicodedata.normalize("NFD", decomposed)
+    other = "A different abstract about retrieval for few-shot prompting of small language models."
+    app = make_app()
+    async with app.run_test(size=(100, 40)) as pilot:
+        await ready(app, pilot, decomposed)
+        app.generator.generate = scripted_generate(["One", "Two", "Three", "Four"])
+        app.sampling.update(n=2)
+        await pilot.press("ctrl+g")
+        await settle(app, pilot)
+        await pilot.press("a")  # accepts "One"
+        await settle(app, pilot)
+        app.editor.load(other)
+        await pilot.press("ctrl+g")
+        await settle(app, pilot)
+        app.editor.load(decomposed)  # pasted again, as copied the first time
+        await pilot.press("ctrl+g")
+        await settle(app, pilot)
+        assert not any("not saved" in message for _, message in app.told)
+        views = app.candidates.views()
+        assert (views[0].text, views[0].decision) == ("One", ACCEPTED)
 
 
 async def test_generating_again_keeps_decided_titles_in_view_and_undoable(make_app, db_path):
