@@ -1050,7 +1050,8 @@ class TitlecraftApp(App[None]):
         return self.few_shot_choice is not None or self.model_info is not None
 
     def action_few_shot(self) -> None:
-        """Toggle few-shot from my titles; the choice is remembered in the store."""
+        """Toggle few-shot from my titles; the choice is remembered in the store. The abstract is prefilled
+        again, since the examples change its prompt (else ctrl+g would start by running it)."""
         if not self.few_shot_known and self.model_error is not None:
             self.notify("The model failed to load, so there is nothing for few-shot to steer.", severity="warning")
             return
@@ -1071,6 +1072,7 @@ class TitlecraftApp(App[None]):
             )
         )
         self._show_status()
+        self._count_tokens()
         if not enabled:
             self.notify("Few-shot off: the next candidates come from the model alone.")
         elif self.store_figures is not None and self.store_figures.curated:

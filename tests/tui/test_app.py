@@ -866,6 +866,27 @@ async def test_few_shot_from_curated_titles_toggles_and_is_remembered(make_app, 
         assert "few-shot: off" in again.query_one(StatusBar).text()
 
 
+async def test_few_shot_toggled_after_typing_is_prefilled_so_generate_starts_decoding_at_once(
+    make_app, db_path, model_call_lengths
+):
+    with Store(db_path) as store:
+        store.own_title(store.add_abstract(CURATED_ABSTRACT), CURATED_TITLE)
+    app = make_app()
+    async with app.run_test(size=(100, 40)) as pilot:
+        await ready(app, pilot)
+        await pilot.pause(0.5)  # prefilled with the curated example: few-shot is on for the chat model
+        await settle(app, pilot)
+        await pilot.press("tab", "f")
+        await settle(app, pilot)
+        assert not app.few_shot
+        with model_call_lengths(app.generator.model) as prompt_runs:
+            app.sampling.update(FAST)
+            await pilot.press("ctrl+g")
+            await settle(app, pilot)
+        assert len(app.candidates.rows) == FAST["n"]
+        assert prompt_runs and set(prompt_runs) == {1}  # the prompt without the example was run already
+
+
 async def test_few_shot_starts_with_the_first_curated_title_but_never_shows_an_abstract_its_own(
     make_app, db_path, retriever_builds
 ):
