@@ -686,8 +686,11 @@ class TitlecraftApp(App[None]):
             CandidateView(text=c.text, finished=True, score=c.score, flags=list(c.flags)) for c in result.candidates
         ]
         own_above = [view for view in self.candidates.views()[: self._first_row(run)] if view.decision == OWN]
+        highlighted = self.candidates.current
         if views:
             self.candidates.replace_rows(views + self._rows_added_during(run), start=self._first_row(run))
+            if highlighted is not None:
+                self._highlight_again(run, highlighted.view, views)
         self._show_status()
         if result.notice:
             self.notify(result.notice, severity="warning", markup=False, timeout=8)
@@ -699,6 +702,16 @@ class TitlecraftApp(App[None]):
             self._record_candidates(run["session"], result, views, message.few_shot or 0, run["kept"], own_above)
         else:
             self._take_back_run(run)
+
+    def _highlight_again(self, run: dict, highlighted: CandidateView, views: list[CandidateView]) -> None:
+        """Keep the highlight on the title it was on once a run's rows are re-ranked, since a, e and r act on
+        it: a row the run did not replace keeps it, and a streamed title the researcher moved it to keeps it
+        in its ranked place. Left on the run's first row, where the run put it, it stays on the top one."""
+        index = self.candidates.index_of(highlighted)
+        if index is None and highlighted is not run["slots"][0]:
+            index = next((self.candidates.index_of(view) for view in views if view.text == highlighted.text), None)
+        if index is not None:
+            self.candidates.cursor = index
 
     def _record_candidates(
         self,

@@ -955,6 +955,33 @@ async def generated(app, pilot, titles, n: int, hold: threading.Event | None = N
         await pilot.pause()
 
 
+async def test_a_streaming_title_highlighted_stays_highlighted_when_the_run_re_ranks_its_rows(make_app, db_path):
+    """The rows stream in slot order and are re-ranked by score when the run ends: a title the researcher
+    moved the highlight to meanwhile must be what a then accepts, not the one ranked into its place."""
+    app = make_app()
+    async with app.run_test(size=(100, 40)) as pilot:
+        await ready(app, pilot)
+        hold = threading.Event()
+        streamed = scripted_generate(["Alpha title", "Beta title", "Gamma title"], hold=hold)
+
+        def ranked_last_first(*args, **kwargs):
+            result = streamed(*args, **kwargs)
+            return dataclasses.replace(result, candidates=result.candidates[::-1])
+
+        app.generator.generate = ranked_last_first
+        app.sampling.update(n=3)
+        await pilot.press("ctrl+g")
+        await pilot.pause()
+        await pilot.press("down", "down")  # onto "Gamma", still streaming
+        hold.set()
+        await settle(app, pilot)
+        assert [view.text for view in app.candidates.views()] == ["Gamma title", "Beta title", "Alpha title"]
+        assert app.candidates.current.view.text == "Gamma title"
+        await pilot.press("a")
+        await settle(app, pilot)
+    assert live_decisions(db_path) == [("accept", "Gamma title", None)]
+
+
 async def test_a_refused_write_is_dropped_and_does_not_hold_up_later_decisions(make_app, db_path):
     app = make_app()
     async with app.run_test(size=(100, 40)) as pilot:
