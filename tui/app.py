@@ -538,7 +538,10 @@ class TitlecraftApp(App[None]):
             self.notify_error(f"No model to generate with: {why}.")
             return False
         if more and self.running is not None:
-            self.notify("Candidates are still coming: wait, or press escape to stop them.", severity="warning")
+            if self.running["cancel"].is_set():  # escape was pressed: the run ends at its next step
+                self.notify("The run is stopping: press m again once its candidates are kept.", severity="warning")
+            else:
+                self.notify("Candidates are still coming: wait, or press escape to stop them.", severity="warning")
             return False
         if self.candidates.resume_edit():
             self.notify("A title is being edited: enter saves it, escape leaves it, then generate.", severity="warning")

@@ -660,6 +660,20 @@ async def test_more_that_finds_no_new_title_says_why_instead_of_nothing(make_app
         assert len(store.candidates(store.find_abstract(ABSTRACT))) == 1
 
 
+async def test_more_while_a_stopped_run_winds_down_does_not_ask_for_escape_again(make_app, db_path):
+    app = make_app()
+    async with app.run_test(size=(100, 40)) as pilot:
+        hold = threading.Event()
+        await generated(app, pilot, ["Alpha title", "Beta title"], 2, hold)
+        await pilot.press("escape", "m")  # the run stops at its next step, which the hold delays
+        assert app.running is not None
+        told = app.told[-1][1]
+        assert "escape" not in told and "stopping" in told
+        hold.set()
+        await settle(app, pilot)
+        assert app.running is None
+
+
 async def test_more_appends_candidates_and_escape_leaves_an_edit(make_app, db_path):
     app = make_app()
     async with app.run_test(size=(100, 40)) as pilot:
