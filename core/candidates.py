@@ -54,8 +54,10 @@ _NO_SPACE_SCRIPT = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\
 # Control characters other than whitespace (backspace, escape, ...): no part of a title, and a terminal
 # would act on them.
 _CONTROL = re.compile(r"[\x00-\x08\x0e-\x1b\x1f\x7f-\x84\x86-\x9f]")
-# A sentence ends at ., ! or ? and a space, but not after "e.g.", "i.e.", "et al.", "vs." or "cf.".
-_SENTENCE_END = re.compile(r"(?<![Ee]\.g\.)(?<![Ii]\.e\.)(?<!\bal\.)(?<!\bvs\.)(?<!\bcf\.)(?<=[.!?])\s+")
+# A sentence ends at ., ! or ? and a space, but not after "e.g.", "i.e.", "et al.", "vs." or "cf.", nor
+# after an initialism ("U.S.", "i.i.d.", "Ph.D."): split there, "U.S. presidential debates" left a
+# two-word sentence that a real title covered whole, flagging it as a copy.
+_SENTENCE_END = re.compile(r"(?<!\.[^\W\d_]\.)(?<!\bal\.)(?<!\bvs\.)(?<!\bcf\.)(?<=[.!?])\s+")
 
 
 @dataclass

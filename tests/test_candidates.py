@@ -74,6 +74,18 @@ def test_copies_abstract_sees_through_abbreviations():
     assert copies_abstract("Small Models Title Papers Well, e.g. With Curated Examples in the Prompt", abstract)
 
 
+def test_copies_abstract_does_not_end_a_sentence_at_an_initialism():
+    """A real validation title was flagged as a copy: "U.S." ended a sentence, leaving "Presidential
+    debates" as a two-word one that the title covered whole."""
+    abstract = (
+        "Personal attacks are a feature of U.S. presidential debates. We present a framework for analysing "
+        "personal attacks in U.S. presidential debates. Samples are drawn i.i.d. from the debates."
+    )
+    assert not copies_abstract("Analysing Personal Attacks in U.S. Presidential Debates", abstract)
+    assert not copies_abstract("Drawn from the Debates", abstract)
+    assert copies_abstract("We Present a Framework for Analysing Personal Attacks in U.S. Presidential Debates", abstract)
+
+
 def test_copies_abstract_whole_short_sentence():
     assert copies_abstract("Code Is Available", ABSTRACT)
 
