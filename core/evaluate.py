@@ -332,7 +332,7 @@ def generate_samples(
         from core.retrieve import Retriever
 
         print(f"indexing the retrieval pool {config.retrieval_pool} …", flush=True)
-        retriever = Retriever.from_parquet(config.retrieval_pool)
+        retriever = Retriever.from_file(config.retrieval_pool)
     writer = SampleWriter(config, generator, retriever if config.examples_per_prompt else None, path)
     rouge_l: list[float] = []
     with tqdm(total=len(rows), initial=len(rows) - len(todo), desc="evaluating", unit="abstract", disable=not progress) as bar:

@@ -23,7 +23,7 @@ import numpy as np
 
 from core.dataset import text_key
 from core.errors import TitlecraftError
-from core.paths import refuse_folder_as_data_file
+from core.paths import PARQUET_SUFFIXES, refuse_folder_as_data_file
 from core.prompts import Example
 
 # Standard BM25 constants: term-frequency saturation and document-length normalisation.
@@ -47,6 +47,10 @@ def tokenize(text: str) -> list[str]:
     return _WORD.findall(_compatible(text).lower())
 
 
+def _is_text(value) -> bool:
+    return isinstance(value, str) and bool(value.strip())
+
+
 def _identity(abstract: str) -> str:
     return text_key(_compatible(abstract))
 
@@ -58,15 +62,21 @@ class Neighbour:
     score: float
 
 
-def pairs_from_parquet(path: str | os.PathLike) -> list[Example]:
-    """(abstract, title) pairs of a pair file such as ``data/prepared/train.parquet``."""
+def pairs_from_file(path: str | os.PathLike) -> list[Example]:
+    """(abstract, title) pairs of a pair file such as ``data/prepared/train.parquet``: the formats
+    ``eval --data`` reads, a parquet file's two columns read alone (the training split is large)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
+
+    from core.dataset import read_pairs
 
     path = Path(path)
     refuse_folder_as_data_file(path)
     if not path.is_file():
         raise TitlecraftError(f"{path}: no such retrieval pool; run `titlecraft prepare` first")
+    if path.suffix.lower() not in PARQUET_SUFFIXES:
+        frame = read_pairs(path)
+        return list(zip(frame["abstract"], frame["title"]))
     try:
         table = pq.read_table(path, columns=["abstract", "title"])
     except (pa.ArrowException, OSError) as error:
@@ -83,7 +93,8 @@ class Retriever:
     """BM25 over the abstracts of a fixed set of pairs."""
 
     def __init__(self, pairs: Iterable[Example]):
-        pairs = [(abstract, title) for abstract, title in pairs if abstract and title]
+        # A pair file's cells may be null, blank or not text at all (a column of numbers).
+        pairs = [(abstract, title) for abstract, title in pairs if _is_text(abstract) and _is_text(title)]
         self.abstracts = [abstract for abstract, _ in pairs]
         self.titles = [title for _, title in pairs]
         self._vocabulary: dict[str, int] = {}
@@ -94,8 +105,12 @@ class Retriever:
         return cls(pairs)
 
     @classmethod
-    def from_parquet(cls, path: str | os.PathLike) -> Retriever:
-        return cls(pairs_from_parquet(path))
+    def from_file(cls, path: str | os.PathLike) -> Retriever:
+        """A pool from a pair file, which must hold at least one pair to retrieve."""
+        retriever = cls(pairs_from_file(path))
+        if not len(retriever):
+            raise TitlecraftError(f"{path} holds no pair with both an abstract and a title to retrieve examples from")
+        return retriever
 
     @classmethod
     def from_store(cls, store) -> Retriever:

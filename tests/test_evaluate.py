@@ -298,7 +298,7 @@ def test_few_shot_prompts_get_retrieved_examples_but_never_their_own_title(tiny_
     rows["abstract"] = rows["abstract"].str.slice(0, 240)  # short enough for examples to fit the tiny context
     data = tmp_path / "data.parquet"
     rows.to_parquet(data)
-    retriever = Retriever.from_parquet(data)  # the pool holds the evaluated pairs themselves
+    retriever = Retriever.from_file(data)  # the pool holds the evaluated pairs themselves
     config = EvalConfig(model="tiny", data=str(data), mode="few-shot", limit=4, n=2, k=2, max_new_tokens=3,
                         retrieval_pool=str(data))
     metrics = evaluate(config, tmp_path / "run", generator=tiny_generator, retriever=retriever, progress=False)

@@ -82,7 +82,7 @@ def test_real_test_pairs_are_never_their_own_example(tmp_path):
     rows = shared_pairs(30)
     path = tmp_path / "train.parquet"
     rows.to_parquet(path)
-    retriever = Retriever.from_parquet(path)
+    retriever = Retriever.from_file(path)
     assert len(retriever) == 30
     for abstract, title in zip(rows["abstract"], rows["title"]):
         examples = retriever.examples(abstract, 4)
@@ -111,4 +111,29 @@ def test_curated_pairs_from_the_store(tmp_path):
 
 def test_a_missing_pool_is_a_clear_error(tmp_path):
     with pytest.raises(TitlecraftError, match="no such retrieval pool"):
-        Retriever.from_parquet(tmp_path / "train.parquet")
+        Retriever.from_file(tmp_path / "train.parquet")
+
+
+def test_a_pool_keeps_only_pairs_whose_abstract_and_title_are_text(tmp_path):
+    """A pool whose title column held numbers crashed few-shot evaluation with an AttributeError, and a
+    blank title was shown to the model as an example's answer."""
+    import pandas as pd
+
+    path = tmp_path / "pool.parquet"
+    pd.DataFrame({"abstract": [a for a, _ in PAIRS], "title": [PAIRS[0][1], "   ", None, PAIRS[3][1]]}).to_parquet(path)
+    assert sorted(Retriever.from_file(path).examples("graph neural networks", 4)) == sorted([PAIRS[0], PAIRS[3]])
+    numbers = tmp_path / "numbers.parquet"
+    pd.DataFrame({"abstract": [a for a, _ in PAIRS], "title": [1.0, 2.0, 3.0, 4.0]}).to_parquet(numbers)
+    with pytest.raises(TitlecraftError, match="no pair with both an abstract and a title"):
+        Retriever.from_file(numbers)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_a_pool_is_read_from_every_pair_file_format_that_eval_reads(tmp_path, suffix):
+    """--data took CSV and JSON Lines, --retrieval-pool only parquet, calling a CSV "not a pair file"."""
+    import pandas as pd
+
+    frame = pd.DataFrame({"abstract": [a for a, _ in PAIRS], "title": [t for _, t in PAIRS]})
+    path = tmp_path / f"pool{suffix}"
+    frame.to_csv(path, index=False) if suffix == ".csv" else frame.to_json(path, orient="records", lines=True)
+    assert Retriever.from_file(path).examples("world models for planning agents", 1) == [PAIRS[1]]
