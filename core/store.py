@@ -372,13 +372,14 @@ def _curated_pair(row: dict[str, Any]) -> CuratedPair:
     return CuratedPair(**row, params=json.loads(params) if params is not None else None)
 
 
-# Search matches title or abstract; both placeholders take the same _like_pattern.
-_SEARCH_CONDITION = "(title LIKE ? ESCAPE '\\' OR abstract LIKE ? ESCAPE '\\')"
+# Search matches title or abstract, both folded by _search_fold (SQLite's LIKE folds ASCII letters only).
+_SEARCH_CONDITION = "(instr(search_fold(title), ?) OR instr(search_fold(abstract), ?))"
 
 
-def _like_pattern(text: str) -> str:
-    """A LIKE pattern matching ``text`` anywhere, with LIKE's own wildcards in it taken literally."""
-    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+def _search_fold(text: str | None) -> str | None:
+    """Text as search compares it: accents composed (a PDF viewer's "e" plus combining accent is "é")
+    and case folded in every script ("Über" is "über", "STRASSE" is "straße")."""
+    return None if text is None else unicodedata.normalize("NFC", text).casefold()
 
 
 def _limit(limit: int | None, params: list[Any]) -> str:
@@ -418,6 +419,7 @@ class Store:
                 uri=self.read_only,
             )
             try:
+                connection.create_function("search_fold", 1, _search_fold, deterministic=True)
                 self.db = sqlite_utils.Database(connection, execute_plugins=False)
                 self.db.execute("PRAGMA foreign_keys = ON")
                 self.db.execute("PRAGMA synchronous = FULL")
@@ -831,9 +833,9 @@ class Store:
         return self._value("SELECT title FROM curated_pairs WHERE abstract_id = ?", [abstract_id])
 
     def search_curated(self, text: str, limit: int | None = None) -> list[CuratedPair]:
-        """Curated pairs whose title or abstract contains ``text`` (case-insensitive for ASCII), the
+        """Curated pairs whose title or abstract contains ``text`` (as _search_fold compares them), the
         first ``limit`` of them if given."""
-        params: list[Any] = [_like_pattern(text)] * 2
+        params: list[Any] = [_search_fold(text)] * 2
         limit_clause = _limit(limit, params)
         rows = self._rows(
             f"SELECT * FROM curated_pairs WHERE {_SEARCH_CONDITION} ORDER BY abstract_id{limit_clause}", params
@@ -845,7 +847,7 @@ class Store:
         a counting pass reads no columns into Python, so a capped list can still say "N of M"."""
         if not text:
             return self._value("SELECT count(*) FROM curated_pairs")
-        pattern = _like_pattern(text)
+        pattern = _search_fold(text)
         return self._value(f"SELECT count(*) FROM curated_pairs WHERE {_SEARCH_CONDITION}", [pattern, pattern])
 
     def rejected_candidates(self, abstract_id: int | None = None) -> list[RejectedCandidate]:

@@ -212,6 +212,19 @@ def test_curated_pairs_filter_by_model_and_date_and_search(store):
     assert store.search_curated("_x%") == []
 
 
+def test_search_ignores_case_and_accent_encoding_in_every_script(store):
+    """SQLite's LIKE folds ASCII letters only: "über" found no "Über", "графовые" no "Графовые", and an
+    "é" typed as "e" plus a combining accent (as PDF viewers copy it) no composed "é"."""
+    store.own_title(store.add_abstract("Über-fast sparse graphs."), "Über-Fast Sparse Graphs")
+    store.own_title(store.add_abstract("Графовые нейронные сети для молекул."), "Графовые сети")
+    store.own_title(store.add_abstract("A caf\u00e9 of transformers for STRASSE maps."), "Caf\u00e9 Transformers")
+    assert [p.title for p in store.search_curated("über")] == ["Über-Fast Sparse Graphs"]
+    assert [p.title for p in store.search_curated("ГРАФОВЫЕ")] == ["Графовые сети"]
+    assert [p.title for p in store.search_curated("cafe\u0301")] == ["Caf\u00e9 Transformers"]
+    assert [p.title for p in store.search_curated("straße")] == ["Caf\u00e9 Transformers"]
+    assert store.count_curated("über") == store.count_curated("ÜBER") == 1
+
+
 def test_curated_pairs_and_search_take_a_limit_and_count_what_matches(store):
     with store.batch():
         ids = [store.add_abstract(f"Abstract {n} about {'graphs' if n % 2 else 'proteins'}.") for n in range(5)]
