@@ -319,8 +319,6 @@ def generate_samples(
     """Samples for every row, generating only those not already in samples.jsonl."""
     from tqdm import tqdm
 
-    from core.metrics import rouge
-
     path = out_dir / SAMPLES_FILE
     done = read_samples(path)
     todo = [row for row in rows if row["id"] not in done]
@@ -334,15 +332,23 @@ def generate_samples(
         print(f"indexing the retrieval pool {config.retrieval_pool} …", flush=True)
         retriever = Retriever.from_file(config.retrieval_pool)
     writer = SampleWriter(config, generator, retriever if config.examples_per_prompt else None, path)
-    rouge_l: list[float] = []
+    # The bar's running mean covers the abstracts a resumed run already holds, as the metrics will.
+    rouge_l = [top1_rouge_l(done[row["id"]], config.rankings[0]) for row in rows if row["id"] in done]
     with tqdm(total=len(rows), initial=len(rows) - len(todo), desc="evaluating", unit="abstract", disable=not progress) as bar:
         for row in todo:
             sample = writer.write(row)
             done[row["id"]] = sample
-            rouge_l.append(rouge(scored_top(sample, config.rankings[0]), sample["reference"])["rougeL"])
+            rouge_l.append(top1_rouge_l(sample, config.rankings[0]))
             bar.set_postfix_str(f"top-1 ROUGE-L {fmean(rouge_l):.1f}, {sample['seconds']:.1f} s")
             bar.update()
     return done
+
+
+def top1_rouge_l(sample: dict, ranking: str) -> float:
+    """The top-1 ROUGE-L of one sample under ``ranking``, as the metrics score it."""
+    from core.metrics import rouge
+
+    return rouge(scored_top(sample, ranking), sample["reference"])["rougeL"]
 
 
 def scored_top(sample: dict, ranking: str) -> str:

@@ -271,6 +271,21 @@ def test_evaluation_writes_samples_metrics_and_report_and_resumes(tiny_generator
     evaluate(replace(config, ranking="score"), tmp_path, generator=tiny_generator, progress=False)  # same candidates
 
 
+def test_a_resumed_runs_progress_bar_averages_every_abstract_scored_so_far(tiny_generator, pairs_file, tmp_path, capsys):
+    """Resumed, the bar's running top-1 ROUGE-L averaged the newly generated abstracts only, so it
+    showed another number than the uninterrupted run's bar and the metrics it ends in."""
+    config = EvalConfig(model="tiny", data=str(pairs_file), limit=1, n=1, temperature=0, max_new_tokens=2)
+    evaluate(config, tmp_path, generator=tiny_generator, progress=False)
+    path = tmp_path / "samples.jsonl"
+    [first] = read_samples(path).values()
+    # As if the model had found the real title.
+    first["candidates"] = [{"text": first["reference"], "score": -0.1, "flags": [], "rank": 1, "cut_off": False}]
+    path.write_text(json.dumps(first) + "\n", encoding="utf-8")
+    metrics = evaluate(replace(config, limit=2), tmp_path, generator=tiny_generator)
+    assert metrics["top1.rougeL"] >= 50
+    assert f"top-1 ROUGE-L {metrics['top1.rougeL']:.1f}," in capsys.readouterr().err
+
+
 def test_a_greedy_report_says_one_candidate_was_decoded_and_none_sampled(tiny_generator, pairs_file, tmp_path):
     """Greedy decoding draws no extras, but the report said "3 extra candidates sampled and 1 kept"."""
     config = EvalConfig(model="tiny", data=str(pairs_file), limit=1, n=1, temperature=0, max_new_tokens=2)
