@@ -51,6 +51,9 @@ MAX_REFILL_PASSES = 3
 # Each refill pass samples this much hotter: a model that keeps repeating a title is sure of it, and
 # the same temperature mostly repeats it again.
 REFILL_TEMPERATURE_RISE = 0.2
+# Below this a sampled step is greedy in all but arithmetic: logits divided by a temperature such as
+# 1e-40 overflow to infinity and sampling failed with an index error.
+MIN_SAMPLING_TEMPERATURE = 0.01
 # Prompts never use more of a long context than this: titles need the abstract, not 8k tokens.
 PROMPT_CONTEXT_CAP = 1024
 COMPILE_STEP_ENV = "TITLECRAFT_COMPILE_STEP"
@@ -83,6 +86,8 @@ class SamplingParams:
             problems.append("the temperature must be a finite number")
         elif self.temperature < 0:
             problems.append("the temperature must not be negative")
+        elif 0 < self.temperature < MIN_SAMPLING_TEMPERATURE:
+            problems.append(f"the temperature must be 0 (greedy) or at least {MIN_SAMPLING_TEMPERATURE}")
         if not 0 < self.top_p <= 1:
             problems.append("top-p must be in (0, 1]")
         if self.max_new_tokens < 1:

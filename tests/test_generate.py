@@ -19,12 +19,14 @@ from core.fastpath import StaticDecoder
 from core.generate import (
     MAX_REFILL_PASSES,
     REFILL_TEMPERATURE_RISE,
+    MIN_SAMPLING_TEMPERATURE,
     CandidateEvent,
     SamplingParams,
     TitleGenerator,
     default_decoder,
 )
 from core.models import load_model
+from core.sampling import choose_tokens
 
 ABSTRACT = (
     "We propose a simple method for learning sparse representations of graphs with neural networks. "
@@ -300,6 +302,15 @@ def test_a_temperature_or_diversity_that_is_not_a_finite_number_is_refused(value
         SamplingParams(temperature=value)
     with pytest.raises(TitlecraftError, match="diversity weight must be a finite number"):
         SamplingParams(diversity=value)
+
+
+def test_a_temperature_too_small_to_sample_with_is_refused_and_the_smallest_allowed_samples():
+    """--temperature 1e-40 divided the logits to infinity and sampling ended in an index error."""
+    with pytest.raises(TitlecraftError, match="temperature must be 0 \\(greedy\\) or at least 0.01"):
+        SamplingParams(temperature=1e-40)
+    logits = torch.tensor([[30.0, 29.995, -5.0]])
+    tokens, _ = choose_tokens(logits, torch.tensor([0.99]), MIN_SAMPLING_TEMPERATURE, 0.95)
+    assert tokens.tolist() == [1]  # still sampled: the runner-up is half a nat of tempered logit behind
 
 
 def test_cli_refuses_a_nan_temperature_with_a_message(tiny_llama_dir, tmp_path, capsys):
