@@ -1273,6 +1273,26 @@ async def test_undoing_an_own_title_above_a_running_run_leaves_its_candidates_wh
     assert live_decisions(db_path) == []
 
 
+async def test_a_temperature_too_small_to_sample_with_is_refused_in_the_settings_dialog(make_app):
+    """0.001 passed the dialog's range (0 to 2) and generating then failed on core's rule."""
+    app = make_app()
+    async with app.run_test(size=(100, 40)) as pilot:
+        await pilot.press("tab", "s")
+        await pilot.pause()
+        temperature = app.screen.query_one("#setting-temperature", Input)
+        temperature.value = "0.001"
+        temperature.focus()
+        await pilot.press("enter")
+        await pilot.pause()
+        error = str(app.screen.query_one("#settings-error", Static).render())
+        assert "temperature must be 0 (greedy) or at least 0.01" in error
+        assert app.sampling["temperature"] == 0.8
+        temperature.value = "0.01"
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.sampling["temperature"] == 0.01
+
+
 async def test_settings_changed_while_the_store_is_read_only_survive_it_opening(make_app, db_path):
     with Store(db_path) as store:
         store.set_setting("tui.sampling", {"temperature": 0.8})

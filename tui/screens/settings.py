@@ -12,6 +12,8 @@ from textual.screen import ModalScreen
 from textual.validation import Integer, Number
 from textual.widgets import Button, Input, Label, Static
 
+from core.errors import TitlecraftError
+
 
 @dataclass(frozen=True)
 class SettingField:
@@ -93,6 +95,16 @@ class SettingsScreen(ModalScreen[dict | None]):
             try:
                 values[field.key] = field.parse(raw)
             except ValueError as error:
-                self.query_one("#settings-error", Static).update(Text(str(error), style="bold red"))
+                self._show_error(str(error))
                 return
+        from core.generate import SamplingParams  # imports torch, which the app loads in the background
+
+        try:  # the rules that span a range (a temperature of 0 or at least 0.01) are core's
+            SamplingParams(**values)
+        except TitlecraftError as error:
+            self._show_error(str(error))
+            return
         self.dismiss(values)
+
+    def _show_error(self, message: str) -> None:
+        self.query_one("#settings-error", Static).update(Text(message, style="bold red"))
