@@ -33,7 +33,7 @@ from core.candidates import RANKINGS, Candidate, clean_title, keep_diverse, rank
 from core.decoding import Decoder, EagerDecoder, model_device
 from core.errors import TitlecraftError
 from core.fastpath import StaticDecoder, supports_fast_path
-from core.models import ModelInfo
+from core.models import DTYPE_ENV, ModelInfo
 from core.prompts import EMPTY_ABSTRACT, Example, Prompt, build_prompt, normalise_whitespace
 from core.sampling import SEED_BITS, TokenSampler
 
@@ -54,6 +54,10 @@ REFILL_TEMPERATURE_RISE = 0.2
 # Below this a sampled step is greedy in all but arithmetic: logits divided by a temperature such as
 # 1e-40 overflow to infinity and sampling failed with an index error.
 MIN_SAMPLING_TEMPERATURE = 0.01
+NOT_A_NUMBER = (
+    "The model's token probabilities are not numbers (NaN): its weights are damaged, or its numbers "
+    f"overflow in this precision. Try {DTYPE_ENV}=float32, or another model."
+)
 # Prompts never use more of a long context than this: titles need the abstract, not 8k tokens.
 PROMPT_CONTEXT_CAP = 1024
 COMPILE_STEP_ENV = "TITLECRAFT_COMPILE_STEP"
@@ -386,6 +390,8 @@ class TitleGenerator:
             rows = yield from self._sample_pass(
                 prompt, open_slots, params, sampler, cancel, start_index, force_length, progress
             )
+            if any(math.isnan(row.score) for row in rows):
+                raise TitlecraftError(NOT_A_NUMBER)
             sampler.greedy_rows = 0  # a refill replaces repeats of it
             sampler.temperature += REFILL_TEMPERATURE_RISE
             for row in rows:

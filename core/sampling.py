@@ -37,7 +37,10 @@ def sample_nucleus(
     """Draw one token per row from the smallest set of most likely tokens whose mass reaches
     ``top_p``, renormalised. ``shortlist`` needs a host synchronisation: never inside a graph."""
     sorted_probs, sorted_ids, cumulative = _descending(probs, top_p, shortlist)
-    nucleus_size = ((cumulative - sorted_probs) < top_p).sum(dim=-1, keepdim=True)
+    # At least one token: a row of NaN probabilities (a broken model) has none below top_p, and an
+    # index of -1 failed here (on a GPU, a device-side assert that ends the process's CUDA use); its
+    # NaN scores are reported by the generator instead.
+    nucleus_size = ((cumulative - sorted_probs) < top_p).sum(dim=-1, keepdim=True).clamp(min=1)
     nucleus_mass = cumulative.gather(-1, nucleus_size - 1)
     position = (cumulative < uniforms.unsqueeze(-1) * nucleus_mass).sum(dim=-1, keepdim=True)
     position = torch.minimum(position, nucleus_size - 1)

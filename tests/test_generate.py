@@ -277,6 +277,20 @@ def test_empty_abstract_is_an_error(tiny_llama):
         generator.generate(" \n\t ", SamplingParams())
 
 
+@pytest.mark.parametrize("fast", [False, True])
+@pytest.mark.parametrize("temperature", [0.8, 0.0])
+def test_a_model_whose_probabilities_are_nan_is_reported_not_a_crash_or_empty_titles(tiny_llama_dir, fast, temperature):
+    """Sampling failed with 'index -1 is out of bounds' (on a GPU a device-side assert) and greedy
+    decoding returned no candidates without a word."""
+    model, tokenizer, info = load_model(str(tiny_llama_dir), device="cpu")
+    with torch.no_grad():
+        model.model.norm.weight.fill_(float("nan"))
+    decoder = StaticDecoder(model, use_graphs=False) if fast else EagerDecoder(model)
+    generator = TitleGenerator(model, tokenizer, info, decoder=decoder)
+    with pytest.raises(TitlecraftError, match=r"not numbers \(NaN\).*TITLECRAFT_DTYPE=float32"):
+        generator.generate(ABSTRACT, SamplingParams(n=3, seed=1, temperature=temperature, max_new_tokens=5))
+
+
 def test_out_of_memory_becomes_advice_after_freeing_the_decoder(tiny_llama):
     class OutOfMemoryDecoder(ScriptedDecoder):
         def sample(self, *args):
