@@ -312,6 +312,20 @@ def _require_same_dtype(done: dict[str, dict], dtype: str, out_dir: Path) -> Non
         )
 
 
+def _require_same_rows(done: dict[str, dict], rows: Sequence[dict], data: str, out_dir: Path) -> None:
+    """Refuse to resume over a data file whose rows changed under the same ids (prepared again, or
+    edited): the report would score some abstracts against old references and others against new."""
+    changed = [
+        row["id"] for row in rows
+        if row["id"] in done and (done[row["id"]]["abstract"], done[row["id"]]["reference"]) != (row["abstract"], row["reference"])
+    ]
+    if changed:
+        raise TitlecraftError(
+            f"{data} has changed since {out_dir} was generated: {len(changed)} of its abstracts or titles differ "
+            f"(first: {changed[0]}); choose another --out, or delete that folder to start over"
+        )
+
+
 def generate_samples(
     config: EvalConfig, rows: Sequence[dict], out_dir: Path, generator=None, retriever=None,
     device: str = "auto", progress: bool = True,
@@ -321,6 +335,7 @@ def generate_samples(
 
     path = out_dir / SAMPLES_FILE
     done = read_samples(path)
+    _require_same_rows(done, rows, config.data, out_dir)
     todo = [row for row in rows if row["id"] not in done]
     if not todo:
         return done

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import shutil
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from shared_pairs import shared_pairs
 
@@ -284,6 +286,24 @@ def test_a_resumed_runs_progress_bar_averages_every_abstract_scored_so_far(tiny_
     metrics = evaluate(replace(config, limit=2), tmp_path, generator=tiny_generator)
     assert metrics["top1.rougeL"] >= 50
     assert f"top-1 ROUGE-L {metrics['top1.rougeL']:.1f}," in capsys.readouterr().err
+
+
+def test_a_resume_over_a_data_file_whose_rows_changed_is_refused(tiny_generator, pairs_file, tmp_path):
+    """Resumed after the data was prepared again, a run kept its old samples under the same ids and
+    scored them against the old titles while new abstracts met the new ones, without a word."""
+    data = tmp_path / "test.parquet"
+    shutil.copy(pairs_file, data)
+    config = EvalConfig(model="tiny", data=str(data), limit=2, n=1, temperature=0, max_new_tokens=2)
+    out = tmp_path / "report"
+    evaluate(config, out, generator=tiny_generator, progress=False)
+    before = (out / "samples.jsonl").read_bytes()
+    frame = pd.read_parquet(data)
+    changed_id = select_rows(data, 1, seed=0)[0]["id"]
+    frame.loc[frame["arxiv_id"] == changed_id, "title"] = "A Title Corrected Since"
+    frame.to_parquet(data)
+    with pytest.raises(TitlecraftError, match=f"has changed since .*: 1 of its abstracts or titles differ \\(first: {changed_id}\\)"):
+        evaluate(replace(config, limit=3), out, generator=tiny_generator, progress=False)
+    assert (out / "samples.jsonl").read_bytes() == before
 
 
 def test_a_greedy_report_says_one_candidate_was_decoded_and_none_sampled(tiny_generator, pairs_file, tmp_path):
