@@ -180,7 +180,7 @@ def bar_labels(heights: Sequence[float]) -> list[str]:
     return ["–" if math.isnan(height) else f"{height:.0f}" for height in heights]
 
 
-def plot_comparison(rows: Sequence[ComparedRow], path: Path) -> None:
+def comparison_figure(rows: Sequence[ComparedRow]):
     """Grouped bars: the overlap metrics of every run and ranking side by side."""
     import matplotlib
 
@@ -191,14 +191,26 @@ def plot_comparison(rows: Sequence[ComparedRow], path: Path) -> None:
     positions = np.arange(len(CHART_METRICS))
     width = 0.8 / max(len(rows), 1)
     figure, axes = plt.subplots(figsize=(max(7.0, 0.45 * len(CHART_METRICS) * len(rows)), 4.5))
+    every_bars = []
     for index, row in enumerate(rows):
         heights = [row.values.get(key, float("nan")) for key, _ in CHART_METRICS]
-        bars = axes.bar(positions + (index - (len(rows) - 1) / 2) * width, heights, width, label=row.label)
+        bars = axes.bar(positions + (index - (len(rows) - 1) / 2) * width, heights, width)
         axes.bar_label(bars, labels=bar_labels(heights), fontsize=7)
+        every_bars.append(bars)
     axes.set_xticks(positions, [title for _, title in CHART_METRICS])
     axes.set_ylabel("F1 (%)")
     axes.set_title("Generated titles against the real ones")
-    axes.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    # Handles and labels given outright: matplotlib leaves out a bar's own label starting with "_", so a
+    # run folder named "_baseline" had bars but no legend entry.
+    axes.legend(every_bars, [row.label for row in rows], fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    return figure
+
+
+def plot_comparison(rows: Sequence[ComparedRow], path: Path) -> None:
+    """The comparison chart, written as a PNG."""
+    import matplotlib.pyplot as plt
+
+    figure = comparison_figure(rows)
     figure.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(figure)
 

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from core.cli import main
-from core.compare import bar_labels, compare, comparison_rows
+from core.compare import bar_labels, compare, comparison_figure, comparison_rows
 from core.errors import TitlecraftError, TitlecraftWarning
 
 TOP1 = {"top1.rouge1": 40.0, "top1.rouge2": 20.0, "top1.rougeL": 35.0, "top1.bleu": 10.0, "top1.length_ratio": 0.9}
@@ -187,3 +187,13 @@ def test_limits_past_the_end_of_the_same_data_are_not_warned_about(tmp_path, rec
     fourth = write_run(tmp_path / "d", "embedded", "finetuned", ["score"], limit=500, selection=None)
     with pytest.warns(TitlecraftWarning, match="differ in limit"):
         compare([third, fourth], tmp_path / "compare.md")
+
+
+def test_every_run_has_its_legend_entry_even_one_named_with_a_leading_underscore(tmp_path):
+    """matplotlib leaves out a bar's label starting with "_": the "_baseline" run had bars, no legend entry."""
+    write_run(tmp_path / "_baseline", "embedded-base", "zero-shot", ["score"])
+    write_run(tmp_path / "tuned", "embedded", "finetuned", ["score", "consensus"])
+    rows = comparison_rows({name: json.loads((tmp_path / name / "metrics.json").read_text()) for name in ("_baseline", "tuned")})
+    figure = comparison_figure(rows)
+    legend = [text.get_text() for text in figure.axes[0].get_legend().get_texts()]
+    assert legend == [row.label for row in rows] and len(legend) == 3 and legend[0].startswith("_baseline")
