@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
+from shared_pairs import SHARED_PAIRS
 
 from core.cli import main
 from core.dataset import (
@@ -27,7 +28,6 @@ from core.dataset import (
 )
 from core.errors import TitlecraftError, TitlecraftWarning
 
-SHARED_PAIRS = Path(__file__).resolve().parents[2] / "shared" / "data" / "arxiv-ai" / "pairs.parquet"
 OUTPUT_FILES = {*(f"{name}.parquet" for name in SPLITS), "summary.json", "summary.md", HISTOGRAM_FILE}
 
 
