@@ -131,6 +131,7 @@ class TitlecraftApp(App[None]):
         self.few_shot_choice: bool | None = None  # the user's saved choice; None: the model's default
         self.store_figures: StoreFigures | None = None  # the status line's store part, as last read
         self.status_error: str | None = None  # the last failed status read's error, told once
+        self.store_error: str | None = None  # why the store could not be opened, until it opens
         self.last_few_shot: int | None = None  # examples in the last run's prompt; None: it ran without
         self.curated_examples = CuratedExamples()
 
@@ -228,11 +229,14 @@ class TitlecraftApp(App[None]):
                     store.close()
             return
         self.store, self.reader = message.store, message.reader
+        self.store_error = None
         self._read_settings()
         self._refresh_status()
         self._flush_writes()
 
     def on_store_open_failed(self, message: StoreOpenFailed) -> None:
+        self.store_error = message.error
+        self._show_status()
         self.notify_error(
             f"The store could not be opened: {message.error}. Decisions will be kept pending on screen "
             "and saved once it works."
@@ -1154,6 +1158,7 @@ class TitlecraftApp(App[None]):
         if self.last_run is not None:
             info.first_token_seconds = self.last_run.first_token_seconds
             info.tokens_per_second = self.last_run.tokens_per_second
+        info.store_unavailable = self.store is None and self.store_error is not None
         info.few_shot = self.few_shot if self.few_shot_known else None
         info.few_shot_used = self.last_few_shot if self.few_shot else None
         if self.store_figures is not None:

@@ -1808,3 +1808,34 @@ async def test_an_abstract_left_during_a_new_run_comes_back_with_the_candidates_
     with Store(db_path) as store:
         reopened = views_from_store(store.candidates(first), store.history(first), store.generations(first))
         assert [(view.text, view.decision) for view in reopened] == [*on_screen, ("Mine", OWN)]
+
+
+async def test_a_store_that_cannot_be_opened_is_named_in_the_status_line_not_shown_as_empty(make_app, db_path):
+    db_path.write_text("not a database\n")  # e.g. --db pointed at the wrong file
+    app = make_app()
+    async with app.run_test(size=(120, 30)) as pilot:
+        await settle(app, pilot)
+        line = app.query_one(StatusBar).text()
+        assert "store unavailable: decisions wait on screen" in line
+        assert "✓" not in line  # no counts it never read
+        assert "few-shot: on" in line  # the toggle's state is known without the store
+
+
+async def test_the_status_line_shows_the_store_figures_once_a_decision_opens_the_store(make_app, db_path):
+    with Store(db_path) as store:
+        store.own_title(store.add_abstract(CURATED_ABSTRACT), CURATED_TITLE)
+    db_path.parent.chmod(0o555)  # SQLite cannot write its journal files beside it
+    app = make_app()
+    try:
+        async with app.run_test(size=(120, 30)) as pilot:
+            await generated(app, pilot, ["Alpha title", "Beta title"], 2)
+            status = app.query_one(StatusBar)
+            assert "store unavailable" in status.text() and "✓" not in status.text()
+            db_path.parent.chmod(0o755)
+            await pilot.press("a")  # the write opens the store and saves everything waiting
+            await settle(app, pilot)
+            assert not app.pending
+            assert "store unavailable" not in status.text()
+            assert "✓1 ✎0 ✗0 │ few-shot: on (2 curated)" in status.text()
+    finally:
+        db_path.parent.chmod(0o755)

@@ -35,9 +35,10 @@ class StatusInfo:
     loading: bool = False
     first_token_seconds: float | None = None
     tokens_per_second: float | None = None
-    accepted: int = 0
+    accepted: int | None = None  # None, with edited and rejected, until the store's counts have been read
     edited: int = 0
     rejected: int = 0
+    store_unavailable: bool = False  # the store could not be opened: decisions wait on screen
     queue_position: int | None = None
     queue_length: int = 0
     few_shot: bool | None = True  # the researcher's toggle (f); None: the model's default, not loaded (yet)
@@ -88,6 +89,8 @@ def few_shot_label(info: StatusInfo) -> str:
         return "few-shot: set once the model loads" if info.loading else "few-shot: no model loaded"
     if not info.few_shot:
         return "few-shot: off"
+    if info.curated is None:  # the store is not read (yet)
+        return "few-shot: on"
     if not info.curated:
         return "few-shot: no curated titles yet"
     if info.few_shot_used is None:
@@ -146,9 +149,13 @@ class StatusBar(Horizontal):
 
     def _counts_text(self) -> Text:
         info = self.info
-        text = Text(f"✓{info.accepted} ✎{info.edited} ✗{info.rejected}")
-        if info.curated is not None:
-            text.append(f" │ {few_shot_label(info)}")
+        if info.store_unavailable:  # counts it cannot read must not look like an empty store
+            text = Text("store unavailable: decisions wait on screen", style="bold")
+        elif info.accepted is None:
+            text = Text("reading the store…")
+        else:
+            text = Text(f"✓{info.accepted} ✎{info.edited} ✗{info.rejected}")
+        text.append(f" │ {few_shot_label(info)}")
         if info.queue_length:
             position = "–" if info.queue_position is None else str(info.queue_position + 1)
             text.append(f" │ queue {position}/{info.queue_length}")
