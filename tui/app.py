@@ -73,7 +73,8 @@ class TitlecraftApp(App[None]):
     CSS_PATH = Path(__file__).parent / "app.tcss"
     TITLE = "titlecraft"
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
-    VERTICAL_BREAKPOINTS = [(0, "-short"), (32, "-tall")]  # short terminals get tighter dialogs
+    # Short terminals get tighter dialogs, and the shortest (under 20 rows) borderless buttons in them.
+    VERTICAL_BREAKPOINTS = [(0, "-shortest"), (20, "-short"), (32, "-tall")]
     ENABLE_COMMAND_PALETTE = False
     # The live generation run (id, its rows, cancel event); the footer dims escape without one.
     running: var[dict | None] = var(None, bindings=True)

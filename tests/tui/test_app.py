@@ -1839,3 +1839,41 @@ async def test_the_status_line_shows_the_store_figures_once_a_decision_opens_the
             assert "✓1 ✎0 ✗0 │ few-shot: on (2 curated)" in status.text()
     finally:
         db_path.parent.chmod(0o755)
+
+
+def wholly_shown(app, widget) -> bool:
+    """Whether ``widget`` is drawn whole: inside the screen and inside its dialog (not cut off by it)."""
+    region, dialog = widget.region, app.screen.query_one(".dialog").content_region
+    return region.height > 0 and app.screen.region.contains_region(region) and dialog.contains_region(region)
+
+
+async def test_dialogs_and_the_status_line_are_usable_on_a_60_by_16_terminal(make_app, db_path, tiny_llama_dir):
+    queue_abstracts(db_path)
+    with Store(db_path) as store:
+        store.own_title(store.add_abstract(CURATED_ABSTRACT), CURATED_TITLE)
+    app = make_app()
+    async with app.run_test(size=(60, 16)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("tab", "n")
+        await settle(app, pilot)
+        model = app.query_one("#status-model").region
+        counts = app.query_one("#status-counts").region
+        assert model.width >= len(tiny_llama_dir.name)  # the model's name, not three letters of it
+        assert app.screen.region.contains_region(counts)
+        assert "few-shot: on" in app.query_one(StatusBar).text()
+
+        await pilot.press("s")
+        await pilot.pause(0.1)
+        assert all(wholly_shown(app, app.screen.query_one(f"#{name}")) for name in ("save", "cancel"))
+        diversity = app.screen.query_one("#setting-diversity", Input)
+        diversity.value = "9"
+        diversity.focus()
+        await pilot.press("enter")  # refused: the error shows, and the buttons stay whole below it
+        await pilot.pause(0.1)
+        assert "must be between" in app.screen.query_one("#settings-error", Static).content.plain
+        assert all(wholly_shown(app, app.screen.query_one(f"#{name}")) for name in ("save", "cancel"))
+        await pilot.press("escape")
+
+        await pilot.press("x")
+        await pilot.pause(0.1)
+        assert all(wholly_shown(app, app.screen.query_one(f"#{name}")) for name in ("export", "cancel"))

@@ -107,4 +107,6 @@ class SettingsScreen(ModalScreen[dict | None]):
         self.dismiss(values)
 
     def _show_error(self, message: str) -> None:
-        self.query_one("#settings-error", Static).update(Text(message, style="bold red"))
+        shown = self.query_one("#settings-error", Static)
+        shown.update(Text(message, style="bold red"))
+        shown.display = True

@@ -1,7 +1,8 @@
 """The status line: model and device, speed of the last run, store counts, few-shot and queue position.
 
 The model part takes the room that is left and is cut with an ellipsis, so the counts on the right
-stay visible on a narrow terminal.
+stay visible on a narrow terminal; when the counts in full would leave the model less room than its
+name, they are worded briefly instead ("few-shot: on (4/37)"), so a 60-column terminal shows both.
 """
 
 from __future__ import annotations
@@ -83,8 +84,16 @@ class StoreFigures:
         info.queue_position = self.queue_position if abstract_id == self.abstract_id else None
 
 
-def few_shot_label(info: StatusInfo) -> str:
-    """The few-shot toggle's state in words, e.g. "few-shot: on (4 of 37 curated)"."""
+def few_shot_label(info: StatusInfo, brief: bool = False) -> str:
+    """The few-shot toggle's state in words, e.g. "few-shot: on (4 of 37 curated)"; ``brief``: in few
+    characters, e.g. "few-shot: on (4/37)"."""
+    if brief:
+        if info.few_shot is None:
+            return "few-shot: –"
+        if not info.few_shot or info.curated is None:
+            return f"few-shot: {'on' if info.few_shot else 'off'}"
+        used = "" if info.few_shot_used is None else f"{info.few_shot_used}/"
+        return f"few-shot: on ({used}{info.curated})"
     if info.few_shot is None:
         return "few-shot: set once the model loads" if info.loading else "few-shot: no model loaded"
     if not info.few_shot:
@@ -111,6 +120,9 @@ class StatusBar(Horizontal):
         yield Static(id="status-model")
         yield Static(id="status-counts")
 
+    def on_resize(self) -> None:
+        self._update()
+
     def show(self, info: StatusInfo) -> None:
         self.info = info
         if info.loading and self._spinner is None:
@@ -122,7 +134,7 @@ class StatusBar(Horizontal):
 
     def text(self) -> str:
         """The whole line as plain text (what a screen reader or a test would read)."""
-        return f"{self._model_text().plain} │ {self._counts_text().plain}"
+        return f"{self._model_text().plain} │ {self._counts_text(self._brief()).plain}"
 
     def _spin(self) -> None:
         self._frame = (self._frame + 1) % len(SPINNER)
@@ -130,8 +142,13 @@ class StatusBar(Horizontal):
 
     def _update(self) -> None:
         self.query_one("#status-model", Static).update(self._model_text())
-        self.query_one("#status-counts", Static).update(self._counts_text())
+        self.query_one("#status-counts", Static).update(self._counts_text(self._brief()))
 
+    def _brief(self) -> bool:
+        """Whether the counts must be worded briefly to leave the model's name whole (its device and
+        speeds may still be cut); 2 is the counts' left padding."""
+        name = len(self.info.model or "no model") + 1  # the spinner, while loading
+        return name + 2 + self._counts_text(brief=False).cell_len > self.content_size.width
     def _model_text(self) -> Text:
         info = self.info
         text = Text()
@@ -147,15 +164,15 @@ class StatusBar(Horizontal):
             text.append(f" │ {info.tokens_per_second:.1f} tok/s")
         return text
 
-    def _counts_text(self) -> Text:
+    def _counts_text(self, brief: bool) -> Text:
         info = self.info
         if info.store_unavailable:  # counts it cannot read must not look like an empty store
-            text = Text("store unavailable: decisions wait on screen", style="bold")
+            text = Text("store unavailable" if brief else "store unavailable: decisions wait on screen", style="bold")
         elif info.accepted is None:
             text = Text("reading the store…")
         else:
             text = Text(f"✓{info.accepted} ✎{info.edited} ✗{info.rejected}")
-        text.append(f" │ {few_shot_label(info)}")
+        text.append(f" │ {few_shot_label(info, brief)}")
         if info.queue_length:
             position = "–" if info.queue_position is None else str(info.queue_position + 1)
             text.append(f" │ queue {position}/{info.queue_length}")
