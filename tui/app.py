@@ -1111,16 +1111,18 @@ class TitlecraftApp(App[None]):
 
         def chosen(choice: tuple[str, str] | None) -> None:
             if choice is not None:
-                self._export(*choice)
+                self._export(self.read_store, *choice)
 
         self.push_screen(ExportScreen(self.store.path.parent / "exports"), chosen)
 
     @work(thread=True, exclusive=True, group="export")
-    def _export(self, export_format: str, path: str) -> None:
+    def _export(self, store: Any, export_format: str, path: str) -> None:
+        """Export through the read connection: it reads one WAL snapshot of what is saved, so it does not
+        wait behind a decision on the writer's that waits for another process's lock."""
         from core.export import export
 
         try:
-            result = export(self.store, export_format, path)
+            result = export(store, export_format, path)
         except Exception as error:  # noqa: BLE001
             self.post_message(ExportFailed(error_text(error)))
         else:

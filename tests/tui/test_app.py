@@ -1877,3 +1877,34 @@ async def test_dialogs_and_the_status_line_are_usable_on_a_60_by_16_terminal(mak
         await pilot.press("x")
         await pilot.pause(0.1)
         assert all(wholly_shown(app, app.screen.query_one(f"#{name}")) for name in ("export", "cancel"))
+
+
+async def test_an_export_does_not_wait_for_a_write_held_up_by_another_process(make_app, db_path, tmp_path):
+    with Store(db_path) as store:
+        store.own_title(store.add_abstract(CURATED_ABSTRACT), CURATED_TITLE)
+    app = make_app()
+    async with app.run_test(size=(100, 40)) as pilot:
+        await generated(app, pilot, ["Alpha title", "Beta title"], 2)
+        other = sqlite3.connect(db_path, isolation_level=None, check_same_thread=False)
+        other.execute("BEGIN IMMEDIATE")  # another process is writing
+        await pilot.press("a")  # the acceptance now waits for that lock (up to the 5 s busy timeout)
+        await pilot.pause()
+        assert app.writing
+        out = tmp_path / "pairs.jsonl"
+        await pilot.press("x")
+        await pilot.pause()
+        path_input = app.screen.query_one("#export-path", Input)
+        path_input.value = str(out)
+        path_input.focus()
+        await pilot.press("enter")
+        for _ in range(40):  # 2 s, well under the writer's wait
+            await pilot.pause(0.05)
+            if any(message.startswith("Exported") for _, message in app.told):
+                break
+        exported_while_locked = out.exists()
+        other.execute("COMMIT")
+        other.close()
+        await settle(app, pilot)
+        assert exported_while_locked
+        assert not app.errors() and not app.pending
+    assert [json.loads(line)["completion"] for line in out.read_text().splitlines()] == [" " + CURATED_TITLE]
