@@ -35,6 +35,7 @@ from core.store import normalise_abstract
 from tui.curation import PendingWrite, Session, apply_history, views_from_store
 from tui.few_shot import FEW_SHOT_EXAMPLES, CuratedExamples
 from tui.messages import (
+    AbstractPasted,
     CandidateStreamed,
     EditSubmitted,
     ExportFailed,
@@ -382,6 +383,24 @@ class TitlecraftApp(App[None]):
             self.editor.show_token_note(f"tokens: could not count ({message.error})")
         else:
             self.editor.show_token_count(message.tokens, message.dropped)
+
+    def on_abstract_pasted(self, message: AbstractPasted) -> None:
+        """An abstract pasted while the candidates have the focus (after deciding on the last one's) replaces the
+        abstract in the editor, and the editor takes the focus (ctrl+z there takes the paste back); a typed
+        abstract not saved yet is never replaced."""
+        if not message.text.strip():
+            return
+        if self._unsaved_draft() is not None:
+            self.notify(
+                "The abstract in the editor is not saved (ctrl+g saves it with its candidates), so the paste did "
+                "not replace it: tab to the abstract to paste into it.",
+                severity="warning",
+            )
+            return
+        area = self.editor.text_area
+        area.replace(message.text, (0, 0), area.document.end)
+        area.move_cursor((0, 0))
+        area.focus()
 
     def _editor_is_session(self) -> bool:
         """Whether the editor shows the open session's abstract, as the store tells abstracts apart

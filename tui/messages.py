@@ -89,6 +89,14 @@ class EditSubmitted(Message):
         self.text = text
 
 
+class AbstractPasted(Message):
+    """Text was pasted while the candidates had the focus: they take no text, so it is the next abstract."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+
 class ExportFinished(Message):
     """An export wrote ``path`` (``rows`` records)."""
 

@@ -9,6 +9,7 @@ import sqlite3
 import threading
 import unicodedata
 
+from textual import events
 from textual.widgets import DataTable, Input, Static
 from tui_helpers import ABSTRACT, ready, review_loaded, scripted_generate, settle
 
@@ -1908,3 +1909,28 @@ async def test_an_export_does_not_wait_for_a_write_held_up_by_another_process(ma
         assert exported_while_locked
         assert not app.errors() and not app.pending
     assert [json.loads(line)["completion"] for line in out.read_text().splitlines()] == [" " + CURATED_TITLE]
+
+
+async def test_an_abstract_pasted_while_the_candidates_have_focus_goes_into_the_abstract(make_app, db_path):
+    app = make_app()
+    async with app.run_test(size=(100, 40)) as pilot:
+        await generated(app, pilot, ["Alpha title", "Beta title"], 2)
+        assert app.focused is app.candidates
+        app.post_message(events.Paste(CURATED_ABSTRACT))  # the next abstract, pasted after deciding
+        await pilot.pause()
+        assert app.editor.text == CURATED_ABSTRACT  # replacing the one generated for, which is saved
+        assert app.focused is app.editor.text_area
+        app.generator.generate = scripted_generate(["Gamma title", "Delta title"])
+        await pilot.press("ctrl+g")
+        await settle(app, pilot)
+        assert app.session.text == CURATED_ABSTRACT
+        assert [view.text for view in app.candidates.views()] == ["Gamma title", "Delta title"]
+
+        app.editor.text_area.insert("A new abstract typed but not generated for. ")
+        assert app.focused is app.candidates
+        app.post_message(events.Paste(ABSTRACT))
+        await pilot.pause()
+        assert app.editor.text.startswith("A new abstract typed")  # an unsaved one is never replaced
+        assert "not saved" in app.told[-1][1]
+    with Store(db_path) as store:
+        assert store.find_abstract(CURATED_ABSTRACT) is not None

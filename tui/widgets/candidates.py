@@ -18,7 +18,7 @@ from textual.reactive import reactive
 from textual.timer import Timer
 from textual.widgets import Input, Static
 
-from tui.messages import EditSubmitted
+from tui.messages import AbstractPasted, EditSubmitted
 
 ACCEPTED, EDITED, REJECTED, OWN = "accepted", "edited", "rejected", "own"
 MARKERS = {None: "·", ACCEPTED: "✓", EDITED: "✎", REJECTED: "✗", OWN: "★"}
@@ -279,6 +279,13 @@ class CandidateList(VerticalScroll, can_focus=True):
             clicked = clicked.parent
         if isinstance(clicked, CandidateRow) and clicked in self.rows:
             self.cursor = self.rows.index(clicked)
+
+    def on_paste(self, event: events.Paste) -> None:
+        """Text pasted here (not into a title being edited, whose input takes it) is meant for the abstract:
+        the app puts it there rather than drop it."""
+        if self.has_focus:
+            event.stop()
+            self.post_message(AbstractPasted(event.text))
 
     def action_cursor_up(self) -> None:
         if self.cursor > 0:
