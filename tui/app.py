@@ -1185,6 +1185,7 @@ class TitlecraftApp(App[None]):
         info.few_shot_used = self.last_few_shot if self.few_shot else None
         if self.store_figures is not None:
             self.store_figures.fill(info, self.session.abstract_id if self.session else None)
+        info.counts_unreadable = self.status_error is not None
         self.query_one(StatusBar).show(info)
 
     def _refresh_status(self) -> None:
@@ -1206,7 +1207,8 @@ class TitlecraftApp(App[None]):
         if message.error is not None:
             if message.error != self.status_error:
                 self.notify_error(f"Reading the store failed: {message.error}")
-            self.status_error = message.error
+                self.status_error = message.error
+                self._show_status()
             return
         self.status_error = None
         if message.abstract_id != (self.session.abstract_id if self.session else None):

@@ -1934,3 +1934,18 @@ async def test_an_abstract_pasted_while_the_candidates_have_focus_goes_into_the_
         assert "not saved" in app.told[-1][1]
     with Store(db_path) as store:
         assert store.find_abstract(CURATED_ABSTRACT) is not None
+
+
+async def test_a_status_line_whose_first_store_read_fails_says_so_rather_than_reading_on(make_app, monkeypatch):
+    import tui.app
+
+    def unreadable(store, abstract_id):
+        raise TitlecraftError("disk I/O error")
+
+    monkeypatch.setattr(tui.app.StoreFigures, "read", unreadable)
+    app = make_app()
+    async with app.run_test(size=(120, 30)) as pilot:
+        await settle(app, pilot)
+        line = app.query_one(StatusBar).text()
+        assert "store counts unreadable" in line and "reading the store" not in line
+        assert app.errors() == ["Reading the store failed: disk I/O error"]

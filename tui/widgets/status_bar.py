@@ -40,6 +40,7 @@ class StatusInfo:
     edited: int = 0
     rejected: int = 0
     store_unavailable: bool = False  # the store could not be opened: decisions wait on screen
+    counts_unreadable: bool = False  # the store is open but reading its counts failed before any were read
     queue_position: int | None = None
     queue_length: int = 0
     few_shot: bool | None = True  # the researcher's toggle (f); None: the model's default, not loaded (yet)
@@ -169,7 +170,7 @@ class StatusBar(Horizontal):
         if info.store_unavailable:  # counts it cannot read must not look like an empty store
             text = Text("store unavailable" if brief else "store unavailable: decisions wait on screen", style="bold")
         elif info.accepted is None:
-            text = Text("reading the store…")
+            text = Text("store counts unreadable" if info.counts_unreadable else "reading the store…")
         else:
             text = Text(f"✓{info.accepted} ✎{info.edited} ✗{info.rejected}")
         text.append(f" │ {few_shot_label(info, brief)}")
