@@ -178,7 +178,7 @@ def candidate_flags(title: str, abstract: str, cut_off: bool = False) -> list[st
     if count == 0:
         return [EMPTY]
     flags = []
-    if count < MIN_WORDS:
+    if count < MIN_WORDS and not cut_off:  # a cut-off title's few words are not all it would have said
         flags.append(TOO_SHORT)
     if count > MAX_WORDS or cut_off:
         flags.append(TOO_LONG)

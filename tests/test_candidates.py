@@ -282,3 +282,9 @@ def test_copies_abstract_a_sentence_and_the_start_of_the_next():
     sentence is a copy whether or not it goes on into the next one."""
     assert copies_abstract("We study sparse attention for long documents. Our method, called Strided", ABSTRACT)
     assert not copies_abstract("Sparse Attention for Long Documents: Our Method Called Strided Sparse Attention", ABSTRACT)
+
+
+def test_a_title_cut_off_after_two_words_is_flagged_too_long_only():
+    """A small token limit cut titles off after a word or two, and they showed [too_short, too_long]."""
+    assert candidate_flags("Sparse Graph", "An abstract about graphs.", cut_off=True) == [TOO_LONG]
+    assert candidate_flags("Sparse Graph", "An abstract about graphs.") == [TOO_SHORT]
