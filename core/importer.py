@@ -76,29 +76,54 @@ def import_file(
     summary = ImportSummary()
     default_source = f"import:{path.name}"
     rows = read_rows(path) if rows is None else rows
-    while True:
-        chunk = [row for _, row in zip(range(ROWS_PER_COMMIT), rows)]
-        if not chunk:
-            return summary
-        with store.batch():
-            for location, row in chunk:
-                if isinstance(row, BadRow):
-                    summary.problems.append(RowProblem(path, location, str(row)))
-                    continue
-                try:
-                    with store.batch():  # a savepoint: a row that fails leaves nothing behind
-                        stored_id = store.find_abstract(row.abstract)
-                        clash = _reference_title_clash(store, stored_id, row)
-                        changed = _apply(store, row, default_source, stored_id)
-                except (BadRow, TitlecraftError) as problem:
-                    summary.problems.append(RowProblem(path, location, str(problem)))
-                    continue
-                if clash:
-                    summary.reference_title_clashes.append(RowProblem(path, location, clash))
-                if changed:
-                    summary.imported += 1
-                else:
-                    summary.already_present += 1
+    stored = 0  # rows of the file in the store once the last chunk committed
+    try:
+        while True:
+            chunk = [row for _, row in zip(range(ROWS_PER_COMMIT), rows)]
+            if not chunk:
+                return summary
+            _import_chunk(store, path, chunk, default_source, summary)
+            stored = summary.imported + summary.already_present
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(_interrupted_advice(store, path, stored)) from None
+
+
+def _interrupted_advice(store: Store, path: Path, stored: int) -> str:
+    """What an import stopped with ctrl+c kept: its committed chunks stay, and a re-run imports the rest."""
+    if not stored:
+        return "no row was stored yet; the same command starts the import again"
+    rows = "1 row" if stored == 1 else f"{stored:,} rows"
+    verb = "is" if stored == 1 else "are"
+    return f"{rows} of {path} {verb} stored in {store.path}; run the same command again to finish the import"
+
+
+def _import_chunk(
+    store: Store,
+    path: Path,
+    chunk: list[tuple[str, ImportRow | BadRow]],
+    default_source: str,
+    summary: ImportSummary,
+) -> None:
+    """Import one chunk of rows in one commit, counting each in ``summary``."""
+    with store.batch():
+        for location, row in chunk:
+            if isinstance(row, BadRow):
+                summary.problems.append(RowProblem(path, location, str(row)))
+                continue
+            try:
+                with store.batch():  # a savepoint: a row that fails leaves nothing behind
+                    stored_id = store.find_abstract(row.abstract)
+                    clash = _reference_title_clash(store, stored_id, row)
+                    changed = _apply(store, row, default_source, stored_id)
+            except (BadRow, TitlecraftError) as problem:
+                summary.problems.append(RowProblem(path, location, str(problem)))
+                continue
+            if clash:
+                summary.reference_title_clashes.append(RowProblem(path, location, clash))
+            if changed:
+                summary.imported += 1
+            else:
+                summary.already_present += 1
 
 
 def _reference_title_clash(store: Store, stored_id: int | None, row: ImportRow) -> str | None:

@@ -358,6 +358,35 @@ def test_rows_commit_in_chunks(store, tmp_path, monkeypatch):
     assert len(store.queue()) == 5
 
 
+def test_ctrl_c_says_how_many_rows_are_stored_and_that_the_same_command_finishes(tmp_path, monkeypatch, capsys):
+    """An import stopped with ctrl+c printed a bare 'interrupted', though the chunks committed before it
+    stay and a re-run imports the rest: it now says how many rows are stored and that re-running finishes."""
+    monkeypatch.setattr(importer, "ROWS_PER_COMMIT", 2)
+    db = tmp_path / "titlecraft.db"
+    path = write_jsonl(tmp_path / "papers.jsonl", [{"abstract": f"Abstract {n}."} for n in range(5)])
+    enqueue, calls, stop_at = Store.enqueue, [], [4]
+
+    def ctrl_c_at_a_row(self, abstract_id):
+        calls.append(abstract_id)
+        if len(calls) == stop_at[0]:
+            raise KeyboardInterrupt
+        return enqueue(self, abstract_id)
+
+    monkeypatch.setattr(Store, "enqueue", ctrl_c_at_a_row)  # the 4th row: the second chunk is rolled back
+    assert main(["import", str(path), "--db", str(db)]) == 130
+    assert capsys.readouterr().err == (
+        f"interrupted: 2 rows of {path} are stored in {db}; run the same command again to finish the import\n"
+    )
+    calls.clear()
+    stop_at[0] = 1
+    assert main(["import", str(path), "--db", str(tmp_path / "other.db")]) == 130
+    assert capsys.readouterr().err == "interrupted: no row was stored yet; the same command starts the import again\n"
+
+    monkeypatch.setattr(Store, "enqueue", enqueue)
+    assert main(["import", str(path), "--db", str(db)]) == 0
+    assert "imported 3, already present 2, errors 0" in capsys.readouterr().out
+
+
 def test_a_row_that_fails_halfway_leaves_nothing_behind(store, tmp_path, monkeypatch):
     def failing_own_title(abstract_id, text):
         raise TitlecraftError("simulated failure")
