@@ -98,7 +98,8 @@ def profile_steps(step, batches, device: str, steps: int) -> str:
     return profiler.key_averages().table(sort_by=sort_by, row_limit=20)
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The options, checked before anything is loaded or timed."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pairs", type=Path, default=SHARED_PAIRS)
     parser.add_argument("--batch-size", type=int, default=None, help="default: 32 on CUDA, 4 on CPU")
@@ -123,7 +124,14 @@ def main() -> None:
     )
     parser.add_argument("--tokenizer", default="embedded-base", help="model spec or folder for the tokenizer")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    if args.bf16 and args.compile and not args.device.startswith("cuda"):
+        parser.error("--bf16 and --compile: time one at a time on a CPU")
+    return args
+
+
+def main() -> None:
+    args = parse_args()
     cuda = args.device.startswith("cuda")
     batch_size = args.batch_size or (32 if cuda else 4)
     our_batch_size = args.our_batch_size or batch_size
@@ -170,8 +178,6 @@ def main() -> None:
         ours, our_batches(examples, our_batch_size, pad_id, seed=0, multiple=multiple), args.device, warmup, steps
     )
     cpu_bf16 = args.bf16 and not cuda
-    if cpu_bf16 and args.compile:
-        parser.error("--bf16 and --compile: time one at a time on a CPU")
     if cpu_bf16:
         results["titlecraft, bf16 autocast"] = time_steps(
             make_step(ours_forward, list(model.parameters()), bf16=True),
