@@ -57,6 +57,12 @@ def mean_and_error(values: list[float]) -> tuple[float, float]:
 
 
 def load_samples(report: Path) -> list[dict]:
+    """The samples a report's metrics were computed over (a shorter --limit rescored a prefix of them)."""
+    if not (report / "metrics.json").is_file():
+        raise SystemExit(
+            f"{report} has no metrics.json: its evaluation has not finished "
+            "(run the same titlecraft eval command again to finish it)"
+        )
     metrics = json.loads((report / "metrics.json").read_text())
     lines = (report / "samples.jsonl").read_text(encoding="utf-8").splitlines()
     return [json.loads(line) for line in lines][: metrics["abstracts"]]
