@@ -15,8 +15,9 @@ def register(subparsers) -> None:
         help="evaluate candidate titles against real titles (ROUGE, BLEU, usability, diversity)",
         description=(
             "Generate N candidates for the first --limit abstracts of a seeded shuffle of --data, score them "
-            "against the real titles and write samples.jsonl, metrics.json and report.md into --out. "
-            "Re-running with the same --out resumes where the last run stopped."
+            "against the real titles and write samples.jsonl, metrics.json and report.md into --out (and run.json, "
+            "the settings a resumed run must share). Re-running with the same --out resumes where the last run "
+            "stopped."
         ),
     )
     parser.add_argument("--model", default="embedded", help="embedded, embedded-base, a checkpoint directory or a hub id")
@@ -41,7 +42,7 @@ def register(subparsers) -> None:
     parser.add_argument("--diversity", type=float, default=None, metavar="W",
                         help="penalise kept candidates' similarity to each other by W (the generator's default: 1.5; "
                         "0 keeps the n best-ranked)")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads for torch (default: torch's choice); 1 is fastest on a busy machine")
     parser.add_argument("--out", required=True, help="report folder, e.g. reports/embedded-finetuned")

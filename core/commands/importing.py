@@ -19,7 +19,8 @@ def register(subparsers) -> None:
             "Queue abstracts for curation. JSONL/CSV/parquet rows need an 'abstract' column and may have "
             "'title' (kept as the reference title) and 'arxiv_id'; SFT exports ({prompt, completion}) and "
             "csv/parquet exports ('title' beside 'reference_title') import their titles as curated; .txt "
-            "files are plain text, abstracts separated by blank lines."
+            "files are plain text, abstracts separated by blank lines. Re-importing a file adds nothing twice, so "
+            "running the same command again finishes an import stopped with ctrl+c."
         ),
     )
     parser.add_argument("file", type=Path, help="the file to import")
