@@ -279,8 +279,13 @@ class Progress:
     history: list[dict] = field(default_factory=list)
 
 
-def _schedule(progress: Progress, warmup: int) -> Callable[[int], float]:
+def _schedule(progress: Progress, warmup_ratio: float) -> Callable[[int], float]:
+    """Linear warm-up over ``warmup_ratio`` of the planned steps, then cosine decay to a tenth of the peak.
+    Both follow the plan when --max-minutes shrinks it: a warm-up kept at its share of the first plan
+    could outlast the shrunk run, which then never reached its peak rate nor decayed from it."""
+
     def factor(step: int) -> float:
+        warmup = max(1, int(progress.planned_steps * warmup_ratio))
         if step < warmup:
             return (step + 1) / warmup
         span = max(1, progress.planned_steps - warmup)
@@ -582,8 +587,7 @@ def _train(config: TrainConfig, on_progress: Callable[[dict], None] | None) -> P
         len(length_grouped_batches(lengths, config.batch_size, config.seed, 0)) / (config.grad_accum * ranks.world)
     )
     progress = Progress(planned_steps=max(1, math.ceil(steps_per_epoch * config.epochs)))
-    warmup = max(1, int(progress.planned_steps * config.warmup_ratio))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(progress, warmup))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(progress, config.warmup_ratio))
     identity = _run_identity(config, provenance, ranks.world)
     if (state_dir / "progress.json").is_file():
         if ranks.main:

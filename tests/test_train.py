@@ -528,6 +528,36 @@ def test_a_time_budget_is_kept_when_the_run_has_few_slow_steps(tmp_path, tiny_ll
     assert meta["steps"] == meta["planned_steps"] <= 30
 
 
+def test_a_schedule_shrunk_to_a_time_budget_warms_up_for_its_share_of_the_new_plan(
+    tmp_path, tiny_llama_dir, split_files, monkeypatch
+):
+    """The warm-up stayed 3% of the steps planned before --max-minutes shrank the plan: a run of 2,400
+    planned steps cut to 30 warmed up for 72 steps, so it never reached the peak rate nor decayed from it."""
+    import time
+
+    real_load_model = core_train.load_model
+
+    def slow_model(*args, **kwargs):
+        model, tokenizer, info = real_load_model(*args, **kwargs)
+        model.get_decoder().register_forward_pre_hook(lambda *_: time.sleep(0.1))
+        return model, tokenizer, info
+
+    rates = []
+    adamw_step = torch.optim.AdamW.step
+
+    def recording_step(optimizer, *args, **kwargs):
+        rates.append(optimizer.param_groups[0]["lr"])
+        return adamw_step(optimizer, *args, **kwargs)
+
+    monkeypatch.setattr(core_train, "load_model", slow_model)
+    monkeypatch.setattr(torch.optim.AdamW, "step", recording_step)
+    out = tmp_path / "run"
+    train(TrainConfig(train=str(split_files[0]), out=str(out), base=str(tiny_llama_dir), batch_size=1, epochs=30,
+                      lr=1e-3, eval_every=1000, max_minutes=0.1, device="cpu"))
+    assert json.loads((out / "titlecraft.json").read_text())["planned_steps"] == len(rates) < 60
+    assert rates[-1] < rates[-2] and rates[-1] < 0.12e-3  # decayed to about the floor, a tenth of the peak
+
+
 LAUNCHERS = {
     "torchrun": ["-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517"],
     # accelerate's multi-process launcher (its CPU-only mode needs MPI); the processes use gloo from --device cpu
