@@ -560,6 +560,7 @@ def _train(config: TrainConfig, on_progress: Callable[[dict], None] | None) -> P
     for pairs in extra_pairs:
         examples += encoder.encode(pairs, weight=config.extra_weight)
     val_examples = encoder.encode(val_pairs) if val_pairs else []
+    _refuse_examples_beyond_the_context([*examples, *val_examples], info.context_length, encoder)
     lengths = [len(e.input_ids) for e in examples]
     pad_multiple = CUDA_PAD_MULTIPLE if device.startswith("cuda") else 1
     target_counts = [e.target_tokens for e in examples]
@@ -749,6 +750,26 @@ def _held_out(val_pairs: list, training: list[list], val_path: str) -> tuple[lis
             "pick the best checkpoint; pass pairs kept out of training (titlecraft prepare writes validation.parquet)"
         )
     return held_out, len(val_pairs) - len(held_out)
+
+
+def _refuse_examples_beyond_the_context(examples: Sequence[Example], context: int, encoder: ExampleEncoder) -> None:
+    """Refuse examples longer than the model's positions, naming an abstract limit that fits them all: they
+    failed at the first step with an IndexError from inside a learned position embedding (GPT-Neo, GPT-2)
+    or, with rotary positions, trained on positions beyond those the model learned and generates within."""
+    too_long = [example for example in examples if len(example.input_ids) > context]
+    if not too_long:
+        return
+    longest_title = max(example.target_tokens for example in examples)
+    fitting = context - encoder.template_tokens - longest_title - encoder.CUT_MARGIN
+    advice = (
+        f"lower --max-abstract-tokens (now {encoder.max_abstract_tokens}) to {fitting} or less"
+        if fitting >= 1
+        else f"their titles alone take up to {longest_title} tokens: are the data's title and abstract swapped?"
+    )
+    raise TitlecraftError(
+        f"{len(too_long)} of the {len(examples)} training and validation examples are longer than the model's "
+        f"context of {context} tokens (the longest holds {max(len(e.input_ids) for e in too_long)}); {advice}"
+    )
 
 
 def _interrupted_advice(state_dir: Path) -> str:

@@ -821,3 +821,22 @@ def test_validation_pairs_that_are_trained_on_are_dropped_and_all_of_them_refuse
     monkeypatch.setattr("core.train.load_model", lambda *a, **k: pytest.fail("the model loaded"))
     with pytest.raises(TitlecraftError, match=f"--val {train_file}: all its 8 pairs are training pairs too"):
         train(_config(tmp_path, tiny_llama_dir, train_file, train_file, out=str(tmp_path / "again")))
+
+
+def test_examples_longer_than_the_models_context_are_refused_with_a_limit_that_fits(
+    tmp_path, tiny_gptneo_dir, split_files, real_pairs
+):
+    """A --max-abstract-tokens beyond the model's positions (2048 on GPT-Neo 125M) failed at the first step
+    with 'IndexError: index out of range in self' from deep inside the position embedding."""
+    import re
+
+    with pytest.raises(TitlecraftError, match="longer than the model's context of 512 tokens") as refused:
+        train(_config(tmp_path, tiny_gptneo_dir, *split_files, max_abstract_tokens=2000))
+    assert not (tmp_path / "run" / "best").exists()
+    fitting = int(re.search(r"lower --max-abstract-tokens \(now 2000\) to (\d+) or less", str(refused.value))[1])
+    out = train(_config(tmp_path, tiny_gptneo_dir, *split_files, max_abstract_tokens=fitting, out=str(tmp_path / "fits")))
+    assert json.loads((out / "titlecraft.json").read_text())["steps"] == 10
+    swapped = tmp_path / "swapped.parquet"  # titles that alone fill the context: no abstract limit helps
+    real_pairs.iloc[:8].rename(columns={"title": "abstract", "abstract": "title"}).to_parquet(swapped)
+    with pytest.raises(TitlecraftError, match="their titles alone take up to \\d+ tokens"):
+        train(_config(tmp_path, tiny_gptneo_dir, swapped, split_files[1], out=str(tmp_path / "swapped")))
