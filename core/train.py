@@ -8,6 +8,7 @@ through the output layer: the abstract is context, so computing its 49k-way logi
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import math
 import os
@@ -454,7 +455,11 @@ def _save_state(
 
     state = {k: v.detach().contiguous().cpu() for k, v in _trainable_state(model, lora).items()}
     save_file(state, str(staging / "weights.safetensors"))
-    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, staging / "optimizer.pt")
+    # Through a buffer: torch.save writing the file itself met a full disk with "RuntimeError: [enforce fail
+    # at inline_container.cc] unexpected pos", where a plain write raises the OSError that names the cause.
+    optimizer_state = io.BytesIO()
+    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, optimizer_state)
+    (staging / "optimizer.pt").write_bytes(optimizer_state.getbuffer())
     (staging / "progress.json").write_text(json.dumps(asdict(progress)))
     (staging / RUN_IDENTITY).write_text(json.dumps(identity))
     _replace_folder(staging, folder)
@@ -687,11 +692,12 @@ def _train(config: TrainConfig, on_progress: Callable[[dict], None] | None) -> P
                 bar.set_postfix({k: v for k, v in record.items() if k in ("train_loss", "val_loss")})
                 improved = "val_loss" not in record or progress.best_val_loss is None or record["val_loss"] < progress.best_val_loss
                 if ranks.main:
-                    if improved:
-                        progress.best_val_loss = record.get("val_loss")
-                        progress.best_step = progress.step
-                        save_checkpoint(model, tokenizer, out / "best", _meta(config, info, progress, model, len(examples), provenance), config.lora)
-                    _save_state(state_dir, model, optimizer, scheduler, progress, config.lora, identity)
+                    with _disk_errors_said_in_words(out, progress.step):
+                        if improved:
+                            progress.best_val_loss = record.get("val_loss")
+                            progress.best_step = progress.step
+                            save_checkpoint(model, tokenizer, out / "best", _meta(config, info, progress, model, len(examples), provenance), config.lora)
+                        _save_state(state_dir, model, optimizer, scheduler, progress, config.lora, identity)
                 barrier()
                 if on_progress:
                     on_progress(record)
@@ -781,12 +787,36 @@ def _interrupted_advice(state_dir: Path) -> str:
     return f"step {step} is saved in {state_dir}; the same command resumes from there"
 
 
+def _saved_step(out: Path) -> int | None:
+    """The step a re-run resumes from, if one was saved."""
+    saved = out / STATE_DIR / "progress.json"
+    return json.loads(saved.read_text())["step"] if saved.is_file() else None
+
+
+@contextlib.contextmanager
+def _disk_errors_said_in_words(out: Path, step: int) -> Iterator[None]:
+    """A save the disk refuses (full, a quota) is one line naming the cause and what a re-run resumes from,
+    not safetensors' or torch's traceback. The saves replace folders only once complete, so the last
+    complete state is intact."""
+    from safetensors import SafetensorError
+
+    try:
+        yield
+    except (OSError, SafetensorError) as error:
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+        if isinstance(error, SafetensorError):  # "Error while serializing: I/O error: <cause> (os error N)"
+            reason = reason.rsplit("I/O error: ", 1)[-1].split(" (os error")[0]
+        saved = _saved_step(out)
+        kept = f"it resumes from step {saved}" if saved is not None else "no step is saved yet: it starts again"
+        raise TitlecraftError(f"could not save step {step} in {out}: {reason}; make room and re-run the same command ({kept})") from None
+
+
 def _out_of_memory_advice(config: TrainConfig, out: Path) -> str:
     """What to do when a step does not fit: smaller micro-batches, the same effective batch; and what was kept."""
-    saved = out / STATE_DIR / "progress.json"
+    saved = _saved_step(out)
     kept = (
-        f"the run saved at step {json.loads(saved.read_text())['step']} resumes when re-run"
-        if saved.is_file()
+        f"the run saved at step {saved} resumes when re-run"
+        if saved is not None
         else "nothing was saved yet (the first save comes at the first validation step)"
     )
     smaller = max(1, config.batch_size // 2)

@@ -840,3 +840,26 @@ def test_examples_longer_than_the_models_context_are_refused_with_a_limit_that_f
     real_pairs.iloc[:8].rename(columns={"title": "abstract", "abstract": "title"}).to_parquet(swapped)
     with pytest.raises(TitlecraftError, match="their titles alone take up to \\d+ tokens"):
         train(_config(tmp_path, tiny_gptneo_dir, swapped, split_files[1], out=str(tmp_path / "swapped")))
+
+
+@pytest.mark.parametrize("file_size_limit", [100_000, 300_000])  # the checkpoint's weights / the resume state's optimizer
+def test_a_save_that_the_disk_refuses_is_one_line_saying_so(tmp_path, tiny_gptneo_dir, split_files, file_size_limit):
+    """A full disk (here a file-size limit: each save writes a file larger than it) ended the run with a
+    traceback: safetensors' 'SafetensorError: Error while serializing: I/O error' for the weights,
+    torch.save's 'RuntimeError: [enforce fail at inline_container.cc:672] unexpected pos' for the optimizer."""
+    import resource
+    import signal
+
+    def limit_file_size():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit then fails, as on a full disk
+        resource.setrlimit(resource.RLIMIT_FSIZE, (file_size_limit, file_size_limit))
+
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "core.cli", "train", "--base", str(tiny_gptneo_dir), "--train", str(split_files[0]),
+               "--val", str(split_files[1]), "--out", str(out), "--batch-size", "8", "--eval-every", "3", "--device", "cpu"]
+    finished = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300, preexec_fn=limit_file_size)
+    assert finished.returncode == 2 and "Traceback" not in finished.stderr
+    assert (
+        f"error: could not save step 3 in {out}: File too large; make room and re-run the same command "
+        "(no step is saved yet: it starts again)"
+    ) in finished.stderr.splitlines()
