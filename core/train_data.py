@@ -74,7 +74,9 @@ def read_pairs(path: str | Path) -> list[tuple[str, str]]:
         except Exception as error:  # noqa: BLE001 - pyarrow raises many types for a bad file
             reason = str(error).splitlines()[0] if str(error) else type(error).__name__
             raise TitlecraftError(f"{path} is not a parquet file with 'abstract' and 'title' columns: {reason}") from None
-        return list(zip(frame["abstract"].astype(str), frame["title"].astype(str), strict=True))
+        pairs = zip(frame["abstract"].astype(str), frame["title"].astype(str), strict=True)
+        # A blank title or abstract is as missing as a null one: trained on, it taught titles that end at once.
+        return [(abstract, title) for abstract, title in pairs if abstract.strip() and title.strip()]
     try:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as error:

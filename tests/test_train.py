@@ -863,3 +863,18 @@ def test_a_save_that_the_disk_refuses_is_one_line_saying_so(tmp_path, tiny_gptne
         f"error: could not save step 3 in {out}: File too large; make room and re-run the same command "
         "(no step is saved yet: it starts again)"
     ) in finished.stderr.splitlines()
+
+
+def test_parquet_rows_with_a_blank_title_or_abstract_are_no_pairs(tmp_path, split_files, monkeypatch, capsys):
+    """An SFT row with a blank completion is refused, but a parquet row with a blank title (or abstract)
+    was trained on: the model learned to end a title at once, and a split of such rows trained with exit 0."""
+    rows = pd.DataFrame({"abstract": ["We study graphs.", "  ", "We learn to plan.", "We scale kernels."],
+                         "title": ["Graph Study", "Orphan Title", "\n", "Kernel Scaling"]})
+    mixed = tmp_path / "mixed.parquet"
+    rows.to_parquet(mixed)
+    assert read_pairs(mixed) == [("We study graphs.", "Graph Study"), ("We scale kernels.", "Kernel Scaling")]
+    blank = tmp_path / "blank.parquet"
+    rows.assign(title=" ").to_parquet(blank)
+    monkeypatch.setattr("core.train.load_model", lambda *a, **k: pytest.fail("the model loaded"))
+    assert main(["train", "--train", str(blank), "--out", str(tmp_path / "run")]) == 2
+    assert capsys.readouterr().err == f"error: no training examples in {blank}\n"
