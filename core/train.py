@@ -671,7 +671,7 @@ def _train(config: TrainConfig, on_progress: Callable[[dict], None] | None) -> P
                     time.perf_counter() - clock_start >= BUDGET_CLOCK_SHARE * config.max_minutes * 60
                 )
                 if all_reduce_sum([float(due)], device)[0]:  # every rank re-plans at the same step
-                    _replan_for_time_budget(progress, config, started, clock_start, timed_steps, ranks)
+                    _replan_for_time_budget(progress, config, started, clock_start, timed_steps, ranks, device)
                     replanned = True
             if progress.step % eval_every == 0 or progress.step == progress.planned_steps:
                 now = time.perf_counter()
@@ -827,17 +827,21 @@ def _out_of_memory_advice(config: TrainConfig, out: Path) -> str:
 
 
 def _replan_for_time_budget(
-    progress: Progress, config: TrainConfig, started: float, clock_start: float, timed_steps: int, ranks: Ranks
+    progress: Progress, config: TrainConfig, started: float, clock_start: float, timed_steps: int, ranks: Ranks,
+    device: str,
 ) -> None:
     """Shrink the planned steps to fit --max-minutes, so the cosine schedule still completes.
 
     The step time is measured over ``timed_steps`` steps after a few warm-up steps (CUDA start-up would
-    inflate it); 5% of the budget is kept for validation runs and saves.
+    inflate it); 5% of the budget is kept for validation runs and saves. Data-parallel processes all take
+    the main process's plan: each planning from its own clock, processes that reached the loop apart
+    planned other step counts, and the one with steps left hung in its next step's collective.
     """
     now = time.perf_counter()
     per_step = (now - clock_start) / timed_steps
     remaining = 0.95 * config.max_minutes * 60 - (now - started)
     affordable = progress.step + int(remaining / per_step)
+    affordable = int(all_reduce_sum([float(affordable) if ranks.main else 0.0], device)[0])
     if affordable < progress.planned_steps:
         _log(f"time budget: {affordable} of {progress.planned_steps} steps fit in {config.max_minutes} min", ranks)
         progress.planned_steps = max(progress.step + 1, affordable)

@@ -503,7 +503,7 @@ def test_time_budget_shrinks_the_schedule(monkeypatch):
     clock = iter([100.0])
     monkeypatch.setattr("core.train.time.perf_counter", lambda: next(clock))
     # 40 steps took 40 s (1 s/step); 100 s have passed of a 3-minute budget -> about 71 more steps
-    _replan_for_time_budget(progress, TrainConfig(train="x", out="y", max_minutes=3), 0.0, 60.0, 40, Ranks())
+    _replan_for_time_budget(progress, TrainConfig(train="x", out="y", max_minutes=3), 0.0, 60.0, 40, Ranks(), "cpu")
     assert progress.planned_steps == 50 + int(0.95 * 3 * 60 - 100)
 
 
@@ -598,6 +598,60 @@ def test_two_process_data_parallel_run_splits_the_data_and_reports_once(tmp_path
     losses_alone = [record["train_loss"] for record in json.loads((alone / "titlecraft.json").read_text())["history"]]
     assert [record["train_loss"] for record in meta["history"]] == pytest.approx(losses_alone, abs=2e-4)
     load_model(str(out))
+
+
+LATE_SECOND_PROCESS = """
+import os, sys, time
+import tqdm.auto
+import core.train as core_train
+
+real_load_model, real_tqdm = core_train.load_model, tqdm.auto.tqdm
+
+
+def slow_model(*args, **kwargs):  # a CPU step of a larger model: the tiny one is too quick to budget
+    model, tokenizer, info = real_load_model(*args, **kwargs)
+    model.get_decoder().register_forward_pre_hook(lambda *_: time.sleep(0.05))
+    return model, tokenizer, info
+
+
+class LateBar(real_tqdm):  # the second process reaches the training loop a second after the first
+    def __init__(self, *args, **kwargs):
+        time.sleep(1.0)
+        super().__init__(*args, **kwargs)
+
+
+core_train.load_model = slow_model
+if os.environ["RANK"] == "1":
+    tqdm.auto.tqdm = LateBar
+from core.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_data_parallel_processes_shrink_a_time_budgeted_plan_to_the_same_step_count(tmp_path, tiny_gptneo_dir, split_files):
+    """Each process planned the --max-minutes budget from its own clock, so processes that started their
+    loop apart planned other step counts: the one with more steps left waited for the others in its next
+    step's collective, hanging the job (gloo's timeout is 30 minutes)."""
+    script = tmp_path / "late_second_process.py"
+    script.write_text(LATE_SECOND_PROCESS)
+    out = tmp_path / "ddp"
+    command = [
+        sys.executable, *LAUNCHERS["torchrun"], str(script), "train", "--base", str(tiny_gptneo_dir),
+        "--train", str(split_files[0]), "--out", str(out), "--batch-size", "1", "--epochs", "30",
+        "--eval-every", "1000", "--max-minutes", "0.1", "--device", "cpu",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    job = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           start_new_session=True)
+    try:
+        _, stderr = job.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        job.terminate()  # torchrun ends its processes (each in a session of its own) when terminated
+        job.communicate()
+        pytest.fail("the processes planned other step counts and hung")
+    assert job.returncode == 0, stderr[-3000:]
+    meta = json.loads((out / "titlecraft.json").read_text())
+    assert meta["steps"] == meta["planned_steps"] < 1200
 
 
 def test_training_can_continue_an_adapter_on_its_base(tmp_path, tiny_llama_dir, split_files):
