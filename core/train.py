@@ -812,17 +812,18 @@ def _disk_errors_said_in_words(out: Path, step: int) -> Iterator[None]:
 
 
 def _out_of_memory_advice(config: TrainConfig, out: Path) -> str:
-    """What to do when a step does not fit: smaller micro-batches, the same effective batch; and what was kept."""
+    """What to do when a step does not fit: smaller micro-batches, the same effective batch; and what was kept.
+    Those settings shape the run's steps, so a saved run is not resumed with them: they need a new --out."""
     saved = _saved_step(out)
     kept = (
-        f"the run saved at step {saved} resumes when re-run"
+        f", into a new --out: the run saved at step {saved} in {out} resumes only with its own settings"
         if saved is not None
-        else "nothing was saved yet (the first save comes at the first validation step)"
+        else "; nothing was saved yet (the first save comes at the first validation step)"
     )
     smaller = max(1, config.batch_size // 2)
     return (
         f"the GPU ran out of memory at batch size {config.batch_size}: re-run with --batch-size {smaller} "
-        f"--grad-accum {config.grad_accum * 2} (the same examples per step) or --max-abstract-tokens lower; {kept}"
+        f"--grad-accum {config.grad_accum * 2} (the same examples per step) or a lower --max-abstract-tokens{kept}"
     )
 
 

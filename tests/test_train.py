@@ -741,8 +741,17 @@ def test_running_out_of_gpu_memory_says_what_to_change_and_keeps_the_saved_state
 
     settings = dict(limit=24, eval_every=1, val_limit=8)
     monkeypatch.setattr(TitleLoss, "forward", out_of_memory_at_the_second_step)
-    with pytest.raises(TitlecraftError, match=r"batch size 8: re-run with --batch-size 4 --grad-accum 2 .*saved at step 1 resumes"):
+    with pytest.raises(TitlecraftError) as refused:
         train(_config(tmp_path, tiny_llama_dir, *split_files, **settings))
+    # The advice said the saved run "resumes when re-run", but a re-run with the advised settings is refused
+    # (they shape its steps): the advice now names a new --out for them, and what the saved run resumes with.
+    assert str(refused.value) == (
+        "the GPU ran out of memory at batch size 8: re-run with --batch-size 4 --grad-accum 2 (the same examples "
+        "per step) or a lower --max-abstract-tokens, into a new --out: the run saved at step 1 in "
+        f"{tmp_path / 'run'} resumes only with its own settings"
+    )
+    with pytest.raises(TitlecraftError, match="holds an interrupted run with other settings \\(batch_size, grad_accum\\)"):
+        train(_config(tmp_path, tiny_llama_dir, *split_files, **settings, batch_size=4, grad_accum=2))
     monkeypatch.setattr(TitleLoss, "forward", forward)
     steps_seen = []
     train(_config(tmp_path, tiny_llama_dir, *split_files, **settings), on_progress=lambda r: steps_seen.append(r["step"]))
