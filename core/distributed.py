@@ -20,12 +20,17 @@ class Ranks:
 
 
 def init_distributed(device: str) -> Ranks:
-    """Join a torchrun/accelerate job when one launched us (NCCL on CUDA, gloo on CPU)."""
+    """Join a torchrun/accelerate job when one launched us (NCCL on CUDA, gloo on CPU); on CUDA each
+    process works on the GPU of its local rank."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return Ranks()
     import torch.distributed as dist
 
     ranks = Ranks(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", 0)))
+    if device.startswith("cuda"):
+        # Each process's own GPU before NCCL starts: otherwise its barriers guess the device, and
+        # every process's allocations land on cuda:0 until moved.
+        torch.cuda.set_device(ranks.local)
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
     return ranks

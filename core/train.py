@@ -546,14 +546,13 @@ def _train(config: TrainConfig, on_progress: Callable[[dict], None] | None) -> P
     dtype = torch.bfloat16 if (config.lora and bf16) else torch.float32
     train_pairs, extra_pairs, val_pairs, trained_on = _read_data(config)  # a bad file fails now, not after the model loads
     _create_out_folder(out)
-    model, tokenizer, info = load_model(config.base, device=device, dtype=dtype)
     ranks = init_distributed(device)
+    if device.startswith("cuda") and ranks.world > 1:
+        device = f"cuda:{ranks.local}"  # loaded there directly: loaded on cuda:0 first, K copies met there
+    model, tokenizer, info = load_model(config.base, device=device, dtype=dtype)
     if trained_on:
         _log(f"--val: {trained_on} of its pairs are training pairs too; validating on the others", ranks)
     provenance = _provenance(config) if ranks.main else {}  # only the main rank writes checkpoints
-    if device.startswith("cuda") and ranks.world > 1:
-        device = f"cuda:{ranks.local}"
-        model.to(device)
     if config.lora:
         model = _lora_model(model, config)
     model.train()
