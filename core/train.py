@@ -300,6 +300,18 @@ def training_autocast(device: str, bf16: bool):
     return torch.autocast("cuda" if device.startswith("cuda") else "cpu", dtype=torch.bfloat16, enabled=bf16)
 
 
+def _diverged_advice(config: TrainConfig, out: Path, record: dict) -> str:
+    """Why a loss that is not a number stops the run: every later step, and a "best" checkpoint judged
+    by it, would be NaN too (NaN never compares lower, so the first one stayed best)."""
+    kept = f" The best checkpoint so far stays in {out / 'best'}." if (out / "best").is_dir() else ""
+    return (
+        f"Training diverged at step {record['step']}: the loss is not a number "
+        f"(train {record['train_loss']}, validation {record.get('val_loss', 'not measured')}). The learning rate "
+        f"(--lr {config.learning_rate:g}) is too high for this model, or its weights are damaged; train again with a lower "
+        f"--lr and a new --out.{kept}"
+    )
+
+
 @torch.no_grad()
 def validation_loss(
     loss_model: TitleLoss, examples: Sequence[Example], pad_id: int, device: str, batch_size: int, bf16: bool
@@ -685,6 +697,8 @@ def _train(config: TrainConfig, on_progress: Callable[[dict], None] | None) -> P
                 }
                 if val_examples:
                     record["val_loss"] = round(validation_loss(loss_model, val_examples, pad_id, device, config.batch_size, bf16), 4)
+                if not all(math.isfinite(record[key]) for key in ("train_loss", "val_loss") if key in record):
+                    raise TitlecraftError(_diverged_advice(config, out, record))
                 window_tokens, window_start = 0, time.perf_counter()
                 progress.history.append(record)
                 progress.seconds = time.perf_counter() - started

@@ -247,6 +247,25 @@ def _config(tmp_path, base, train_file, val_file, **overrides) -> TrainConfig:
     return TrainConfig(**settings)
 
 
+def test_a_loss_that_is_not_a_number_stops_training_with_advice_not_a_nan_best_checkpoint(tmp_path, tiny_gptneo_dir, split_files):
+    """A run whose loss went NaN trained on to its end, and its first NaN validation loss stayed "best"
+    (NaN never compares lower), so the published checkpoint was the damaged one."""
+    from transformers import GPTNeoForCausalLM
+
+    damaged = tmp_path / "damaged"
+    model = GPTNeoForCausalLM.from_pretrained(tiny_gptneo_dir)
+    with torch.no_grad():
+        model.transformer.ln_f.weight.fill_(float("nan"))
+    model.save_pretrained(damaged)
+    for name in os.listdir(tiny_gptneo_dir):
+        if not (damaged / name).exists():
+            (damaged / name).write_bytes((tiny_gptneo_dir / name).read_bytes())
+    config = _config(tmp_path, damaged, *split_files, limit=48, lr=None)
+    with pytest.raises(TitlecraftError, match=r"Training diverged at step 3: the loss is not a number \(train nan, validation nan\).*lower --lr"):
+        train(config)
+    assert not (tmp_path / "run" / "best").exists() and not (tmp_path / "run" / "titlecraft.json").exists()
+
+
 def test_training_writes_a_checkpoint_that_generates(tmp_path, tiny_gptneo_dir, split_files):
     out = train(_config(tmp_path, tiny_gptneo_dir, *split_files))
     meta = json.loads((out / "titlecraft.json").read_text())
