@@ -74,10 +74,10 @@ def _read_parquet(path: Path) -> pd.DataFrame:
         table = pq.read_table(path)
     except (pa.ArrowException, OSError) as error:
         raise TitlecraftError(f"{path} could not be read as Parquet: {error}") from None
-    return _text_from_bytes(path, table).to_pandas()
+    return text_from_bytes(path, table).to_pandas()
 
 
-def _text_from_bytes(path: Path, table: pa.Table) -> pa.Table:
+def text_from_bytes(path: Path, table: pa.Table) -> pa.Table:
     """Binary columns as the UTF-8 text they hold: writers that store strings without parquet's UTF-8
     annotation (Hive, Impala, older Spark) give bytes, whose Python spelling "b'...'" became the titles
     and abstracts of every split."""

@@ -56,8 +56,9 @@ def read_pairs(path: str | Path) -> list[tuple[str, str]]:
     if not path.is_file():
         raise TitlecraftError(f"training data {path} does not exist")
     if _is_parquet(path):
-        import pandas as pd
         import pyarrow.parquet as pq
+
+        from core.dataset import text_from_bytes
 
         try:
             columns = pq.read_schema(path).names
@@ -68,7 +69,7 @@ def read_pairs(path: str | Path) -> list[tuple[str, str]]:
                     f"{path} has no {' and no '.join(repr(name) for name in missing)} column "
                     f"(its columns: {', '.join(columns) or 'none'})"
                 )
-            frame = pd.read_parquet(path, columns=["abstract", "title"]).dropna()
+            frame = text_from_bytes(path, pq.read_table(path, columns=["abstract", "title"])).to_pandas().dropna()
         except TitlecraftError:
             raise
         except Exception as error:  # noqa: BLE001 - pyarrow raises many types for a bad file

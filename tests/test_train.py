@@ -266,6 +266,20 @@ def test_a_loss_that_is_not_a_number_stops_training_with_advice_not_a_nan_best_c
     assert not (tmp_path / "run" / "best").exists() and not (tmp_path / "run" / "titlecraft.json").exists()
 
 
+def test_training_reads_a_parquet_file_storing_text_as_bytes_as_text(tmp_path):
+    """Parquet written without the UTF-8 annotation (Hive, Impala, older Spark) holds bytes: training
+    read its pairs as "b'...'" and learned to answer every abstract with a Python bytes literal."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "binary.parquet"
+    pq.write_table(pa.table({"abstract": pa.array([b"An abstract about graphs."]), "title": pa.array(["Über Graphs".encode()])}), path)
+    assert read_pairs(path) == [("An abstract about graphs.", "Über Graphs")]
+    pq.write_table(pa.table({"abstract": pa.array([b"x"]), "title": pa.array([b"A \xff B"])}), path)
+    with pytest.raises(TitlecraftError, match="its column 'title' holds bytes that are not UTF-8 text"):
+        read_pairs(path)
+
+
 def test_training_writes_a_checkpoint_that_generates(tmp_path, tiny_gptneo_dir, split_files):
     out = train(_config(tmp_path, tiny_gptneo_dir, *split_files))
     meta = json.loads((out / "titlecraft.json").read_text())
