@@ -367,6 +367,16 @@ def _hub_error(spec: str, error: Exception, offline_reason: str | None) -> Title
     )
 
 
+def _loading_errors() -> tuple[type[Exception], ...]:
+    """What loading a checkpoint raises when it is absent or damaged: OSError and ValueError (missing or
+    unreadable files), SafetensorError (weights cut short or overwritten), StrictDataclassError (a
+    config.json field of the wrong type, "hidden_size": "x", checked as transformers 5 builds the config)."""
+    from huggingface_hub.errors import StrictDataclassError
+    from safetensors import SafetensorError
+
+    return OSError, ValueError, SafetensorError, StrictDataclassError
+
+
 def _load_pretrained_tokenizer(source: str | Path, spec: str, offline_reason: str | None = None):
     """``offline_reason`` (from ``_hub_unavailable_reason``) loads from the local cache only: the hub
     client would otherwise retry an unreachable host for most of a minute before failing the same way."""
@@ -374,12 +384,11 @@ def _load_pretrained_tokenizer(source: str | Path, spec: str, offline_reason: st
 
     try:
         return AutoTokenizer.from_pretrained(source, trust_remote_code=False, local_files_only=bool(offline_reason))
-    except (OSError, ValueError) as error:
+    except _loading_errors() as error:
         raise _hub_error(spec, error, offline_reason) from None
 
 
 def _load_pretrained(source: str | Path, spec: str, **kwargs):
-    from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM
 
     offline_reason = _hub_unavailable_reason(source)
@@ -388,7 +397,7 @@ def _load_pretrained(source: str | Path, spec: str, **kwargs):
         model = AutoModelForCausalLM.from_pretrained(
             source, trust_remote_code=False, local_files_only=bool(offline_reason), **kwargs
         )
-    except (OSError, ValueError, SafetensorError) as error:  # the last: weights cut short or overwritten
+    except _loading_errors() as error:
         raise _hub_error(spec, error, offline_reason) from None
     return model, tokenizer
 

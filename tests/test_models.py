@@ -367,6 +367,17 @@ def test_a_checkpoint_with_damaged_weights_is_a_clear_error(tmp_path, tiny_llama
         load_model(str(folder))
 
 
+def test_a_checkpoint_whose_config_has_a_field_of_the_wrong_type_is_a_clear_error(tmp_path, tiny_llama_dir):
+    """transformers 5 checks config.json's field types as it builds the config: "hidden_size": "x" was
+    huggingface_hub's StrictDataclassFieldValidationError, a traceback from the CLI."""
+    folder = tmp_path / "mistyped"
+    shutil.copytree(tiny_llama_dir, folder)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "hidden_size": "x"}))
+    with pytest.raises(TitlecraftError, match="could not load the checkpoint .*mistyped.*hidden_size"):
+        load_model(str(folder))
+
+
 @pytest.mark.parametrize("base", [None, 7, ["embedded"]])
 def test_an_adapter_whose_base_is_not_a_model_spec_is_a_clear_error(tmp_path, base):
     (tmp_path / ADAPTER_WEIGHTS).write_bytes(b"")
