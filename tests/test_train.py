@@ -297,6 +297,21 @@ def test_training_writes_a_checkpoint_that_generates(tmp_path, tiny_gptneo_dir, 
         train(_config(tmp_path, tiny_gptneo_dir, *split_files))
 
 
+def test_the_published_checkpoint_is_the_best_validation_step_not_the_last(tmp_path, tiny_llama_dir, split_files):
+    """Eight pairs trained on for 40 epochs overfit: the validation loss falls, then rises. The run's
+    result must be the weights of the lowest validation loss, not the last step's."""
+    out = train(_config(tmp_path, tiny_llama_dir, *split_files, limit=8, epochs=40, lr=1e-2, eval_every=4,
+                        max_abstract_tokens=64, device="cpu"))
+    meta = json.loads((out / "titlecraft.json").read_text())
+    losses = [record["val_loss"] for record in meta["history"]]
+    assert meta["best_val_loss"] == min(losses) < losses[-1]  # the run did overfit
+    assert meta["best_step"] == meta["steps"] < meta["planned_steps"]
+    model, tokenizer, _ = load_model(str(out), device="cpu")
+    examples = ExampleEncoder(tokenizer, COMPLETION, 64).encode(read_pairs(split_files[1]))
+    published = core_train.validation_loss(TitleLoss(model), examples, tokenizer.pad_token_id, "cpu", 8, False)
+    assert published == pytest.approx(meta["best_val_loss"], abs=1e-3)
+
+
 def test_the_history_records_the_learning_rate_each_step_trained_with(tmp_path, tiny_gptneo_dir, split_files, monkeypatch):
     """Each record's lr was the next step's (read after the scheduler moved on): the last record showed the
     schedule's floor, a rate no step used."""
