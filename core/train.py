@@ -564,6 +564,9 @@ def _train(config: TrainConfig, on_progress: Callable[[dict], None] | None) -> P
     model, tokenizer, info = load_model(config.base, device=device, dtype=dtype)
     if trained_on:
         _log(f"--val: {trained_on} of its pairs are training pairs too; validating on the others", ranks)
+    if not config.val:
+        _log("no --val: no validation loss is measured and the last step is published, not the best "
+             "(pass --val data/prepared/validation.parquet to keep the best checkpoint)", ranks)
     provenance = _provenance(config) if ranks.main else {}  # only the main rank writes checkpoints
     if config.lora:
         model = _lora_model(model, config)

@@ -312,6 +312,15 @@ def test_the_published_checkpoint_is_the_best_validation_step_not_the_last(tmp_p
     assert published == pytest.approx(meta["best_val_loss"], abs=1e-3)
 
 
+def test_a_run_without_val_says_that_nothing_validates_it_and_the_last_step_is_published(tmp_path, tiny_gptneo_dir, split_files, capsys):
+    """Without --val no validation loss was measured and the last step was published as the result,
+    without a word, where an empty --val is refused for the same outcome."""
+    out = train(_config(tmp_path, tiny_gptneo_dir, *split_files, val=None, limit=16, device="cpu"))
+    meta = json.loads((out / "titlecraft.json").read_text())
+    assert meta["best_val_loss"] is None and meta["steps"] == meta["planned_steps"]
+    assert "no --val: no validation loss is measured and the last step is published" in capsys.readouterr().out
+
+
 def test_the_history_records_the_learning_rate_each_step_trained_with(tmp_path, tiny_gptneo_dir, split_files, monkeypatch):
     """Each record's lr was the next step's (read after the scheduler moved on): the last record showed the
     schedule's floor, a rate no step used."""

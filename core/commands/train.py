@@ -18,7 +18,7 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--base", default="embedded", help="embedded (default), embedded-base, a hub id or a checkpoint dir")
     parser.add_argument("--train", required=True, help="training pairs: a prepared parquet split or an SFT JSONL export")
-    parser.add_argument("--val", help="validation parquet: its loss picks the best checkpoint")
+    parser.add_argument("--val", help="validation parquet: its loss picks the best checkpoint (without it, the last step is published)")
     # extend: with argparse's default, `--extra a.jsonl --extra b.jsonl` trained on b.jsonl alone, without a word
     parser.add_argument("--extra", nargs="*", action="extend", default=[],
                         help="curated SFT JSONL exports (titlecraft export --format sft): --extra A B or --extra A --extra B")
