@@ -636,7 +636,13 @@ def _train(config: TrainConfig, on_progress: Callable[[dict], None] | None) -> P
             result.append(batches[position])
         return result, True
 
+    # The examples this rank trained on, those of the steps before a resume included (they are a pure
+    # function of the step): ranks/rank<N>.json records them for the whole run.
     seen_examples: list[int] = []
+    for done in range(progress.step):
+        batches, counted = micro_batches(done)
+        if counted:
+            seen_examples.extend(i for indices in batches for i in indices)
     bar = tqdm(total=progress.planned_steps, initial=progress.step, disable=not ranks.main, desc="training", unit="step")
     started = time.perf_counter() - progress.seconds
     window_tokens, window_start = 0, time.perf_counter()

@@ -386,6 +386,9 @@ def test_an_interrupted_run_resumes_and_ends_where_an_uninterrupted_one_does(tmp
     assert steps_seen == [6, 9, 10]
     first, second = load_file(str(straight / "model.safetensors")), load_file(str(resumed / "model.safetensors"))
     assert all(torch.allclose(first[name], second[name], atol=1e-6) for name in first)
+    # The record of the examples trained on covers the steps before the interruption too.
+    seen = [json.loads((run / "ranks" / "rank0.json").read_text())["examples"] for run in (straight, resumed)]
+    assert seen[1] == seen[0] and sorted(seen[0]) == list(range(80))
 
 
 def test_a_run_is_resumed_only_by_as_many_processes_as_saved_it(tmp_path, tiny_gptneo_dir, split_files):
