@@ -685,13 +685,15 @@ def _train(config: TrainConfig, on_progress: Callable[[dict], None] | None) -> P
             bar.update(1)
             if config.max_minutes and progress.step == clock_from:
                 clock_start = time.perf_counter()
-            if config.max_minutes and not replanned and progress.step > clock_from:
-                timed_steps = progress.step - clock_from
-                due = timed_steps >= BUDGET_CLOCK_STEPS[1] - BUDGET_CLOCK_STEPS[0] or (
-                    time.perf_counter() - clock_start >= BUDGET_CLOCK_SHARE * config.max_minutes * 60
-                )
+            if config.max_minutes and not replanned:
+                if progress.step > clock_from:
+                    timed_steps, timed_from = progress.step - clock_from, clock_start
+                    due = timed_steps >= BUDGET_CLOCK_STEPS[1] - BUDGET_CLOCK_STEPS[0]
+                else:  # steps so slow that the untimed ones take the clock's share: plan from them all
+                    timed_steps, timed_from, due = progress.step, started, False
+                due = due or time.perf_counter() - timed_from >= BUDGET_CLOCK_SHARE * config.max_minutes * 60
                 if all_reduce_sum([float(due)], device)[0]:  # every rank re-plans at the same step
-                    _replan_for_time_budget(progress, config, started, clock_start, timed_steps, ranks, device)
+                    _replan_for_time_budget(progress, config, started, timed_from, timed_steps, ranks, device)
                     replanned = True
             if progress.step % eval_every == 0 or progress.step == progress.planned_steps:
                 now = time.perf_counter()
@@ -856,7 +858,8 @@ def _replan_for_time_budget(
     """Shrink the planned steps to fit --max-minutes, so the cosine schedule still completes.
 
     The step time is measured over ``timed_steps`` steps after a few warm-up steps (CUDA start-up would
-    inflate it); 5% of the budget is kept for validation runs and saves. Data-parallel processes all take
+    inflate it), or over all steps so far when they already took BUDGET_CLOCK_SHARE of the budget (slow
+    CPU steps); 5% of the budget is kept for validation runs and saves. Data-parallel processes all take
     the main process's plan: each planning from its own clock, processes that reached the loop apart
     planned other step counts, and the one with steps left hung in its next step's collective.
     """
@@ -866,8 +869,9 @@ def _replan_for_time_budget(
     affordable = progress.step + int(remaining / per_step)
     affordable = int(all_reduce_sum([float(affordable) if ranks.main else 0.0], device)[0])
     if affordable < progress.planned_steps:
-        _log(f"time budget: {affordable} of {progress.planned_steps} steps fit in {config.max_minutes} min", ranks)
-        progress.planned_steps = max(progress.step + 1, affordable)
+        fitting = max(progress.step + 1, affordable)
+        _log(f"time budget: {fitting} of {progress.planned_steps} steps fit in {config.max_minutes} min", ranks)
+        progress.planned_steps = fitting
 
 
 def _provenance(config: TrainConfig) -> dict:

@@ -618,6 +618,29 @@ def test_a_schedule_shrunk_to_a_time_budget_warms_up_for_its_share_of_the_new_pl
     assert rates[-1] < rates[-2] and rates[-1] < 0.12e-3  # decayed to about the floor, a tenth of the peak
 
 
+def test_a_time_budget_is_kept_when_the_first_steps_already_outlast_it(tmp_path, tiny_llama_dir, split_files, monkeypatch, capsys):
+    """The clock started only after min(10, steps // 5) untimed steps: SmolLM2 on a loaded 2-core CPU took
+    35 s a step, so `--max-minutes 2` had spent 3 minutes before it planned, and trained for 4 ("time
+    budget: 3 of 27 steps fit", then 7 steps)."""
+    import time
+
+    real_load_model = core_train.load_model
+
+    def slow_model(*args, **kwargs):
+        model, tokenizer, info = real_load_model(*args, **kwargs)
+        model.get_decoder().register_forward_pre_hook(lambda *_: time.sleep(0.4))
+        return model, tokenizer, info
+
+    monkeypatch.setattr(core_train, "load_model", slow_model)
+    out = tmp_path / "run"
+    # 80 planned steps of at least 0.4 s, in a budget of 3 s: the 10 untimed steps alone take 4 s
+    train(TrainConfig(train=str(split_files[0]), out=str(out), base=str(tiny_llama_dir), batch_size=1,
+                      eval_every=1000, max_minutes=0.05, device="cpu"))
+    meta = json.loads((out / "titlecraft.json").read_text())
+    assert meta["steps"] == meta["planned_steps"] <= 7
+    assert f"time budget: {meta['planned_steps']} of 80 steps fit in 0.05 min" in capsys.readouterr().out
+
+
 LAUNCHERS = {
     "torchrun": ["-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517"],
     # accelerate's multi-process launcher (its CPU-only mode needs MPI); the processes use gloo from --device cpu
