@@ -202,8 +202,9 @@ def _dequantise_embedded(gguf: Path):
 
 
 def _cache_is_complete(folder: Path) -> bool:
-    """A cache folder is usable if its weights file parses and every file has the size its manifest
-    recorded (a lost config or a cut tokenizer fails the load as surely as cut weights).
+    """A cache folder is usable if its weights file and its JSON files parse and every file has the size
+    its manifest recorded (a lost config or a cut tokenizer fails the load as surely as cut weights; a
+    file a crash left as NUL bytes of the right size, too).
 
     Manifests written before ``file_bytes`` was recorded name the weights' size only.
     """
@@ -217,6 +218,8 @@ def _cache_is_complete(folder: Path) -> bool:
         for name, size in expected.items():
             if not (folder / name).is_file() or (folder / name).stat().st_size != size:
                 return False
+            if name.endswith(".json"):
+                json.loads((folder / name).read_bytes())
         from safetensors import safe_open
 
         with safe_open(str(weights), framework="pt") as handle:

@@ -80,10 +80,11 @@ def test_a_corrupt_cache_is_rebuilt_with_a_warning(cold_cache, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("damage", ["config.json gone", "tokenizer.json cut short"])
+@pytest.mark.parametrize("damage", ["config.json gone", "tokenizer.json cut short", "config.json zeroed"])
 def test_a_cache_missing_or_cutting_short_a_small_file_is_rebuilt(cold_cache, tmp_path, damage):
     """Not only the weights: a cache that lost its config or has half a tokenizer failed every later
-    load with 'neither embedded, embedded-base, a local checkpoint directory, nor a hub id'."""
+    load with 'neither embedded, embedded-base, a local checkpoint directory, nor a hub id'. So did a
+    config of the right size that is no JSON (the NUL bytes a crash leaves in a file not yet flushed)."""
     cache_dir, cold_logits, _ = cold_cache
     copy = tmp_path / "cache"
     shutil.copytree(cache_dir, copy)
@@ -91,6 +92,8 @@ def test_a_cache_missing_or_cutting_short_a_small_file_is_rebuilt(cold_cache, tm
     damaged = _cache_folder(copy) / name
     if damage.endswith("gone"):
         damaged.unlink()
+    elif damage.endswith("zeroed"):
+        damaged.write_bytes(bytes(damaged.stat().st_size))
     else:
         damaged.write_bytes(damaged.read_bytes()[:1000])
     with pytest.warns(TitlecraftWarning, match="corrupt; rebuilding"):
