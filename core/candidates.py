@@ -148,9 +148,11 @@ def abstract_sentences(abstract: str) -> list[list[str]]:
     return [words for sentence in _SENTENCE_END.split(abstract) if (words := title_words(sentence))]
 
 
-def copies_abstract(title: str, abstract: str) -> bool:
+def copies_abstract(title: str, abstract: str, cut_off: bool = False) -> bool:
     """True when the title, compared as title_words, is a contiguous run of the abstract holding at least
-    COPY_MIN_SHARE of one of its sentences: most of a sentence, or a whole one run on into the next."""
+    COPY_MIN_SHARE of one of its sentences: most of a sentence, or a whole one run on into the next.
+    ``cut_off``: the token limit may have stopped the title mid-word, so its last word need only begin
+    the abstract's word there."""
     words = title_words(title)
     if not words:
         return False
@@ -162,7 +164,8 @@ def copies_abstract(title: str, abstract: str) -> bool:
         start += len(sentence)
     width = len(words)
     for run_start in range(len(abstract_words) - width + 1):
-        if abstract_words[run_start : run_start + width] != words:
+        run = abstract_words[run_start : run_start + width]
+        if run != words and not (cut_off and run[:-1] == words[:-1] and run[-1].startswith(words[-1])):
             continue
         run_end = run_start + width
         if any(min(run_end, end) - max(run_start, begin) >= COPY_MIN_SHARE * (end - begin) for begin, end in spans):
@@ -182,7 +185,7 @@ def candidate_flags(title: str, abstract: str, cut_off: bool = False) -> list[st
         flags.append(TOO_SHORT)
     if count > MAX_WORDS or cut_off:
         flags.append(TOO_LONG)
-    if copies_abstract(title, abstract):
+    if copies_abstract(title, abstract, cut_off):
         flags.append(COPIES_ABSTRACT)
     if title.rstrip().endswith((":", "\uff1a")):
         # A lead-in to something that never came ("Here is a title for your paper:", "Research Paper

@@ -99,6 +99,16 @@ def test_copies_abstract_not_for_quoted_names_short_phrases_runs_across_sentence
     assert not copies_abstract("", ABSTRACT)
 
 
+def test_a_copy_cut_off_mid_word_by_the_token_limit_is_still_a_copy():
+    """embedded-base copied an abstract's opening sentences until max_new_tokens cut it mid-word ("...
+    fails to preserve low-sal"): the part word broke the contiguous run, so it was flagged too long but
+    not as a copy, and evaluation's copy rate missed it."""
+    title = "We study sparse attention for long documents. Our method, called Strided Sparse Atte"
+    assert candidate_flags(title, ABSTRACT, cut_off=True) == [TOO_LONG, COPIES_ABSTRACT]
+    # A title that ended by itself wrote its last word whole: "Atte" is then no word of the abstract.
+    assert candidate_flags("Code Is Availa", ABSTRACT) == []
+
+
 def test_flags():
     assert candidate_flags("", ABSTRACT) == [EMPTY]
     assert candidate_flags("Sparse Attention", ABSTRACT) == [TOO_SHORT]
