@@ -472,6 +472,21 @@ def test_cli_plain_output_and_one_line_errors(tiny_llama_dir, tmp_path, capsys, 
     assert capsys.readouterr().err == "error: The abstract is empty: paste an abstract first.\n"
 
 
+def test_cli_summary_counts_one_candidate_in_the_singular():
+    """`generate -n 1` summed up as '1 candidates from ...'."""
+    from core.commands.generate import print_ranked
+    from core.generate import Candidate, GenerationResult, SamplingParams
+
+    result = GenerationResult(
+        candidates=[Candidate(text="Strided Sparse Attention", score=-0.5, rank=1)], notice=None, seconds=2.0,
+        first_token_seconds=0.5, new_tokens=6, tokens_per_second=3.0, cancelled=False, device="cpu",
+        model="tiny", params=SamplingParams(n=1),
+    )
+    out = io.StringIO()
+    print_ranked(result, out)
+    assert out.getvalue().startswith("\n1 candidate from tiny on cpu in 2.00 s")
+
+
 def test_cli_says_greedy_decoding_gives_one_candidate_when_more_were_asked(tiny_llama_dir, tmp_path, capsys):
     abstract_file = tmp_path / "abstract.txt"
     abstract_file.write_text(ABSTRACT)

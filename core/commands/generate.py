@@ -162,8 +162,9 @@ class LiveView:
 
 def print_ranked(result, out: TextIO) -> None:
     first = "-" if result.first_token_seconds is None else f"{result.first_token_seconds:.2f} s"
+    count = len(result.candidates)
     print(
-        f"\n{len(result.candidates)} candidates from {result.model} on {result.device} in "
+        f"\n{count} candidate{'' if count == 1 else 's'} from {result.model} on {result.device} in "
         f"{result.seconds:.2f} s (first token {first}, {result.tokens_per_second:.0f} tokens/s)",
         file=out,
     )
