@@ -264,6 +264,13 @@ def test_export_command_writes_and_reports(db, tmp_path, capsys):
     assert len(read_jsonl(out)) == 2
 
 
+def test_export_command_counts_one_row_in_the_singular(db, tmp_path, capsys):
+    """The app's store after one curated abstract with a rejection exported as 'wrote 1 dpo rows'."""
+    out = tmp_path / "exports" / "dpo.jsonl"
+    assert main(["export", "--format", "dpo", "--out", str(out), "--model", "base", "--db", str(db)]) == 0
+    assert capsys.readouterr().out == f"wrote 1 dpo row to {out}\n"
+
+
 @pytest.mark.parametrize("format_name", ["sft", "parquet", "csv", "hf"])
 @pytest.mark.parametrize("suffix", ["", "-wal", "-shm"])
 def test_export_refuses_to_overwrite_the_store_or_its_journal_files(db, tmp_path, format_name, suffix):

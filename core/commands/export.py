@@ -25,5 +25,5 @@ def run(args: argparse.Namespace) -> int:
     refuse_empty_path(args.out, "--out")
     with Store(args.db, create=False, reads_only=True) as store:
         result = export(store, args.format, args.out, since=args.since, model=args.model)
-    print(f"wrote {result.rows} {result.format} rows to {result.path}")
+    print(f"wrote {result.rows} {result.format} row{'' if result.rows == 1 else 's'} to {result.path}")
     return 0
