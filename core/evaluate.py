@@ -112,6 +112,17 @@ class EvalConfig:
         return {name: getattr(sampling, name) for name in SAMPLING_OVERRIDES}
 
 
+def default_mode(spec: str) -> str:
+    """The mode a report is labelled with when --mode is not given: ``finetuned`` for ``embedded`` (with
+    its shipped adapter) and for checkpoints titlecraft trained (they hold titlecraft.json), else
+    ``zero-shot``. Both prompt alike; the label is what compare sets runs apart by."""
+    from core.models import CHECKPOINT_META, EMBEDDED, shipped_adapter_present
+
+    if spec == EMBEDDED:
+        return "finetuned" if shipped_adapter_present() else "zero-shot"
+    return "finetuned" if (Path(spec).expanduser() / CHECKPOINT_META).is_file() else "zero-shot"
+
+
 def model_identity(spec: str) -> str:
     """A model spec as samples depend on it: a local checkpoint by its full path and a hash of its
     metadata (a retrained checkpoint in the same folder is another model); ``embedded`` by its adapter's."""

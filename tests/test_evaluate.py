@@ -19,6 +19,7 @@ from core.errors import TitlecraftError, TitlecraftWarning
 from core.evaluate import (
     EvalConfig,
     check_resumable,
+    default_mode,
     evaluate,
     model_identity,
     read_samples,
@@ -375,6 +376,18 @@ def test_eval_refuses_a_thread_count_below_one(pairs_file, tmp_path, capsys, thr
     assert not (tmp_path / "reports").exists()
 
 
+def test_eval_labels_fine_tuned_models_finetuned_unless_told_otherwise(tiny_llama_dir, tmp_path):
+    """`eval --model embedded` (the shipped adapter) wrote a report headed 'embedded (zero-shot)', which
+    compare then set beside the documented runs of it as another mode."""
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    assert default_mode("embedded") == "finetuned"
+    assert default_mode(str(tiny_llama_dir)) == "finetuned"  # a checkpoint with its titlecraft.json
+    assert default_mode("embedded-base") == "zero-shot"
+    assert default_mode("EleutherAI/gpt-neo-125m") == "zero-shot"
+    assert default_mode(str(plain)) == "zero-shot"
+
+
 def test_eval_command_end_to_end(tiny_llama_dir, pairs_file, tmp_path, capsys):
     out = tmp_path / "reports" / "tiny"
     code = main(["eval", "--model", str(tiny_llama_dir), "--data", str(pairs_file), "--limit", "2", "-n", "2",
@@ -382,6 +395,7 @@ def test_eval_command_end_to_end(tiny_llama_dir, pairs_file, tmp_path, capsys):
     assert code == 0
     assert {path.name for path in out.iterdir()} == {"samples.jsonl", "metrics.json", "report.md", "run.json"}
     assert json.loads((out / "metrics.json").read_text())["rankings"] == ["consensus"]
+    assert (out / "report.md").read_text().startswith(f"# Evaluation: {tiny_llama_dir} (finetuned)\n")
     assert "2 abstracts: top-1 ROUGE-1/2/L" in capsys.readouterr().out
 
 

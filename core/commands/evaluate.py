@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from core.errors import TitlecraftError
-from core.evaluate import DEFAULT_RETRIEVAL_POOL, MODES, RANKING_CHOICES, EvalConfig
+from core.evaluate import DEFAULT_RETRIEVAL_POOL, MODES, RANKING_CHOICES, EvalConfig, default_mode
 from core.paths import refuse_empty_path
 
 
@@ -21,8 +21,9 @@ def register(subparsers) -> None:
         ),
     )
     parser.add_argument("--model", default="embedded", help="embedded, embedded-base, a checkpoint directory or a hub id")
-    parser.add_argument("--mode", choices=MODES, default="zero-shot", help="zero-shot: plain prompt; few-shot: "
-                        "--k retrieved examples in the prompt; finetuned: plain prompt, labelled as a fine-tuned model")
+    parser.add_argument("--mode", choices=MODES, default=None, help="zero-shot: plain prompt; few-shot: "
+                        "--k retrieved examples in the prompt; finetuned: plain prompt, labelled as a fine-tuned model "
+                        "(default: finetuned for embedded and checkpoints titlecraft trained, else zero-shot)")
     parser.add_argument("--data", required=True, help="pair file to evaluate on, e.g. data/prepared/test.parquet")
     parser.add_argument("--limit", type=int, default=500, help="abstracts to evaluate (default 500)")
     parser.add_argument("-n", type=int, default=5, help="candidates per abstract (default 5)")
@@ -62,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     config = EvalConfig(
         model=args.model,
         data=args.data,
-        mode=args.mode,
+        mode=args.mode or default_mode(args.model),
         limit=args.limit,
         n=args.n,
         seed=args.seed,
