@@ -567,19 +567,25 @@ def test_time_budget_shrinks_the_schedule(monkeypatch):
     assert progress.planned_steps == 50 + int(0.95 * 3 * 60 - 100)
 
 
-def test_a_time_budget_is_kept_when_the_run_has_few_slow_steps(tmp_path, tiny_llama_dir, split_files, monkeypatch):
-    """The budget was planned only at step 50, from steps 10-50: a run of fewer steps (a CPU run of a few
-    hundred pairs) never shrank, and one whose 50 steps outlasted the budget overran it."""
+def slow_steps(monkeypatch, seconds: float) -> None:
+    """Make every forward pass of the models train loads take ``seconds`` longer: a CPU step of a larger
+    model, which the time-budget tests need (the tiny one is too quick to budget)."""
     import time
 
     real_load_model = core_train.load_model
 
-    def slow_model(*args, **kwargs):  # a CPU step of a larger model: the tiny one is too quick to budget
+    def slow_model(*args, **kwargs):
         model, tokenizer, info = real_load_model(*args, **kwargs)
-        model.get_decoder().register_forward_pre_hook(lambda *_: time.sleep(0.05))
+        model.get_decoder().register_forward_pre_hook(lambda *_: time.sleep(seconds))
         return model, tokenizer, info
 
     monkeypatch.setattr(core_train, "load_model", slow_model)
+
+
+def test_a_time_budget_is_kept_when_the_run_has_few_slow_steps(tmp_path, tiny_llama_dir, split_files, monkeypatch):
+    """The budget was planned only at step 50, from steps 10-50: a run of fewer steps (a CPU run of a few
+    hundred pairs) never shrank, and one whose 50 steps outlasted the budget overran it."""
+    slow_steps(monkeypatch, seconds=0.05)
     out = tmp_path / "run"
     # 80 steps of at least 0.05 s: about 4 s, in a budget of 1.2 s
     train(TrainConfig(train=str(split_files[0]), out=str(out), base=str(tiny_llama_dir), batch_size=1,
@@ -593,15 +599,7 @@ def test_a_schedule_shrunk_to_a_time_budget_warms_up_for_its_share_of_the_new_pl
 ):
     """The warm-up stayed 3% of the steps planned before --max-minutes shrank the plan: a run of 2,400
     planned steps cut to 30 warmed up for 72 steps, so it never reached the peak rate nor decayed from it."""
-    import time
-
-    real_load_model = core_train.load_model
-
-    def slow_model(*args, **kwargs):
-        model, tokenizer, info = real_load_model(*args, **kwargs)
-        model.get_decoder().register_forward_pre_hook(lambda *_: time.sleep(0.1))
-        return model, tokenizer, info
-
+    slow_steps(monkeypatch, seconds=0.1)
     rates = []
     adamw_step = torch.optim.AdamW.step
 
@@ -609,7 +607,6 @@ def test_a_schedule_shrunk_to_a_time_budget_warms_up_for_its_share_of_the_new_pl
         rates.append(optimizer.param_groups[0]["lr"])
         return adamw_step(optimizer, *args, **kwargs)
 
-    monkeypatch.setattr(core_train, "load_model", slow_model)
     monkeypatch.setattr(torch.optim.AdamW, "step", recording_step)
     out = tmp_path / "run"
     train(TrainConfig(train=str(split_files[0]), out=str(out), base=str(tiny_llama_dir), batch_size=1, epochs=30,
@@ -622,16 +619,7 @@ def test_a_time_budget_is_kept_when_the_first_steps_already_outlast_it(tmp_path,
     """The clock started only after min(10, steps // 5) untimed steps: SmolLM2 on a loaded 2-core CPU took
     35 s a step, so `--max-minutes 2` had spent 3 minutes before it planned, and trained for 4 ("time
     budget: 3 of 27 steps fit", then 7 steps)."""
-    import time
-
-    real_load_model = core_train.load_model
-
-    def slow_model(*args, **kwargs):
-        model, tokenizer, info = real_load_model(*args, **kwargs)
-        model.get_decoder().register_forward_pre_hook(lambda *_: time.sleep(0.4))
-        return model, tokenizer, info
-
-    monkeypatch.setattr(core_train, "load_model", slow_model)
+    slow_steps(monkeypatch, seconds=0.4)
     out = tmp_path / "run"
     # 80 planned steps of at least 0.4 s, in a budget of 3 s: the 10 untimed steps alone take 4 s
     train(TrainConfig(train=str(split_files[0]), out=str(out), base=str(tiny_llama_dir), batch_size=1,
