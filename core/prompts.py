@@ -98,9 +98,11 @@ class Prompt:
     def notice(self) -> str | None:
         if not self.dropped_tokens:
             return None
+        # "The prompt", not "the model's context": prompts are capped well below a long context.
         return (
-            f"The abstract is too long for the model's context: its last {self.dropped_tokens} of "
-            f"{self.abstract_tokens} tokens were dropped."
+            f"The abstract is too long for the prompt: its last {self.dropped_tokens} of "
+            f"{self.abstract_tokens} tokens were dropped (titles come from the first "
+            f"{self.abstract_tokens - self.dropped_tokens})."
         )
 
 

@@ -51,7 +51,11 @@ def test_long_abstract_is_cut_from_the_end_with_a_notice(plain_tokenizer):
     assert len(prompt.input_ids) <= 120
     assert prompt.dropped_tokens > 0
     assert prompt.abstract_tokens == len(plain_tokenizer(long_abstract, add_special_tokens=False)["input_ids"])
-    assert f"last {prompt.dropped_tokens} of {prompt.abstract_tokens} tokens were dropped" in prompt.notice
+    kept = prompt.abstract_tokens - prompt.dropped_tokens
+    assert prompt.notice == (
+        f"The abstract is too long for the prompt: its last {prompt.dropped_tokens} of {prompt.abstract_tokens} "
+        f"tokens were dropped (titles come from the first {kept})."
+    )
     assert prompt.text.startswith(f"Abstract: {ABSTRACT[:40]}")
     assert prompt.text.endswith("\nTitle:")
 

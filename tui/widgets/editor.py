@@ -37,7 +37,7 @@ class AbstractEditor(Vertical):
         label = self.query_one("#token-count", Static)
         label.set_class(bool(dropped), "-truncated")
         if dropped:
-            label.update(Text(f"⚠ {tokens} tokens: too long for the model, the last {dropped} will be dropped"))
+            label.update(Text(f"⚠ {tokens} tokens: too long for the prompt, the last {dropped} will be dropped"))
         else:
             label.update(Text(f"{tokens} tokens"))
 
