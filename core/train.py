@@ -901,6 +901,12 @@ def _meta(config: TrainConfig, info, progress: Progress, model, example_count: i
         "best_step": progress.best_step,
         "history": progress.history,
         "config": asdict(config),
+        # What the defaults resolved to: "config" keeps the options as given ("lr": null, "device": "auto").
+        "trained_with": {
+            "lr": config.learning_rate,
+            "device": info.device,
+            "precision": "bf16 autocast" if config.uses_bf16(info.device) else "fp32",
+        },
     }
     if config.lora:
         meta["lora"] = lora_settings(model)

@@ -281,8 +281,11 @@ def test_training_reads_a_parquet_file_storing_text_as_bytes_as_text(tmp_path):
 
 
 def test_training_writes_a_checkpoint_that_generates(tmp_path, tiny_gptneo_dir, split_files):
-    out = train(_config(tmp_path, tiny_gptneo_dir, *split_files))
+    out = train(_config(tmp_path, tiny_gptneo_dir, *split_files, lr=None))
     meta = json.loads((out / "titlecraft.json").read_text())
+    # The options as given, and what they resolved to (a full fine-tune's default rate, on this CPU)
+    assert (meta["config"]["lr"], meta["config"]["device"]) == (None, "auto")
+    assert meta["trained_with"] == {"lr": 1e-4, "device": "cpu", "precision": "fp32"}
     assert meta["template"] == "completion" and meta["base"] == str(tiny_gptneo_dir)
     assert meta["steps"] == 10 and meta["best_val_loss"] == min(h["val_loss"] for h in meta["history"])
     assert [d["sha256"] for d in meta["data"]][0] and (out / "model.safetensors").is_file()
@@ -294,7 +297,7 @@ def test_training_writes_a_checkpoint_that_generates(tmp_path, tiny_gptneo_dir, 
     )
     assert len(result.candidates) == 2
     with pytest.raises(TitlecraftError, match="already holds a finished run"):
-        train(_config(tmp_path, tiny_gptneo_dir, *split_files))
+        train(_config(tmp_path, tiny_gptneo_dir, *split_files, lr=None))
 
 
 def test_the_published_checkpoint_is_the_best_validation_step_not_the_last(tmp_path, tiny_llama_dir, split_files):
