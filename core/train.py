@@ -542,8 +542,9 @@ def _train(config: TrainConfig, on_progress: Callable[[dict], None] | None) -> P
     os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
     out = Path(config.out)
     state_dir = out / STATE_DIR
-    for folder in (state_dir, out / "best"):
-        _recover_replaced_folder(folder)
+    if is_main_process():  # one repairer: two processes racing to rename the same folder, one failed
+        for folder in (state_dir, out / "best"):
+            _recover_replaced_folder(folder)
     if (out / CHECKPOINT_META).is_file() and not (state_dir / "progress.json").is_file():
         raise TitlecraftError(f"{out} already holds a finished run; choose another --out")
     _refuse_a_folder_of_other_files(out)
@@ -609,6 +610,7 @@ def _train(config: TrainConfig, on_progress: Callable[[dict], None] | None) -> P
     progress = Progress(planned_steps=max(1, math.ceil(steps_per_epoch * config.epochs)))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(progress, config.warmup_ratio))
     identity = _run_identity(config, provenance, ranks.world)
+    barrier()  # every process reads the saved state as the main process repaired it
     if (state_dir / "progress.json").is_file():
         if ranks.main:
             _require_same_run(state_dir, identity, out)
