@@ -78,10 +78,12 @@ def _read_parquet(path: Path) -> pd.DataFrame:
 
 
 def text_from_bytes(path: Path, table: pa.Table) -> pa.Table:
-    """Binary columns as the UTF-8 text they hold: writers that store strings without parquet's UTF-8
+    """Binary pair columns as the UTF-8 text they hold: writers that store strings without parquet's UTF-8
     annotation (Hive, Impala, older Spark) give bytes, whose Python spelling "b'...'" became the titles
-    and abstracts of every split."""
+    and abstracts of every split. Other binary columns (a paper's PDF, a hash) are no text, and left alone."""
     for index, field in enumerate(table.schema):
+        if field.name not in PAIR_COLUMNS:
+            continue
         if not (pa.types.is_binary(field.type) or pa.types.is_large_binary(field.type)):
             continue
         text_type = pa.large_string() if pa.types.is_large_binary(field.type) else pa.string()

@@ -274,6 +274,17 @@ def test_a_parquet_file_storing_text_as_bytes_is_read_as_text(tmp_path):
         read_pairs(tmp_path / "latin1.parquet")
 
 
+def test_a_binary_column_that_is_no_pair_column_is_left_alone(tmp_path):
+    """Only the pair columns are read as text: a file that also stores, say, each paper's PDF or a hash as
+    bytes was refused as 'holds bytes that are not UTF-8 text' over a column that read_pairs drops anyway."""
+    rows = [pair(1, "2024-01-01"), pair(2, "2024-01-02")]
+    table = pa.Table.from_pylist(rows).append_column("pdf", pa.array([b"%PDF-\xff\xfe", b"\x89PNG\x00"]))
+    pq.write_table(table, tmp_path / "with_pdf.parquet")
+    frame = read_pairs(tmp_path / "with_pdf.parquet")
+    assert frame["title"].tolist() == [row["title"] for row in rows]
+    assert "pdf" not in frame.columns
+
+
 def test_ids_and_text_keys_normalise():
     assert normalise_arxiv_id("arXiv:2501.01234v2") == "2501.01234"
     assert normalise_arxiv_id("https://arxiv.org/abs/hep-th/9901001v1") == "hep-th/9901001"
