@@ -68,7 +68,7 @@ def pairs_from_file(path: str | os.PathLike) -> list[Example]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from core.dataset import read_pairs
+    from core.dataset import read_pairs, text_from_bytes
 
     path = Path(path)
     refuse_folder_as_data_file(path)
@@ -81,6 +81,7 @@ def pairs_from_file(path: str | os.PathLike) -> list[Example]:
         table = pq.read_table(path, columns=["abstract", "title"])
     except (pa.ArrowException, OSError) as error:
         raise TitlecraftError(f"{path} could not be read as a pair file: {error}") from None
+    table = text_from_bytes(path, table)  # strings stored as bytes (Hive, Impala, older Spark), as --data reads them
     return list(zip(table.column("abstract").to_pylist(), table.column("title").to_pylist()))
 
 

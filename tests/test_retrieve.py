@@ -137,3 +137,14 @@ def test_a_pool_is_read_from_every_pair_file_format_that_eval_reads(tmp_path, su
     path = tmp_path / f"pool{suffix}"
     frame.to_csv(path, index=False) if suffix == ".csv" else frame.to_json(path, orient="records", lines=True)
     assert Retriever.from_file(path).examples("world models for planning agents", 1) == [PAIRS[1]]
+
+
+def test_a_pool_storing_text_as_bytes_is_read_as_text(tmp_path):
+    """eval --data and train read a parquet file written without the UTF-8 annotation (Hive, Impala, older
+    Spark) as text, but --retrieval-pool took its bytes for no text and refused it as holding no pair."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "pool.parquet"
+    pq.write_table(pa.table({"abstract": [a.encode() for a, _ in PAIRS], "title": [t.encode() for _, t in PAIRS]}), path)
+    assert Retriever.from_file(path).examples("world models for planning agents", 1) == [PAIRS[1]]
