@@ -8,11 +8,13 @@ through the output layer: the abstract is context, so computing its 49k-way logi
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import json
 import math
 import os
 import random
+import re
 import shutil
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -819,10 +821,15 @@ def _saved_step(out: Path) -> int | None:
     return json.loads(saved.read_text())["step"] if saved.is_file() else None
 
 
+# The errors of a disk without room for a save: full, over a quota, or over a file-size limit.
+_NO_ROOM = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+
 @contextlib.contextmanager
 def _disk_errors_said_in_words(out: Path, step: int) -> Iterator[None]:
-    """A save the disk refuses (full, a quota) is one line naming the cause and what a re-run resumes from,
-    not safetensors' or torch's traceback. The saves replace folders only once complete, so the last
+    """A save the disk refuses (full, a quota; or a folder made read-only) is one line naming the cause, what
+    to do (make room only where room is what lacks) and what a re-run resumes from, not safetensors' or
+    torch's traceback. The saves replace folders only once complete, so the last
     complete state is intact."""
     from safetensors import SafetensorError
 
@@ -830,11 +837,15 @@ def _disk_errors_said_in_words(out: Path, step: int) -> Iterator[None]:
         yield
     except (OSError, SafetensorError) as error:
         reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+        code = error.errno if isinstance(error, OSError) else None
         if isinstance(error, SafetensorError):  # "Error while serializing: I/O error: <cause> (os error N)"
+            found = re.search(r"\(os error (\d+)\)", reason)
+            code = int(found[1]) if found else None
             reason = reason.rsplit("I/O error: ", 1)[-1].split(" (os error")[0]
+        remedy = "make room" if code in _NO_ROOM else "fix that"  # a read-only folder is no full disk
         saved = _saved_step(out)
         kept = f"it resumes from step {saved}" if saved is not None else "no step is saved yet: it starts again"
-        raise TitlecraftError(f"could not save step {step} in {out}: {reason}; make room and re-run the same command ({kept})") from None
+        raise TitlecraftError(f"could not save step {step} in {out}: {reason}; {remedy} and re-run the same command ({kept})") from None
 
 
 def _out_of_memory_advice(config: TrainConfig, out: Path) -> str:

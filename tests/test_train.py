@@ -1015,3 +1015,19 @@ def test_parquet_rows_with_a_blank_title_or_abstract_are_no_pairs(tmp_path, spli
     monkeypatch.setattr("core.train.load_model", lambda *a, **k: pytest.fail("the model loaded"))
     assert main(["train", "--train", str(blank), "--out", str(tmp_path / "run")]) == 2
     assert capsys.readouterr().err == f"error: no training examples in {blank}\n"
+
+
+def test_a_save_refused_for_another_reason_than_room_does_not_ask_to_make_room(tmp_path, tiny_gptneo_dir, split_files, monkeypatch):
+    """Every OSError on a save was worded as a full disk: a folder made read-only under the run was told
+    'Permission denied; make room and re-run', advice that cannot help."""
+
+    def refused(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(core_train, "save_checkpoint", refused)
+    with pytest.raises(TitlecraftError) as stopped:
+        train(_config(tmp_path, tiny_gptneo_dir, *split_files, limit=8, eval_every=1))
+    assert str(stopped.value) == (
+        f"could not save step 1 in {tmp_path / 'run'}: Permission denied; fix that and re-run the same command "
+        "(no step is saved yet: it starts again)"
+    )
