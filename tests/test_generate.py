@@ -18,8 +18,8 @@ from core.errors import TitlecraftError
 from core.fastpath import StaticDecoder
 from core.generate import (
     MAX_REFILL_PASSES,
-    REFILL_TEMPERATURE_RISE,
     MIN_SAMPLING_TEMPERATURE,
+    REFILL_TEMPERATURE_RISE,
     CandidateEvent,
     SamplingParams,
     TitleGenerator,

@@ -150,6 +150,7 @@ class StatusBar(Horizontal):
         speeds may still be cut); 2 is the counts' left padding."""
         name = len(self.info.model or "no model") + 1  # the spinner, while loading
         return name + 2 + self._counts_text(brief=False).cell_len > self.content_size.width
+
     def _model_text(self) -> Text:
         info = self.info
         text = Text()
