@@ -366,8 +366,9 @@ def _refuse_out_that_is_no_file(out: str | os.PathLike) -> None:
     refuse_file_in_the_way(path)
 
 
-def _interrupted_advice(state: HarvestState) -> str:
-    """What a harvest stopped with ctrl+c kept, so the researcher knows that re-running it resumes."""
+def _saved_advice(state: HarvestState) -> str:
+    """What a harvest stopped early (ctrl+c, a page that failed) kept, so the researcher knows that
+    re-running it resumes."""
     if not state.resumed:
         return "no page was saved yet; the same command starts the harvest again"
     return f"{state.records} records are saved in {state.folder}; run the same command again to resume"
@@ -413,7 +414,7 @@ def harvest(
             try:
                 page = harvester.fetch_page(state.resumption_token, sleep=sleep, notify=bar.write)
             except KeyboardInterrupt:
-                raise KeyboardInterrupt(_interrupted_advice(state)) from None
+                raise KeyboardInterrupt(_saved_advice(state)) from None
             except TitlecraftError as error:
                 if isinstance(error, ExpiredResumptionToken) and not restarted:
                     bar.write(
@@ -425,10 +426,7 @@ def harvest(
                     bar.reset()
                     continue
                 if state.resumed:
-                    raise TitlecraftError(
-                        f"{str(error).rstrip('.')}. {state.records} records are saved in {state.folder}; "
-                        "run the same command again to resume"
-                    ) from None
+                    raise TitlecraftError(f"{str(error).rstrip('.')}. {_saved_advice(state)}") from None
                 raise
             state.add_page([row for row in page.rows if _wanted(row, wanted)], page)
             if state.complete_list_size and bar.total != state.complete_list_size:
