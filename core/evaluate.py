@@ -112,12 +112,25 @@ class EvalConfig:
         return {name: getattr(sampling, name) for name in SAMPLING_OVERRIDES}
 
 
-def default_mode(spec: str) -> str:
+def _recorded_mode(out_dir: Path) -> str | None:
+    """The mode a report folder's run.json records, if it can be read (else the resume check says why)."""
+    try:
+        recorded = json.loads((out_dir / RUN_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return recorded.get("mode") if isinstance(recorded, dict) else None
+
+
+def default_mode(spec: str, out_dir: str | os.PathLike | None = None) -> str:
     """The mode a report is labelled with when --mode is not given: ``finetuned`` for ``embedded`` (with
     its shipped adapter) and for checkpoints titlecraft trained (they hold titlecraft.json), else
-    ``zero-shot``. Both prompt alike; the label is what compare sets runs apart by."""
+    ``zero-shot``. Both prompt alike; the label is what compare sets runs apart by. A report folder
+    that already holds one of these two labels keeps it: labelled zero-shot before this default, it was
+    refused as another run's when the same command resumed or re-scored it."""
     from core.models import CHECKPOINT_META, EMBEDDED, shipped_adapter_present
 
+    if out_dir is not None and _recorded_mode(Path(out_dir)) in ("zero-shot", "finetuned"):
+        return _recorded_mode(Path(out_dir))
     if spec == EMBEDDED:
         return "finetuned" if shipped_adapter_present() else "zero-shot"
     return "finetuned" if (Path(spec).expanduser() / CHECKPOINT_META).is_file() else "zero-shot"

@@ -388,6 +388,18 @@ def test_eval_labels_fine_tuned_models_finetuned_unless_told_otherwise(tiny_llam
     assert default_mode(str(plain)) == "zero-shot"
 
 
+def test_a_report_labelled_zero_shot_before_the_finetuned_default_resumes_without_mode(tiny_llama_dir, pairs_file, tmp_path, capsys):
+    """Folders evaluated before --mode defaulted to finetuned recorded zero-shot: the same command,
+    re-run to resume or re-score them, was refused as a run with different settings (mode)."""
+    out = tmp_path / "report"
+    args = ["eval", "--model", str(tiny_llama_dir), "--data", str(pairs_file), "-n", "1", "--temperature", "0",
+            "--max-new-tokens", "2", "--device", "cpu", "--out", str(out)]
+    assert main([*args, "--limit", "1", "--mode", "zero-shot"]) == 0
+    assert main([*args, "--limit", "2"]) == 0, capsys.readouterr().err
+    assert json.loads((out / "metrics.json").read_text())["mode"] == "zero-shot"
+    assert default_mode(str(tiny_llama_dir), tmp_path / "elsewhere") == "finetuned"
+
+
 def test_eval_command_end_to_end(tiny_llama_dir, pairs_file, tmp_path, capsys):
     out = tmp_path / "reports" / "tiny"
     code = main(["eval", "--model", str(tiny_llama_dir), "--data", str(pairs_file), "--limit", "2", "-n", "2",

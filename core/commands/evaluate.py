@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     config = EvalConfig(
         model=args.model,
         data=args.data,
-        mode=args.mode or default_mode(args.model),
+        mode=args.mode or default_mode(args.model, args.out),
         limit=args.limit,
         n=args.n,
         seed=args.seed,
