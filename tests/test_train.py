@@ -324,17 +324,23 @@ def test_a_run_without_val_says_that_nothing_validates_it_and_the_last_step_is_p
     assert "no --val: no validation loss is measured and the last step is published" in capsys.readouterr().out
 
 
-def test_the_history_records_the_learning_rate_each_step_trained_with(tmp_path, tiny_gptneo_dir, split_files, monkeypatch):
-    """Each record's lr was the next step's (read after the scheduler moved on): the last record showed the
-    schedule's floor, a rate no step used."""
-    used = []
+def recorded_learning_rates(monkeypatch) -> list[float]:
+    """The learning rate of every optimizer step the test then runs, in order (filled as they run)."""
+    rates: list[float] = []
     adamw_step = torch.optim.AdamW.step
 
     def recording_step(optimizer, *args, **kwargs):
-        used.append(optimizer.param_groups[0]["lr"])
+        rates.append(optimizer.param_groups[0]["lr"])
         return adamw_step(optimizer, *args, **kwargs)
 
     monkeypatch.setattr(torch.optim.AdamW, "step", recording_step)
+    return rates
+
+
+def test_the_history_records_the_learning_rate_each_step_trained_with(tmp_path, tiny_gptneo_dir, split_files, monkeypatch):
+    """Each record's lr was the next step's (read after the scheduler moved on): the last record showed the
+    schedule's floor, a rate no step used."""
+    used = recorded_learning_rates(monkeypatch)
     out = train(_config(tmp_path, tiny_gptneo_dir, *split_files, eval_every=1, limit=32))
     history = json.loads((out / "titlecraft.json").read_text())["history"]
     assert [record["lr"] for record in history] == used and len(used) == 4
@@ -603,14 +609,7 @@ def test_a_schedule_shrunk_to_a_time_budget_warms_up_for_its_share_of_the_new_pl
     """The warm-up stayed 3% of the steps planned before --max-minutes shrank the plan: a run of 2,400
     planned steps cut to 30 warmed up for 72 steps, so it never reached the peak rate nor decayed from it."""
     slow_steps(monkeypatch, seconds=0.1)
-    rates = []
-    adamw_step = torch.optim.AdamW.step
-
-    def recording_step(optimizer, *args, **kwargs):
-        rates.append(optimizer.param_groups[0]["lr"])
-        return adamw_step(optimizer, *args, **kwargs)
-
-    monkeypatch.setattr(torch.optim.AdamW, "step", recording_step)
+    rates = recorded_learning_rates(monkeypatch)
     out = tmp_path / "run"
     train(TrainConfig(train=str(split_files[0]), out=str(out), base=str(tiny_llama_dir), batch_size=1, epochs=30,
                       lr=1e-3, eval_every=1000, max_minutes=0.1, device="cpu"))

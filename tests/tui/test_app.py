@@ -85,10 +85,7 @@ async def test_paste_generate_decide_undo_and_export(make_app, db_path, tmp_path
         await pilot.press("x")
         await pilot.pause()
         assert isinstance(app.screen, ExportScreen)
-        path_input = app.screen.query_one("#export-path", Input)
-        path_input.value = str(out)
-        path_input.focus()
-        await pilot.press("enter")
+        await submit_export_path(app, pilot, str(out))
         await settle(app, pilot)
         records = [json.loads(line) for line in out.read_text().splitlines()]
         assert [record["completion"] for record in records] == [" Sparse titles, curated"]
@@ -444,6 +441,14 @@ def quickly_locked_store(monkeypatch):
     return lock
 
 
+async def submit_export_path(app, pilot, path: str) -> None:
+    """Type ``path`` into the open export dialog and press enter."""
+    path_input = app.screen.query_one("#export-path", Input)
+    path_input.value = path
+    path_input.focus()
+    await pilot.press("enter")
+
+
 async def accept_while_locked(app, pilot, lock, db_path):
     """Open the first queued abstract, generate "Alpha title" and "Beta title", and accept Alpha while
     another process holds the store's write lock; returns that process's connection."""
@@ -503,24 +508,30 @@ async def test_reopening_an_abstract_shows_its_decisions_that_wait_for_the_store
         assert [(view.text, view.decision) for view in reopened] == [(text, decision) for text, decision, _ in on_screen]
 
 
+async def accept_the_first_then_paste_again(app, pilot, pasted_again: str, titles: list[str]) -> list:
+    """Generate two titles for the editor's abstract and accept the first ("One"), generate for another
+    abstract, then paste ``pasted_again`` and generate: returns the rows then on screen."""
+    app.generator.generate = scripted_generate(titles)
+    app.sampling.update(n=2)
+    await pilot.press("ctrl+g")
+    await settle(app, pilot)
+    await pilot.press("a")  # accepts "One"
+    await settle(app, pilot)
+    app.editor.load("A different abstract about retrieval for few-shot prompting of small language models.")
+    await pilot.press("ctrl+g")
+    await settle(app, pilot)
+    app.editor.load(pasted_again)
+    await pilot.press("ctrl+g")
+    await settle(app, pilot)
+    return app.candidates.views()
+
+
 async def test_pasting_an_abstract_curated_before_brings_back_its_decisions(make_app, db_path):
-    other = "A different abstract about retrieval for few-shot prompting of small language models."
     app = make_app()
     async with app.run_test(size=(100, 40)) as pilot:
         await ready(app, pilot)
-        app.generator.generate = scripted_generate(["One", "Two", "Three", "Four", "Five", "Six"])
-        app.sampling.update(n=2)
-        await pilot.press("ctrl+g")
-        await settle(app, pilot)
-        await pilot.press("a")  # accepts "One"
-        await settle(app, pilot)
-        app.editor.load(other)
-        await pilot.press("ctrl+g")
-        await settle(app, pilot)
-        app.editor.load("  " + ABSTRACT.replace(". ", ".\n"))  # pasted again, with other line breaks
-        await pilot.press("ctrl+g")
-        await settle(app, pilot)
-        views = app.candidates.views()
+        pasted_again = "  " + ABSTRACT.replace(". ", ".\n")  # with other line breaks
+        views = await accept_the_first_then_paste_again(app, pilot, pasted_again, ["One", "Two", "Three", "Four", "Five", "Six"])
         assert (views[0].text, views[0].decision) == ("One", ACCEPTED)
         assert "One" not in [view.text for view in views[1:]]  # not offered again
         await pilot.press("u")  # the acceptance is on screen, so it can be undone
@@ -536,24 +547,12 @@ async def test_an_abstract_pasted_again_with_accents_spelt_apart_brings_back_its
     the same abstract, and so must the app: no warning that it is unsaved, and its decisions come back."""
     decomposed = "Les modèles de langue génèrent des titres: une étude. " + ABSTRACT
     decomposed = unicodedata.normalize("NFD", decomposed)
-    other = "A different abstract about retrieval for few-shot prompting of small language models."
     app = make_app()
     async with app.run_test(size=(100, 40)) as pilot:
         await ready(app, pilot, decomposed)
-        app.generator.generate = scripted_generate(["One", "Two", "Three", "Four"])
-        app.sampling.update(n=2)
-        await pilot.press("ctrl+g")
-        await settle(app, pilot)
-        await pilot.press("a")  # accepts "One"
-        await settle(app, pilot)
-        app.editor.load(other)
-        await pilot.press("ctrl+g")
-        await settle(app, pilot)
-        app.editor.load(decomposed)  # pasted again, as copied the first time
-        await pilot.press("ctrl+g")
-        await settle(app, pilot)
+        # pasted again, as copied the first time
+        views = await accept_the_first_then_paste_again(app, pilot, decomposed, ["One", "Two", "Three", "Four"])
         assert not any("not saved" in message for _, message in app.told)
-        views = app.candidates.views()
         assert (views[0].text, views[0].decision) == ("One", ACCEPTED)
 
 
@@ -797,10 +796,7 @@ async def test_export_to_a_path_under_the_home_folder(make_app, tmp_path, monkey
         await generated(app, pilot, ["Alpha title", "Beta title"], 2)
         await pilot.press("a", "x")
         await pilot.pause()
-        path_input = app.screen.query_one("#export-path", Input)
-        path_input.value = "~/exports/pairs.jsonl"
-        path_input.focus()
-        await pilot.press("enter")
+        await submit_export_path(app, pilot, "~/exports/pairs.jsonl")
         await settle(app, pilot)
         assert not app.errors()
         assert any(message == f"Exported 1 pair to {home / 'exports' / 'pairs.jsonl'}" for _, message in app.told)
@@ -1122,15 +1118,22 @@ async def test_a_short_terminal_shows_candidates_and_whole_dialogs(make_app):
         assert save.height > 0 and app.screen.region.contains_region(save)
 
 
+async def accept_behind_another_writer(app, pilot, db_path) -> sqlite3.Connection:
+    """Another process starts writing, then a is pressed: the acceptance waits for that lock (up to the
+    5 s busy timeout). Returns the other process's connection, for the test to commit and close."""
+    other = sqlite3.connect(db_path, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    await pilot.press("a")
+    await pilot.pause()
+    assert app.writing
+    return other
+
+
 async def test_reads_do_not_queue_behind_a_write_that_waits_for_another_process(make_app, db_path):
     app = make_app()
     async with app.run_test(size=(100, 40)) as pilot:
         await generated(app, pilot, ["Alpha title", "Beta title"], 2)
-        other = sqlite3.connect(db_path, isolation_level=None, check_same_thread=False)
-        other.execute("BEGIN IMMEDIATE")  # another process is writing
-        await pilot.press("a")  # the acceptance now waits for that lock (up to the 5 s busy timeout)
-        await pilot.pause()
-        assert app.writing
+        other = await accept_behind_another_writer(app, pilot, db_path)
         counts = app._read(lambda store: store.counts())  # a read on the UI thread, e.g. the status line
         other.execute("COMMIT")  # released at once, unless the read above had to outwait the writer
         other.close()
@@ -1155,11 +1158,7 @@ async def test_few_shot_examples_are_read_without_waiting_for_a_write_held_up_by
             return scripted(*args, **kwargs)
 
         app.generator.generate = generate
-        other = sqlite3.connect(db_path, isolation_level=None, check_same_thread=False)
-        other.execute("BEGIN IMMEDIATE")  # another process is writing
-        await pilot.press("a")  # the acceptance now waits for that lock (up to the 5 s busy timeout)
-        await pilot.pause()
-        assert app.writing
+        other = await accept_behind_another_writer(app, pilot, db_path)
         await pilot.press("ctrl+g")
         assert ran.wait(10)  # the run got its examples while the acceptance still waited
         other.execute("COMMIT")  # released at once, unless the run had to outwait the writer
@@ -1335,10 +1334,7 @@ async def test_an_export_says_which_decisions_it_left_out_because_they_wait_for_
         out = tmp_path / "pairs.jsonl"
         await pilot.press("x")
         await pilot.pause()
-        path_input = app.screen.query_one("#export-path", Input)
-        path_input.value = str(out)
-        path_input.focus()
-        await pilot.press("enter")
+        await submit_export_path(app, pilot, str(out))
         await settle(app, pilot)
         other.execute("COMMIT")
         other.close()
@@ -1886,18 +1882,11 @@ async def test_an_export_does_not_wait_for_a_write_held_up_by_another_process(ma
     app = make_app()
     async with app.run_test(size=(100, 40)) as pilot:
         await generated(app, pilot, ["Alpha title", "Beta title"], 2)
-        other = sqlite3.connect(db_path, isolation_level=None, check_same_thread=False)
-        other.execute("BEGIN IMMEDIATE")  # another process is writing
-        await pilot.press("a")  # the acceptance now waits for that lock (up to the 5 s busy timeout)
-        await pilot.pause()
-        assert app.writing
+        other = await accept_behind_another_writer(app, pilot, db_path)
         out = tmp_path / "pairs.jsonl"
         await pilot.press("x")
         await pilot.pause()
-        path_input = app.screen.query_one("#export-path", Input)
-        path_input.value = str(out)
-        path_input.focus()
-        await pilot.press("enter")
+        await submit_export_path(app, pilot, str(out))
         for _ in range(40):  # 2 s, well under the writer's wait
             await pilot.pause(0.05)
             if any(message.startswith("Exported") for _, message in app.told):
