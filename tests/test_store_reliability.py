@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from core.cli import main
 from core.errors import StoreUnavailable, TitlecraftError
-from core.export import export
+from core.export import export, training_title
 from core.importer import import_file
 from core.store import Store
 
@@ -317,7 +317,10 @@ def test_any_decision_sequence_matches_the_reference_model_and_sft_round_trips(s
         with Store(folder / "imported.db") as imported:
             summary = import_file(imported, folder / "sft.jsonl")
             assert summary.problems == [] and summary.imported == len(curated)
-            assert {pair.abstract: pair.title for pair in imported.curated_pairs()} == curated
+            # The training formats write a title on one line, whitespace collapsed, as training reads it
+            assert {pair.abstract: pair.title for pair in imported.curated_pairs()} == {
+                abstract: training_title(title) for abstract, title in curated.items()
+            }
             assert import_file(imported, folder / "sft.jsonl").already_present == len(curated)
             assert len(imported.curated_pairs()) == len(curated)
 
