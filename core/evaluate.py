@@ -129,8 +129,9 @@ def default_mode(spec: str, out_dir: str | os.PathLike | None = None) -> str:
     refused as another run's when the same command resumed or re-scored it."""
     from core.models import CHECKPOINT_META, EMBEDDED, shipped_adapter_present
 
-    if out_dir is not None and _recorded_mode(Path(out_dir)) in ("zero-shot", "finetuned"):
-        return _recorded_mode(Path(out_dir))
+    recorded = _recorded_mode(Path(out_dir)) if out_dir is not None else None
+    if recorded in ("zero-shot", "finetuned"):
+        return recorded
     if spec == EMBEDDED:
         return "finetuned" if shipped_adapter_present() else "zero-shot"
     return "finetuned" if (Path(spec).expanduser() / CHECKPOINT_META).is_file() else "zero-shot"
